@@ -1,0 +1,160 @@
+// The sparse-attention library: token layout, block masks and their builders, the token-major
+// permutation, the CPU reference attention (the oracle for every kernel) and the online profiler.
+// Semantics: ../shared/DESIGN.md sections 1-4.
+//
+// Q, K, V and O tensors are [B, S, H, D] (batch, tokens, heads, head dim), contiguous.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vdit/tensor.h"
+
+namespace vdit {
+
+// ---- Token layout -------------------------------------------------------------------------
+
+enum class TextPosition { none, first, last };
+
+// T frames of h x w patches, frame-major (token = f*L + y*w + x, L = h*w), with `text` tokens
+// before or after the video tokens.
+struct VideoLayout {
+  int64_t frames = 1;
+  int64_t height = 1;
+  int64_t width = 1;
+  int64_t text = 0;
+  TextPosition text_position = TextPosition::none;
+
+  int64_t frame_tokens() const { return height * width; }            // L
+  int64_t video_tokens() const { return frames * frame_tokens(); }   // T*L
+  int64_t tokens() const { return video_tokens() + text; }           // S
+  int64_t video_begin() const { return text_position == TextPosition::first ? text : 0; }
+  int64_t video_end() const { return video_begin() + video_tokens(); }
+  bool is_text(int64_t token) const { return token < video_begin() || token >= video_end(); }
+  void validate() const;  // throws invalid_argument naming the bad field
+  std::string to_string() const;
+};
+
+const char* text_position_name(TextPosition position);
+TextPosition parse_text_position(std::string_view name);  // "first", "last", "none"
+
+// ---- Patterns -----------------------------------------------------------------------------
+
+// One head's pattern. Spatial and temporal are bands of half-width W tokens; temporal heads see
+// the video tokens in token-major order (see token_major_order). Text rows and columns are always
+// kept.
+struct Pattern {
+  enum class Kind { dense, tile, spatial, temporal };
+  Kind kind = Kind::dense;
+  int global_frames = 0;   // tile: g
+  double density = 1.0;    // spatial/temporal: target density in (0, 1]
+  bool sink = false;       // spatial: also keep the keys of frame 0
+
+  static Pattern dense() { return {}; }
+  static Pattern tile(int g) { return {Kind::tile, g, 1.0, false}; }
+  static Pattern spatial(double d, bool sink = false) { return {Kind::spatial, 0, d, sink}; }
+  static Pattern temporal(double d) { return {Kind::temporal, 0, d, false}; }
+  bool permuted() const { return kind == Kind::temporal; }
+  std::string to_string() const;  // "dense", "tile:2", "spatial:0.25", "spatial:0.25+sink", ...
+  bool operator==(const Pattern&) const = default;
+};
+
+// Parses "dense", "tile:G", "spatial:D", "spatial:D+sink", "temporal:D"; errors name the text.
+Pattern parse_pattern(std::string_view text);
+
+// Band half-width W (tokens) for a spatial/temporal head: the smallest W whose kept area (band plus
+// text rows and columns, plus sink columns if any) reaches density * S^2, rounded up to a multiple
+// of `block`.
+int64_t band_width(const VideoLayout& layout, const Pattern& pattern, int block);
+
+// ---- Block masks --------------------------------------------------------------------------
+
+// Per mask slot (a head, or a (batch item, head) pair) and query block, the sorted list of key
+// blocks to visit (CSR). Blocks are `block_q` x `block_k` tokens; the last ones may be ragged.
+struct BlockMask {
+  int64_t tokens = 0;     // S (queries and keys)
+  int block_q = 128;
+  int block_k = 128;
+  int heads = 0;          // mask slots: H (shared by the batch) or B*H (slot = b*H + h)
+  std::vector<int64_t> row_offsets;   // heads * q_blocks() + 1 entries
+  std::vector<int32_t> key_blocks;    // sorted within each row
+
+  int64_t q_blocks() const { return (tokens + block_q - 1) / block_q; }
+  int64_t k_blocks() const { return (tokens + block_k - 1) / block_k; }
+  std::span<const int32_t> row(int head, int64_t q_block) const;
+  int64_t kept_tiles() const { return static_cast<int64_t>(key_blocks.size()); }
+  int64_t kept_tiles(int head) const;
+  // Kept fraction of the token pairs (ragged blocks weighted by their real size), in [0, 1].
+  double density() const;
+  double density(int head) const;
+  void validate() const;  // CSR sorted, in range, sizes consistent
+};
+
+// Builds the mask of every head from its pattern (one Pattern per head). Cost O(kept tiles): never
+// materialises an S x S token mask. Temporal heads' masks index token-major positions.
+BlockMask build_block_mask(const VideoLayout& layout, std::span<const Pattern> head_patterns,
+                           int block_q = 128, int block_k = 128);
+BlockMask build_block_mask(const VideoLayout& layout, const Pattern& pattern, int heads,
+                           int block_q = 128, int block_k = 128);
+
+// The token-level rule the block masks are built from: may query token q attend key token k under
+// `pattern`? Positions are in the head's own order (token-major for temporal heads). O(1); used by
+// tests and tools, never to build masks.
+bool token_pair_allowed(const VideoLayout& layout, const Pattern& pattern, int64_t band, int64_t q,
+                        int64_t k);
+
+// ---- Layout transformation ----------------------------------------------------------------
+
+// order[i] = frame-major token placed at token-major position i (text tokens stay in place):
+// the video token f*L + p moves to p*T + f.
+std::vector<int64_t> token_major_order(const VideoLayout& layout);
+
+// Gathers x [B, S, H, D] into token-major order for the heads with permute_head[h] != 0 (others
+// are copied unchanged); scatter_from_token_major is its exact inverse.
+Tensor gather_to_token_major(const Tensor& x, const VideoLayout& layout, std::span<const uint8_t> permute_head);
+Tensor scatter_from_token_major(const Tensor& x, const VideoLayout& layout,
+                                std::span<const uint8_t> permute_head);
+
+// ---- Reference attention (CPU) ------------------------------------------------------------
+
+struct AttentionOptions {
+  float scale = 0.0f;             // 0: 1/sqrt(D)
+  const BlockMask* mask = nullptr;  // null: dense
+};
+
+// O = softmax(Q K^T * scale) V per (batch, head), over the key blocks the mask keeps, accumulated
+// in f32 (inputs of any float dtype are read as f32). Returns O as f32 [B, S, H, D]. If `lse` is
+// non-null it receives the natural-log log-sum-exp of the scaled scores, f32 [B, H, S].
+// Threads over (batch, head, query block).
+Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
+                           const AttentionOptions& options = {}, Tensor* lse = nullptr);
+
+// ---- Online profiler ----------------------------------------------------------------------
+
+struct ProfileOptions {
+  int sample_rows = 64;          // video query rows sampled uniformly per batch item
+  uint64_t seed = 0;
+  double dense_fallback = 0.0;   // > 0: run a head dense when its best relative error exceeds this
+  int block_q = 128;
+  int block_k = 128;
+};
+
+struct ProfileResult {
+  int batch = 0, heads = 0, candidates = 0;
+  std::vector<int> choice;     // [B*H]: index into candidates, or -1 for dense
+  std::vector<double> mse;     // [B*H*candidates]: mean squared error against dense
+  std::vector<double> relative_error;  // [B*H*candidates]: sum sq error / sum sq of dense output
+  // The per-(batch item, head) patterns chosen, ready for build_block_mask (B*H slots).
+  std::vector<Pattern> patterns(std::span<const Pattern> candidates) const;
+};
+
+// Samples query rows, computes their dense attention output and their outputs under each
+// candidate pattern, and picks the candidate of least MSE per (batch item, head). Deterministic
+// for a seed.
+ProfileResult profile_heads(const Tensor& q, const Tensor& k, const Tensor& v, const VideoLayout& layout,
+                            std::span<const Pattern> candidates, const ProfileOptions& options = {});
+
+}  // namespace vdit
