@@ -1,0 +1,46 @@
+// The one parameter struct of the flash-attention forward kernels (dense and block-sparse, sm_80
+// and sm_90a), passed by value. Plain C++: included by host code and by .cu files.
+//
+// Layout: Q, K, V, O are [B, S, H, D] with arbitrary batch/row/head strides (elements) and unit
+// stride along D; LSE (optional) is f32 [B, H, S], natural log of sum(exp(scale * q.k)).
+#pragma once
+
+#include <cstdint>
+
+namespace vdit::cuda {
+
+struct FlashParams {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* o = nullptr;
+  float* lse = nullptr;  // may be null
+
+  int64_t q_batch_stride = 0, q_row_stride = 0, q_head_stride = 0;
+  int64_t k_batch_stride = 0, k_row_stride = 0, k_head_stride = 0;
+  int64_t v_batch_stride = 0, v_row_stride = 0, v_head_stride = 0;
+  int64_t o_batch_stride = 0, o_row_stride = 0, o_head_stride = 0;
+
+  int batch = 0;
+  int heads = 0;
+  int seqlen = 0;     // S, queries and keys
+  int head_dim = 0;   // 64, 96 or 128
+  bool bf16 = true;   // else fp16
+  float scale = 0.f;  // softmax scale (usually 1/sqrt(D))
+
+  // Block-sparse: per mask slot and query block, the sorted key blocks to visit (CSR, device
+  // memory). Null row_offsets means dense. Slot of (b, h) = mask_heads == heads ? h : b*heads + h.
+  // Mask blocks are mask_block_q x mask_block_k tokens, multiples of the kernel's own tiles.
+  const int32_t* row_offsets = nullptr;  // mask_heads * q_blocks + 1
+  const int32_t* key_blocks = nullptr;
+  int mask_heads = 0;
+  int mask_block_q = 128;
+  int mask_block_k = 128;
+
+  // Optional work order for load balance: query-tile work items sorted longest first
+  // (device memory, `work_items` entries); kernels may ignore it.
+  const int32_t* schedule = nullptr;
+  int work_items = 0;
+};
+
+}  // namespace vdit::cuda
