@@ -32,5 +32,7 @@ function(vdit_setup_cuda_target target)
   foreach(flag IN LISTS VDIT_CUDA_GENCODE ITEMS --expt-relaxed-constexpr -lineinfo)
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${flag}>)
   endforeach()
-  target_link_libraries(${target} PUBLIC CUDA::cudart CUDA::cuda_driver CUDA::cublasLt)
+  # Static cudart loads the driver at run time, so binaries start (and GPU tests skip) on machines
+  # without one; driver entry points (TMA maps) go through cudaGetDriverEntryPoint for the same reason.
+  target_link_libraries(${target} PUBLIC CUDA::cudart_static CUDA::cublasLt)
 endfunction()
