@@ -1,0 +1,76 @@
+#include <cmath>
+
+#include "ops/common.h"
+
+namespace vdit {
+
+RopeTable rope_table_3d(const std::array<int, 3>& axis_dims, const std::array<std::vector<double>, 3>& positions,
+                        double theta) {
+  int64_t pairs = 0;
+  for (int a = 0; a < 3; ++a) {
+    VDIT_CHECK(axis_dims[a] >= 0 && axis_dims[a] % 2 == 0, ErrorCode::invalid_argument,
+               "rope_table_3d: axis {} has {} channels, expected an even count", a, axis_dims[a]);
+    VDIT_CHECK(!positions[a].empty(), ErrorCode::invalid_argument, "rope_table_3d: axis {} has no positions", a);
+    pairs += axis_dims[a] / 2;
+  }
+  const int64_t frames = static_cast<int64_t>(positions[0].size()), height = static_cast<int64_t>(positions[1].size()),
+                width = static_cast<int64_t>(positions[2].size()), tokens = frames * height * width;
+  // Per axis and pair, the angle at each position along that axis.
+  std::array<std::vector<double>, 3> angles;
+  for (int a = 0; a < 3; ++a) {
+    const int n = axis_dims[a] / 2;
+    for (double pos : positions[a])
+      for (int j = 0; j < n; ++j) angles[a].push_back(pos * std::pow(theta, -2.0 * j / axis_dims[a]));
+  }
+  RopeTable table{Tensor::empty(Shape{tokens, pairs}, DType::f32), Tensor::empty(Shape{tokens, pairs}, DType::f32)};
+  float *cp = table.cos.data<float>(), *sp = table.sin.data<float>();
+  for (int64_t t = 0; t < tokens; ++t) {
+    const std::array<int64_t, 3> at = {t / (height * width), t / width % height, t % width};
+    int64_t p = 0;
+    for (int a = 0; a < 3; ++a) {
+      const int n = axis_dims[a] / 2;
+      for (int j = 0; j < n; ++j, ++p) {
+        const double angle = angles[a][at[a] * n + j];
+        cp[t * pairs + p] = static_cast<float>(std::cos(angle));
+        sp[t * pairs + p] = static_cast<float>(std::sin(angle));
+      }
+    }
+  }
+  return table;
+}
+
+void apply_rope(const ExecContext& ctx, Tensor& x, const RopeTable& table, int64_t token_offset) {
+  ops::check_input(ctx, x, "apply_rope", "x");
+  ops::check_input(ctx, table.cos, "apply_rope", "table.cos");
+  ops::check_input(ctx, table.sin, "apply_rope", "table.sin");
+  VDIT_CHECK(x.rank() == 4 && x.size(3) == 2 * table.pairs() && token_offset >= 0 &&
+                 token_offset + table.tokens() <= x.size(1),
+             ErrorCode::invalid_argument,
+             "apply_rope: x {} ([B, S, H, D]) does not hold {} tokens of head dim {} from token {}",
+             x.shape().to_string(), table.tokens(), 2 * table.pairs(), token_offset);
+  ops::check_shape(table.sin, table.cos.shape(), "apply_rope", "table.sin");
+  ops::require_cpu(ctx, "apply_rope");
+  VDIT_CHECK(x.dtype() == DType::f32 && x.is_contiguous(), ErrorCode::invalid_argument,
+             "apply_rope: x must be a contiguous f32 tensor on the CPU, got {}", x.describe());
+  const int64_t batch = x.size(0), seq = x.size(1), heads = x.size(2), pairs = table.pairs(), n = table.tokens();
+  Tensor cs = ops::f32_dense(table.cos), ss = ops::f32_dense(table.sin);
+  const float *cp = cs.data<float>(), *sp = ss.data<float>();
+  float* xp = x.data<float>();
+  ops::for_rows(ctx, batch * n, heads * pairs * 2, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / n, t = r % n;
+      const float *c = cp + t * pairs, *s = sp + t * pairs;
+      float* row = xp + (b * seq + token_offset + t) * heads * pairs * 2;
+      for (int64_t h = 0; h < heads; ++h) {
+        float* v = row + h * pairs * 2;
+        for (int64_t i = 0; i < pairs; ++i) {
+          const float a = v[2 * i], bb = v[2 * i + 1];
+          v[2 * i] = a * c[i] - bb * s[i];
+          v[2 * i + 1] = a * s[i] + bb * c[i];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace vdit
