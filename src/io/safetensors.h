@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,7 +36,9 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   bool contains(std::string_view name) const;
   const TensorInfo& info(std::string_view name) const;  // throws not_found naming file and tensor
-  // A borrowed view of the mapped bytes; keeps the mapping alive.
+  // A borrowed, read-only view of the mapped bytes that keeps the mapping alive (clone() it to
+  // write). A tensor whose bytes are not aligned to its element size (possible in files with an
+  // unpadded header) is copied instead.
   Tensor tensor(std::string_view name) const;
 
  private:
@@ -43,12 +46,19 @@ class SafetensorsFile {
   std::shared_ptr<void> mapping_;
   const uint8_t* data_ = nullptr;  // start of the data section
   std::vector<TensorInfo> tensors_;
-  std::map<std::string, size_t> index_;
+  std::map<std::string, size_t, std::less<>> index_;  // name -> position in tensors_
   std::map<std::string, std::string> metadata_;
 };
 
+// Parses JSON text, rejecting an object that repeats a key (nlohmann's parser silently keeps the
+// last). Throws corrupt_file naming `file` for invalid JSON. On a repeated key, `duplicate` gets
+// the keys leading to it (outermost first, the repeated key last) and the result is unspecified.
+nlohmann::json parse_json_unique_keys(std::string_view text, const std::string& file,
+                                      std::vector<std::string>* duplicate);
+
 // Writes tensors (CPU, any strides) to `path` atomically (temporary file, then rename). Refuses
-// to replace an existing file unless `overwrite`.
+// to replace an existing file unless `overwrite`. The header is padded to a multiple of 8 bytes and
+// tensors are stored largest element size first, so each one is aligned with no gaps between them.
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {}, bool overwrite = false);
 
