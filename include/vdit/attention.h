@@ -128,7 +128,9 @@ struct AttentionOptions {
 // O = softmax(Q K^T * scale) V per (batch, head), over the key blocks the mask keeps, accumulated
 // in f32 (inputs of any float dtype are read as f32). Returns O as f32 [B, S, H, D]. If `lse` is
 // non-null it receives the natural-log log-sum-exp of the scaled scores, f32 [B, H, S].
-// Threads over (batch, head, query block).
+// Q, K, V may be strided; K and V may have another S than Q when there is no mask. A mask needs
+// tokens == S and heads == H (shared by the batch) or B*H (slot b*H + h). A query row whose CSR row
+// keeps no key block gets output 0 and LSE -inf. CPU only. Threads over (batch, head, query block).
 Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
                            const AttentionOptions& options = {}, Tensor* lse = nullptr);
 
