@@ -1,5 +1,6 @@
-// Checkpoints: a single .safetensors file, or a diffusers folder (config.json and either one
-// *.safetensors file or shards listed by *.safetensors.index.json).
+// Checkpoints: a single .safetensors file, or a diffusers folder (optional config.json and either
+// one *.safetensors file or shards listed by *.safetensors.index.json:
+// {"metadata": {...}, "weight_map": {tensor name: shard file name}}).
 #pragma once
 
 #include <map>
@@ -25,6 +26,7 @@ class Checkpoint {
   bool contains(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const;     // throws not_found
   Tensor tensor(const std::string& name) const;              // zero-copy view
+  const SafetensorsFile& shard(const std::string& name) const;  // the file holding `name`
   const std::vector<SafetensorsFile>& shards() const { return shards_; }
 
  private:
