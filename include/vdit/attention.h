@@ -159,4 +159,57 @@ struct ProfileResult {
 ProfileResult profile_heads(const Tensor& q, const Tensor& k, const Tensor& v, const VideoLayout& layout,
                             std::span<const Pattern> candidates, const ProfileOptions& options = {});
 
+// ---- GPU layout, masks and profiler -------------------------------------------------------
+// CUDA builds only (VDIT_HAVE_CUDA); the tensors below live on the GPU. `stream` is a cudaStream_t
+// (null: the default stream). Nothing here waits for the GPU unless it says so: the profiler's
+// choices reach the mask builder and the permutation through GPU memory, with no host round trip.
+//
+// Slot codes: one i32 per mask slot (slot = b*H + h, or h when the batch shares masks), an index
+// into a list of candidate patterns, or -1 for dense. Permute flags: one u8 per slot ([H] or
+// [B*H]), non-zero where the slot's pattern is permuted (temporal).
+
+// Candidate patterns resolved once for a layout and block size (band widths from band_width), with
+// a copy on the GPU.
+struct GpuPatterns {
+  VideoLayout layout;
+  std::vector<Pattern> candidates;
+  int block_q = 128;
+  int block_k = 128;
+  Tensor table;  // u8 on the GPU: the resolved candidates
+  int64_t kept_tiles(int code) const;  // of one slot with this code (-1: dense); host arithmetic
+};
+GpuPatterns make_gpu_patterns(const VideoLayout& layout, std::span<const Pattern> candidates,
+                              int block_q = 128, int block_k = 128, Device device = Device::cuda());
+
+// A block mask in GPU memory, in the int32 form the flash kernels read (cuda::FlashParams).
+struct GpuBlockMask {
+  int64_t tokens = 0;
+  int block_q = 128;
+  int block_k = 128;
+  int slots = 0;
+  Tensor row_offsets;  // i32 [slots * q_blocks + 1]
+  Tensor key_blocks;   // i32 [capacity]; the last row offset says how many are used
+  int64_t q_blocks() const { return (tokens + block_q - 1) / block_q; }
+  int64_t k_blocks() const { return (tokens + block_k - 1) / block_k; }
+  BlockMask to_host() const;  // waits for the GPU
+};
+
+// A mask of `slots` slots with room for any code in [-1, candidates), or [0, candidates) when
+// dense is not allowed.
+GpuBlockMask allocate_gpu_block_mask(const GpuPatterns& patterns, int slots, bool allow_dense = true);
+
+// Builds every slot's CSR from its code (slot_codes: i32 [mask.slots] on the GPU) with a count
+// pass, one scan and a fill pass: identical to build_block_mask of the slots' patterns.
+void build_block_mask_gpu(const GpuPatterns& patterns, const Tensor& slot_codes, const GpuBlockMask& mask,
+                          void* stream = nullptr);
+
+// gather_to_token_major on the GPU, bit for bit, for up to three tensors (Q, K, V) in one launch:
+// x[i] [B, S, H, D] (contiguous; f32, f16 or bf16) is gathered into out[i] (same shape and dtype,
+// not overlapping) for the slots whose permute flag (u8 [H] or [B*H] on the GPU) is set, and
+// copied for the others. scatter_from_token_major_gpu is the inverse.
+void gather_to_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out,
+                               const VideoLayout& layout, const Tensor& permute, void* stream = nullptr);
+void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out,
+                                  const VideoLayout& layout, const Tensor& permute, void* stream = nullptr);
+
 }  // namespace vdit

@@ -1,0 +1,226 @@
+// The host side of the GPU layout ops (DESIGN.md sections 2-4): argument checks, buffers and
+// launches of the permutation, the mask builder and the profiler (src/kernels/cuda/).
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda/mask_builder.h"
+#include "kernels/cuda/permute.h"
+#include "vdit/attention.h"
+
+namespace vdit {
+namespace {
+
+cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }
+
+void check_cuda(cudaError_t error, const char* what) {
+  VDIT_CHECK(error == cudaSuccess, ErrorCode::cuda, "{}: {}", what, cudaGetErrorString(error));
+}
+
+cuda::MaskGeometry mask_geometry(const VideoLayout& layout, int block_q, int block_k) {
+  cuda::MaskGeometry g;
+  g.tokens = layout.tokens();
+  g.video_begin = layout.video_begin();
+  g.video_tokens = layout.video_tokens();
+  g.frames = layout.frames;
+  g.frame_tokens = layout.frame_tokens();
+  g.block_q = block_q;
+  g.block_k = block_k;
+  g.q_blocks = (g.tokens + block_q - 1) / block_q;
+  g.k_blocks = (g.tokens + block_k - 1) / block_k;
+  return g;
+}
+
+cuda::MaskPattern resolve_pattern(const VideoLayout& layout, const Pattern& pattern, int block_k) {
+  cuda::MaskPattern p;
+  switch (pattern.kind) {
+    case Pattern::Kind::dense: p.kind = cuda::MaskPattern::dense; break;
+    case Pattern::Kind::tile:
+      VDIT_CHECK(pattern.global_frames >= 0 && pattern.global_frames <= layout.frames, ErrorCode::invalid_argument,
+                 "pattern '{}': global frames must be in [0, {}] for {} frames", pattern.to_string(),
+                 layout.frames, layout.frames);
+      p.kind = cuda::MaskPattern::tile;
+      p.global_frames = pattern.global_frames;
+      break;
+    case Pattern::Kind::spatial:
+    case Pattern::Kind::temporal:
+      p.kind = pattern.kind == Pattern::Kind::spatial ? cuda::MaskPattern::spatial : cuda::MaskPattern::temporal;
+      p.sink = pattern.sink ? 1 : 0;
+      p.permuted = pattern.permuted() ? 1 : 0;
+      p.band = band_width(layout, pattern, block_k);  // the CPU builder's band, so masks agree
+      break;
+  }
+  return p;
+}
+
+std::vector<cuda::MaskPattern> resolved_table(const GpuPatterns& patterns) {
+  std::vector<cuda::MaskPattern> table;
+  for (const Pattern& c : patterns.candidates) table.push_back(resolve_pattern(patterns.layout, c, patterns.block_k));
+  return table;
+}
+
+void check_gpu_tensor(const Tensor& t, DType dtype, int64_t min_numel, const char* what) {
+  VDIT_CHECK(t.defined() && t.device().is_cuda() && t.dtype() == dtype && t.is_contiguous() && t.numel() >= min_numel,
+             ErrorCode::invalid_argument, "{} must be a contiguous {} GPU tensor of at least {} elements, got {}",
+             what, dtype_name(dtype), min_numel, t.defined() ? t.describe() : "undefined");
+}
+
+void permute_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const VideoLayout& layout,
+                 const Tensor& permute, void* stream, bool to_token_major) {
+  const char* what = to_token_major ? "gather_to_token_major_gpu" : "scatter_from_token_major_gpu";
+  layout.validate();
+  VDIT_CHECK(!x.empty() && x.size() <= cuda::PermuteParams::kMaxTensors && out.size() == x.size(),
+             ErrorCode::invalid_argument, "{}: needs 1 to {} tensors and as many outputs, got {} and {}", what,
+             cuda::PermuteParams::kMaxTensors, x.size(), out.size());
+  const Tensor& first = x[0];
+  VDIT_CHECK(first.defined() && first.rank() == 4, ErrorCode::invalid_argument, "{}: x must be [B, S, H, D], got {}",
+             what, first.defined() ? first.describe() : "undefined");
+  const DType dtype = first.dtype();
+  VDIT_CHECK(dtype == DType::f32 || dtype == DType::f16 || dtype == DType::bf16, ErrorCode::unsupported,
+             "{}: dtype {} (f32, f16 or bf16 only)", what, dtype_name(dtype));
+  VDIT_CHECK(first.size(1) == layout.tokens(), ErrorCode::invalid_argument, "{}: x has {} tokens, layout {} has {}",
+             what, first.size(1), layout.to_string(), layout.tokens());
+  cuda::PermuteParams p;
+  for (size_t i = 0; i < x.size(); ++i) {
+    for (const Tensor* t : {&x[i], &out[i]}) {
+      VDIT_CHECK(t->defined() && t->device().is_cuda() && t->is_contiguous() && t->shape() == first.shape() &&
+                     t->dtype() == dtype,
+                 ErrorCode::invalid_argument, "{}: every tensor must be a contiguous GPU {} {}, got {}", what,
+                 dtype_name(dtype), first.shape().to_string(), t->defined() ? t->describe() : "undefined");
+    }
+    VDIT_CHECK(x[i].raw_data() != out[i].raw_data(), ErrorCode::invalid_argument, "{}: tensor {} is permuted in place",
+               what, i);
+    p.src[i] = x[i].raw_data();
+    p.dst[i] = out[i].raw_data();
+  }
+  const int64_t batch = first.size(0), heads = first.size(2);
+  VDIT_CHECK(permute.defined() && permute.device().is_cuda() && permute.dtype() == DType::u8 &&
+                 permute.is_contiguous() && (permute.numel() == heads || permute.numel() == batch * heads),
+             ErrorCode::invalid_argument, "{}: permute must be u8 [{}] or [{}] on the GPU, got {}", what, heads,
+             batch * heads, permute.defined() ? permute.describe() : "undefined");
+  p.tensors = static_cast<int>(x.size());
+  p.batch = batch;
+  p.tokens = first.size(1);
+  p.heads = heads;
+  p.row_bytes = first.size(3) * static_cast<int64_t>(dtype_size(dtype));
+  p.video_begin = layout.video_begin();
+  p.frames = layout.frames;
+  p.frame_tokens = layout.frame_tokens();
+  p.permute = permute.data<uint8_t>();
+  p.permute_slots = permute.numel();
+  p.to_token_major = to_token_major;
+  check_cuda(cuda::launch_permute_tokens(p, as_stream(stream)), what);
+}
+
+}  // namespace
+
+// ---- Masks ----------------------------------------------------------------------------------
+
+GpuPatterns make_gpu_patterns(const VideoLayout& layout, std::span<const Pattern> candidates, int block_q,
+                              int block_k, Device device) {
+  layout.validate();
+  VDIT_CHECK(block_q >= 1 && block_k >= 1, ErrorCode::invalid_argument,
+             "block sizes must be >= 1, got block_q {} block_k {}", block_q, block_k);
+  VDIT_CHECK(device.is_cuda(), ErrorCode::invalid_argument, "GPU patterns need a CUDA device, got {}",
+             device.to_string());
+  GpuPatterns patterns;
+  patterns.layout = layout;
+  patterns.candidates.assign(candidates.begin(), candidates.end());
+  patterns.block_q = block_q;
+  patterns.block_k = block_k;
+  const std::vector<cuda::MaskPattern> table = resolved_table(patterns);
+  const int64_t bytes = std::max<int64_t>(1, static_cast<int64_t>(table.size() * sizeof(cuda::MaskPattern)));
+  Tensor host = Tensor::zeros(Shape{bytes}, DType::u8);
+  if (!table.empty()) std::memcpy(host.raw_data(), table.data(), table.size() * sizeof(cuda::MaskPattern));
+  patterns.table = host.to(device);
+  return patterns;
+}
+
+int64_t GpuPatterns::kept_tiles(int code) const {
+  VDIT_CHECK(code >= -1 && code < static_cast<int>(candidates.size()), ErrorCode::invalid_argument,
+             "slot code {} outside [-1, {})", code, candidates.size());
+  const cuda::MaskGeometry g = mask_geometry(layout, block_q, block_k);
+  const cuda::MaskPattern p = code < 0 ? cuda::MaskPattern{} : resolve_pattern(layout, candidates[code], block_k);
+  int64_t tiles = 0;
+  for (int64_t qb = 0; qb < g.q_blocks; ++qb) tiles += cuda::mask_row_tiles(g, p, qb);
+  return tiles;
+}
+
+GpuBlockMask allocate_gpu_block_mask(const GpuPatterns& patterns, int slots, bool allow_dense) {
+  VDIT_CHECK(slots >= 1, ErrorCode::invalid_argument, "GPU block mask needs at least one slot, got {}", slots);
+  VDIT_CHECK(allow_dense || !patterns.candidates.empty(), ErrorCode::invalid_argument,
+             "GPU block mask with no candidates and no dense slots");
+  GpuBlockMask mask;
+  mask.tokens = patterns.layout.tokens();
+  mask.block_q = patterns.block_q;
+  mask.block_k = patterns.block_k;
+  mask.slots = slots;
+  int64_t widest = 0;
+  for (int code = allow_dense ? -1 : 0; code < static_cast<int>(patterns.candidates.size()); ++code)
+    widest = std::max(widest, patterns.kept_tiles(code));
+  const int64_t capacity = widest * slots;
+  VDIT_CHECK(capacity <= std::numeric_limits<int32_t>::max() &&
+                 slots * mask.q_blocks() < std::numeric_limits<int32_t>::max(),
+             ErrorCode::unsupported, "GPU block mask of {} slots x {} tiles does not fit int32 offsets", slots, widest);
+  const Device device = patterns.table.device();
+  mask.row_offsets = Tensor::empty(Shape{slots * mask.q_blocks() + 1}, DType::i32, device);
+  mask.key_blocks = Tensor::empty(Shape{std::max<int64_t>(capacity, 1)}, DType::i32, device);
+  return mask;
+}
+
+void build_block_mask_gpu(const GpuPatterns& patterns, const Tensor& slot_codes, const GpuBlockMask& mask,
+                          void* stream) {
+  VDIT_CHECK(mask.tokens == patterns.layout.tokens() && mask.block_q == patterns.block_q &&
+                 mask.block_k == patterns.block_k,
+             ErrorCode::invalid_argument, "GPU block mask ({} tokens, blocks {}x{}) was not made for these patterns "
+             "({} tokens, blocks {}x{})", mask.tokens, mask.block_q, mask.block_k, patterns.layout.tokens(),
+             patterns.block_q, patterns.block_k);
+  check_gpu_tensor(slot_codes, DType::i32, mask.slots, "slot_codes");
+  check_gpu_tensor(mask.row_offsets, DType::i32, mask.slots * mask.q_blocks() + 1, "mask.row_offsets");
+  cuda::MaskBuildParams p;
+  p.geometry = mask_geometry(patterns.layout, patterns.block_q, patterns.block_k);
+  p.patterns = static_cast<const cuda::MaskPattern*>(patterns.table.raw_data());
+  p.num_patterns = static_cast<int>(patterns.candidates.size());
+  p.slot_codes = slot_codes.data<int32_t>();
+  p.slots = mask.slots;
+  p.row_offsets = mask.row_offsets.data<int32_t>();
+  p.key_blocks = mask.key_blocks.data<int32_t>();
+  p.capacity = mask.key_blocks.numel();
+  check_cuda(cuda::launch_build_block_mask(p, as_stream(stream)), "build_block_mask_gpu");
+}
+
+BlockMask GpuBlockMask::to_host() const {
+  BlockMask mask;
+  mask.tokens = tokens;
+  mask.block_q = block_q;
+  mask.block_k = block_k;
+  mask.heads = slots;
+  check_cuda(cudaDeviceSynchronize(), "GpuBlockMask::to_host");
+  const Tensor offsets = row_offsets.to(Device::cpu());
+  const int32_t* o = offsets.data<int32_t>();
+  mask.row_offsets.assign(o, o + offsets.numel());
+  const int64_t used = mask.row_offsets.back();
+  VDIT_CHECK(used >= 0 && used <= key_blocks.numel(), ErrorCode::internal,
+             "GPU block mask uses {} key blocks, has room for {}", used, key_blocks.numel());
+  if (used > 0) {
+    const Tensor blocks = key_blocks.slice(0, 0, used).to(Device::cpu());
+    mask.key_blocks.assign(blocks.data<int32_t>(), blocks.data<int32_t>() + used);
+  }
+  return mask;
+}
+
+// ---- Permutation ----------------------------------------------------------------------------
+
+void gather_to_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const VideoLayout& layout,
+                               const Tensor& permute, void* stream) {
+  permute_gpu(x, out, layout, permute, stream, true);
+}
+
+void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const VideoLayout& layout,
+                                  const Tensor& permute, void* stream) {
+  permute_gpu(x, out, layout, permute, stream, false);
+}
+
+}  // namespace vdit
