@@ -343,6 +343,32 @@ TEST(Ops, RopeTableAndRotation) {
   EXPECT_LT(max_error(x, expected), 1e-6);
 }
 
+TEST(Ops, AddRepeatsTrailingOperand) {
+  Tensor a = random_tensor({3, 2, 5}, 39), b = random_tensor({1, 2, 5}, 40), c = random_tensor({5}, 41);
+  auto av = values(a), bv = values(b), cv = values(c);
+  std::vector<double> ab(av.size()), ac(av.size());
+  for (size_t i = 0; i < av.size(); ++i) {
+    ab[i] = av[i] + bv[i % 10];
+    ac[i] = av[i] + cv[i % 5];
+  }
+  EXPECT_LT(max_error(add(kCpu, a, b), ab), 1e-7);
+  EXPECT_LT(max_error(add(kCpu, a, c), ac), 1e-7);
+  EXPECT_THROW(add(kCpu, a, random_tensor({3, 5}, 42)), Error);
+}
+
+TEST(Ops, ConcatTokens) {
+  Tensor a = random_tensor({2, 3, 4}, 43), b = random_tensor({2, 5, 4}, 44).to(DType::bf16);
+  Tensor y = concat_tokens(kCpu, a, b);
+  ASSERT_EQ(y.shape(), (Shape{2, 8, 4}));
+  auto av = values(a), bv = values(b);
+  std::vector<double> expected;
+  for (int64_t i = 0; i < 2; ++i) {
+    expected.insert(expected.end(), av.begin() + i * 12, av.begin() + (i + 1) * 12);
+    expected.insert(expected.end(), bv.begin() + i * 20, bv.begin() + (i + 1) * 20);
+  }
+  EXPECT_EQ(max_error(y, expected), 0.0);
+}
+
 TEST(Ops, CudaContextWithoutCudaOpsIsRefused) {
   const ExecContext gpu{Device::cuda(0)};
   EXPECT_THROW(silu(gpu, random_tensor({2}, 38)), Error);

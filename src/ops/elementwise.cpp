@@ -6,6 +6,17 @@ namespace {
 
 constexpr int64_t kChunk = 4096;  // elements per parallel work item
 
+// True when `b` (leading 1s dropped) equals the last dimensions of `a`.
+bool trailing_shape_of(const Shape& b, const Shape& a) {
+  int first = 0;
+  while (first < b.rank() && b[first] == 1) ++first;
+  const int n = b.rank() - first;
+  if (n > a.rank()) return false;
+  for (int i = 0; i < n; ++i)
+    if (b[first + i] != a[a.rank() - n + i]) return false;
+  return true;
+}
+
 template <typename F>
 Tensor map_elements(const ExecContext& ctx, const Tensor& x, const char* op, F f) {
   ops::check_input(ctx, x, op, "x");
@@ -32,16 +43,31 @@ Tensor silu(const ExecContext& ctx, const Tensor& x) { return map_elements(ctx, 
 Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
   ops::check_input(ctx, a, "add", "a");
   ops::check_input(ctx, b, "add", "b");
-  ops::check_shape(b, a.shape(), "add", "b");
+  VDIT_CHECK(trailing_shape_of(b.shape(), a.shape()), ErrorCode::invalid_argument,
+             "add: b has shape {}, which does not repeat over a {}", b.shape().to_string(), a.shape().to_string());
   ops::require_cpu(ctx, "add");
   Tensor as = ops::f32_dense(a), bs = ops::f32_dense(b);
   Tensor y = Tensor::empty(a.shape(), DType::f32);
   const float *ap = as.data<float>(), *bp = bs.data<float>();
   float* yp = y.data<float>();
-  const int64_t n = a.numel();
+  const int64_t n = a.numel(), period = b.numel();
   ops::for_rows(ctx, (n + kChunk - 1) / kChunk, kChunk, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin * kChunk; i < std::min(n, end * kChunk); ++i) yp[i] = ap[i] + bp[i];
+    for (int64_t i = begin * kChunk; i < std::min(n, end * kChunk); ++i) yp[i] = ap[i] + bp[i % period];
   });
+  return y;
+}
+
+Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
+  ops::check_input(ctx, a, "concat_tokens", "a");
+  ops::check_input(ctx, b, "concat_tokens", "b");
+  VDIT_CHECK(a.rank() == 3 && b.rank() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(2),
+             ErrorCode::invalid_argument, "concat_tokens: a {} and b {} are not [B, N, D] of one B and D",
+             a.shape().to_string(), b.shape().to_string());
+  ops::require_cpu(ctx, "concat_tokens");
+  const int64_t na = a.size(1), nb = b.size(1);
+  Tensor y = Tensor::empty(Shape{a.size(0), na + nb, a.size(2)}, DType::f32);
+  y.slice(1, 0, na).copy_from(a);
+  y.slice(1, na, na + nb).copy_from(b);
   return y;
 }
 

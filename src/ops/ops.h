@@ -54,7 +54,12 @@ void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, cons
 
 Tensor gelu_tanh(const ExecContext& ctx, const Tensor& x);  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 Tensor silu(const ExecContext& ctx, const Tensor& x);       // x / (1 + exp(-x))
-Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b);  // same shapes
+// a + b, where b's shape is a trailing part of a's (leading 1s allowed): b repeats over a's leading
+// dimensions, e.g. a [B, 6, D] + b [1, 6, D], or a [B, D] + b [D].
+Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b);
+
+// Tokens of a [B, Na, D] then b [B, Nb, D]: [B, Na + Nb, D] (CogVideoX's joint text + video sequence).
+Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b);
 
 // ---- Patches ----------------------------------------------------------------------------------
 

@@ -100,6 +100,7 @@ Tensor patchify(const ExecContext& ctx, const Tensor& video, VideoAxes axes, Pat
 
 Tensor patch_embed(const ExecContext& ctx, const Tensor& video, VideoAxes axes, PatchSize patch,
                    const Tensor& weight, const Tensor& bias) {
+  ops::check_input(ctx, video, "patch_embed", "video");
   ops::check_input(ctx, weight, "patch_embed", "weight");
   const VideoDims d = dims_of(video, axes, "patch_embed");
   const int64_t k = d.channels * patch.volume();
