@@ -1,0 +1,670 @@
+// Flash-attention forward for Hopper (sm_90a), dense and block-sparse, FlashAttention-3 style:
+//
+// - One persistent CTA per SM, 3 warpgroups. Warpgroup 0 is the producer: one thread takes work
+//   items (batch, head, 128-query tile) off a global counter, longest CSR rows first, and issues
+//   TMA loads (cp.async.bulk.tensor, 128-byte swizzle) of Q and of the K/V tiles its CSR row keeps
+//   into a ring of shared-memory stages, completing on mbarriers. Skipped tiles cost nothing.
+// - Warpgroups 1 and 2 are consumers, 64 query rows each: S = Q K^T by wgmma from shared memory,
+//   online softmax in registers (exp2), P converted to bf16/fp16 in registers and fed as the
+//   register A operand of the O += P V wgmma. The QK^T of tile j+1 is issued before the softmax of
+//   tile j finishes (intra-warpgroup overlap); setmaxnreg moves registers to the consumers.
+// - Ragged tails: TMA fills out-of-bounds rows with zeros; keys >= S are masked to -inf; rows
+//   >= S are not stored. Rows with no kept block get O = 0 and LSE = -inf.
+// - d = 96 runs on the d = 128 kernel: the tensor maps' head dim is 96, so TMA zero-fills columns
+//   96..127 and the extra columns of O are never stored.
+//
+// The kernel body is compiled for sm_90a only (__CUDA_ARCH_FEAT_SM90_ALL); the sm_80 pass builds
+// an empty stub, and flash_fwd_sm90_supports() says no on anything but compute capability 9.0.
+#include <cuda.h>  // CUtensorMap and its enums only: the driver is reached through the runtime
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "kernels/cuda/flash_fwd.h"
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#include "kernels/cuda/wgmma_sm90.h"
+#endif
+
+namespace vdit::cuda {
+namespace {
+
+constexpr int kBlockM = 128;  // query rows per work item, every head dim
+
+struct Sm90Tiles {
+  int block_m;  // query rows per work item (two consumer warpgroups of 64)
+  int block_n;  // keys per K/V tile
+  int stages;   // K/V ring depth
+};
+
+// The one place tile sizes are chosen. `head_dim` is the kernel's (64 or 128; 96 runs as 128).
+// Shared memory: Q + stages * (K + V) = 32 + 3 * 64 KB at d = 128, 16 + 4 * 32 KB at d = 64.
+constexpr Sm90Tiles sm90_tiles(int head_dim) {
+  return head_dim == 64 ? Sm90Tiles{kBlockM, 128, 4} : Sm90Tiles{kBlockM, 128, 3};
+}
+
+constexpr int kThreads = 384;       // producer warpgroup + 2 consumer warpgroups
+constexpr int kConsumerThreads = 256;
+constexpr int kChunk = 64;          // head-dim columns per 128-byte swizzle row
+constexpr int kMaskBlockMultiple = 128;
+
+template <int kHeadDim_, bool kBf16_>
+struct Sm90Traits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr bool kBf16 = kBf16_;
+  static constexpr int kBlockM = sm90_tiles(kHeadDim).block_m;
+  static constexpr int kBlockN = sm90_tiles(kHeadDim).block_n;
+  static constexpr int kStages = sm90_tiles(kHeadDim).stages;
+  static constexpr int kChunks = kHeadDim / kChunk;
+  // Each operand tile is kChunks column chunks of [rows][64] elements, 128 bytes a row, as TMA
+  // writes them with the 128-byte swizzle; chunks follow each other.
+  static constexpr int kQChunkBytes = kBlockM * 128;
+  static constexpr int kKVChunkBytes = kBlockN * 128;
+  static constexpr int kQBytes = kQChunkBytes * kChunks;
+  static constexpr int kKVBytes = kKVChunkBytes * kChunks;
+  static constexpr int kQOffset = 0;
+  static constexpr int kKOffset = kQBytes;
+  static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
+  // mbarriers: q_full, q_empty, then k_full, v_full, kv_empty for each stage; then the work slot.
+  static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
+  static constexpr int kBarCount = 2 + 3 * kStages;
+  static constexpr int kSlotOffset = kBarOffset + 8 * kBarCount;
+  static constexpr int kSmemBytes = kSlotOffset + 16 + 1024;  // + slack to align the base to 1024
+  static_assert(kBlockM == 2 * 64 && kBlockN == 128 && kMaskBlockMultiple % kBlockN == 0 &&
+                kMaskBlockMultiple % kBlockM == 0);
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory over the sm_90 limit");
+};
+
+// Kernel arguments besides the params and the tensor maps.
+struct Sm90Work {
+  int* counter;         // next work-item index, zeroed before the launch
+  const int* order;     // work items longest first, or null for the natural order (dense)
+  int total;            // batch * heads * q_tiles
+  int q_tiles;
+  int k_tiles;
+  int mask_q_blocks;
+  int mask_k_blocks;
+};
+
+__host__ __device__ inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// The key tiles one work item visits: dense, all of them; sparse, the tiles of the mask blocks in
+// its CSR row (a mask block of 256 keys is two tiles), minus those past the end of a ragged S.
+struct TileList {
+  const int32_t* blocks;  // null: dense
+  int count;
+  int sub;  // tiles per mask key block
+  __device__ int tile(int i) const { return blocks ? blocks[i / sub] * sub + i % sub : i; }
+};
+
+__device__ inline TileList tile_list(const FlashParams& p, const Sm90Work& w, int b, int h, int t,
+                                     int block_m, int block_n) {
+  if (!p.row_offsets) return {nullptr, w.k_tiles, 1};
+  int slot = p.mask_heads == p.heads ? h : b * p.heads + h;
+  int row = slot * w.mask_q_blocks + t * block_m / p.mask_block_q;
+  int begin = p.row_offsets[row], end = p.row_offsets[row + 1];
+  int sub = p.mask_block_k / block_n;
+  int count = (end - begin) * sub;
+  if (end > begin && p.key_blocks[end - 1] == w.mask_k_blocks - 1)
+    count -= w.mask_k_blocks * sub - w.k_tiles;
+  return {p.key_blocks + begin, count, sub};
+}
+
+struct WorkItem {
+  int b, h, t;
+};
+
+__device__ inline WorkItem decode_item(int item, int heads, int q_tiles) {
+  int t = item % q_tiles;
+  int bh = item / q_tiles;
+  return {bh / heads, bh % heads, t};
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count));
+}
+
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "wait_again:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_again;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0,
+                                            int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5, %6}], [%2];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
+}
+
+// Keeps the compiler from moving accesses of wgmma accumulators across the async region.
+template <int N>
+__device__ __forceinline__ void fence_registers(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+// Shared-memory matrix descriptor, 128-byte swizzle. K-major tiles: sbo = 1024 (8 rows of 128
+// bytes), lbo unused. MN-major tiles: lbo = the stride between 64-column chunks, sbo = 1024.
+__device__ __forceinline__ uint64_t make_descriptor(uint32_t address, uint32_t lbo, uint32_t sbo) {
+  return static_cast<uint64_t>((address >> 4) & 0x3fff) | static_cast<uint64_t>((lbo >> 4) & 0x3fff) << 16 |
+         static_cast<uint64_t>((sbo >> 4) & 0x3fff) << 32 | 1ull << 62;
+}
+
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+template <bool kBf16>
+__device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
+  if constexpr (kBf16) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  } else {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+}
+
+// S[64 x 128] = Q[64 x D] K[128 x D]^T for this consumer's 64 rows; K-major operands.
+template <class Tr>
+__device__ __forceinline__ void issue_qk(float (&s)[Tr::kBlockN / 2], uint32_t q_address, uint32_t k_address) {
+  fence_registers(s);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < Tr::kHeadDim / 16; ++kk) {
+    uint32_t step = (kk / 4) * Tr::kQChunkBytes + (kk % 4) * 32;
+    uint32_t step_k = (kk / 4) * Tr::kKVChunkBytes + (kk % 4) * 32;
+    sm90::wgmma_ss<Tr::kBlockN, Tr::kBf16>(s, make_descriptor(q_address + step, 16, 1024),
+                                           make_descriptor(k_address + step_k, 16, 1024), kk > 0);
+  }
+  wgmma_commit();
+  fence_registers(s);
+}
+
+// O[64 x D] += P[64 x 128] V[128 x D]; P in registers, V MN-major (rows of keys, D contiguous).
+template <class Tr>
+__device__ __forceinline__ void issue_pv(float (&o)[Tr::kHeadDim / 2], const uint32_t (&p)[Tr::kBlockN / 16][4],
+                                         uint32_t v_address) {
+  fence_registers(o);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < Tr::kBlockN / 16; ++kk) {
+    sm90::wgmma_rs<Tr::kHeadDim, Tr::kBf16>(
+        o, p[kk], make_descriptor(v_address + kk * 16 * 128, Tr::kKVChunkBytes, 1024));
+  }
+  wgmma_commit();
+  fence_registers(o);
+}
+
+// One thread's view of the accumulator fragments: rows r = lane/4 and lane/4 + 8 of its warp's 16,
+// columns 8j + 2*(lane%4) + {0, 1}; element [4j + 2r + e].
+template <class Tr>
+struct Softmax {
+  float m[2];  // running max of the scaled scores, log2 units
+  float l[2];  // running sum of exp2, this thread's columns only
+
+  __device__ void reset() {
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.f;
+  }
+
+  // Masks keys >= seqlen, folds the tile into the running max and sum, turns s into
+  // exp2(scaled - max) in place, and returns the factors the old O must be multiplied by.
+  __device__ __forceinline__ void step(float (&s)[Tr::kBlockN / 2], int key0, int seqlen, float scale_log2,
+                                       float (&correction)[2]) {
+    const int lane = threadIdx.x % 32;
+    if (key0 + Tr::kBlockN > seqlen) {
+#pragma unroll
+      for (int j = 0; j < Tr::kBlockN / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (key0 + 8 * j + 2 * (lane % 4) + (e & 1) >= seqlen) s[4 * j + e] = -INFINITY;
+    }
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < Tr::kBlockN / 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 2; ++r)
+        tile_max[r] = fmaxf(tile_max[r], fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
+    float bias[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      float m_new = fmaxf(m[r], tile_max[r] * scale_log2);
+      bias[r] = m_new == -INFINITY ? 0.f : m_new;
+      correction[r] = fast_exp2(m[r] - bias[r]);
+      m[r] = m_new;
+    }
+    float sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < Tr::kBlockN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = fast_exp2(fmaf(s[4 * j + e], scale_log2, -bias[e / 2]));
+        s[4 * j + e] = x;
+        sum[e / 2] += x;
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) l[r] = l[r] * correction[r] + sum[r];
+  }
+};
+
+template <class Tr>
+__device__ __forceinline__ void convert_p(const float (&s)[Tr::kBlockN / 2], uint32_t (&p)[Tr::kBlockN / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < Tr::kBlockN / 16; ++kk)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) p[kk][i] = pack_pair<Tr::kBf16>(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+}
+
+template <class Tr>
+__device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const float (&correction)[2]) {
+#pragma unroll
+  for (int j = 0; j < Tr::kHeadDim / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[4 * j + e] *= correction[e / 2];
+}
+
+template <class Tr>
+__device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensorMap* tm_q, const CUtensorMap* tm_k,
+                         const CUtensorMap* tm_v, uint32_t smem, volatile int* work_slot) {
+  const uint32_t q_full = smem + Tr::kBarOffset, q_empty = q_full + 8;
+  const uint32_t k_full = q_full + 16, v_full = k_full + 8 * Tr::kStages, kv_empty = v_full + 8 * Tr::kStages;
+  int stage = 0;
+  uint32_t phase = 0, q_phase = 0;
+  for (;;) {
+    int index = atomicAdd(w.counter, 1);
+    int item = index < w.total ? (w.order ? w.order[index] : index) : -1;
+    mbar_wait(q_empty, q_phase ^ 1);
+    q_phase ^= 1;
+    *work_slot = item;
+    if (item < 0) {
+      mbar_arrive(q_full);
+      return;
+    }
+    WorkItem wi = decode_item(item, p.heads, w.q_tiles);
+    mbar_expect_tx(q_full, Tr::kQBytes);
+#pragma unroll
+    for (int c = 0; c < Tr::kChunks; ++c)
+      tma_load_4d(smem + Tr::kQOffset + c * Tr::kQChunkBytes, tm_q, q_full, c * kChunk, wi.h, wi.t * Tr::kBlockM,
+                  wi.b);
+    TileList tiles = tile_list(p, w, wi.b, wi.h, wi.t, Tr::kBlockM, Tr::kBlockN);
+    for (int i = 0; i < tiles.count; ++i) {
+      int key0 = tiles.tile(i) * Tr::kBlockN;
+      mbar_wait(kv_empty + 8 * stage, phase ^ 1);
+      uint32_t k_dst = smem + Tr::kKOffset + stage * Tr::kKVBytes;
+      uint32_t v_dst = smem + Tr::kVOffset + stage * Tr::kKVBytes;
+      mbar_expect_tx(k_full + 8 * stage, Tr::kKVBytes);
+#pragma unroll
+      for (int c = 0; c < Tr::kChunks; ++c)
+        tma_load_4d(k_dst + c * Tr::kKVChunkBytes, tm_k, k_full + 8 * stage, c * kChunk, wi.h, key0, wi.b);
+      mbar_expect_tx(v_full + 8 * stage, Tr::kKVBytes);
+#pragma unroll
+      for (int c = 0; c < Tr::kChunks; ++c)
+        tma_load_4d(v_dst + c * Tr::kKVChunkBytes, tm_v, v_full + 8 * stage, c * kChunk, wi.h, key0, wi.b);
+      if (++stage == Tr::kStages) {
+        stage = 0;
+        phase ^= 1;
+      }
+    }
+  }
+}
+
+template <class Tr>
+__device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem, volatile int* work_slot) {
+  const uint32_t q_full = smem + Tr::kBarOffset, q_empty = q_full + 8;
+  const uint32_t k_full = q_full + 16, v_full = k_full + 8 * Tr::kStages, kv_empty = v_full + 8 * Tr::kStages;
+  const int group = threadIdx.x / 128 - 1;  // consumer warpgroup: query rows 64*group ..
+  const int thread = threadIdx.x % 128;
+  const int lane = thread % 32;
+  const uint32_t q_address = smem + Tr::kQOffset + group * 64 * 128;
+  const float scale_log2 = p.scale * 1.4426950408889634f;
+
+  int stage = 0;
+  uint32_t phase = 0, q_phase = 0;
+  for (;;) {
+    mbar_wait(q_full, q_phase);
+    q_phase ^= 1;
+    const int item = *work_slot;
+    if (item < 0) return;
+    const WorkItem wi = decode_item(item, p.heads, w.q_tiles);
+    const TileList tiles = tile_list(p, w, wi.b, wi.h, wi.t, Tr::kBlockM, Tr::kBlockN);
+
+    float o[Tr::kHeadDim / 2];
+#pragma unroll
+    for (int i = 0; i < Tr::kHeadDim / 2; ++i) o[i] = 0.f;
+    Softmax<Tr> softmax;
+    softmax.reset();
+
+    if (tiles.count == 0) {
+      mbar_arrive(q_empty);
+    } else {
+      float s[Tr::kBlockN / 2];
+      uint32_t pf[Tr::kBlockN / 16][4];
+      float correction[2];
+
+      mbar_wait(k_full + 8 * stage, phase);
+      issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
+      wgmma_wait<0>();
+      fence_registers(s);
+      if (tiles.count == 1) mbar_arrive(q_empty);
+      softmax.step(s, tiles.tile(0) * Tr::kBlockN, p.seqlen, scale_log2, correction);
+      convert_p<Tr>(s, pf);
+      int prev_stage = stage;
+      uint32_t prev_phase = phase;
+      if (++stage == Tr::kStages) {
+        stage = 0;
+        phase ^= 1;
+      }
+      for (int i = 1; i < tiles.count; ++i) {
+        mbar_wait(k_full + 8 * stage, phase);
+        issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
+        mbar_wait(v_full + 8 * prev_stage, prev_phase);
+        issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
+        wgmma_wait<1>();
+        fence_registers(s);
+        if (i == tiles.count - 1) mbar_arrive(q_empty);
+        softmax.step(s, tiles.tile(i) * Tr::kBlockN, p.seqlen, scale_log2, correction);
+        wgmma_wait<0>();
+        fence_registers(o);
+        mbar_arrive(kv_empty + 8 * prev_stage);
+        rescale_o<Tr>(o, correction);
+        convert_p<Tr>(s, pf);
+        prev_stage = stage;
+        prev_phase = phase;
+        if (++stage == Tr::kStages) {
+          stage = 0;
+          phase ^= 1;
+        }
+      }
+      mbar_wait(v_full + 8 * prev_stage, prev_phase);
+      issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
+      wgmma_wait<0>();
+      fence_registers(o);
+      mbar_arrive(kv_empty + 8 * prev_stage);
+    }
+
+    // Epilogue: O / l to global memory, LSE.
+    using Element = std::conditional_t<Tr::kBf16, __nv_bfloat16, __half>;
+    const int row_in_tile = group * 64 + (thread / 32) * 16 + lane / 4;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float l = softmax.l[r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int row = wi.t * Tr::kBlockM + row_in_tile + 8 * r;
+      if (row < p.seqlen) {
+        Element* out = static_cast<Element*>(p.o) + wi.b * p.o_batch_stride + row * p.o_row_stride +
+                       wi.h * p.o_head_stride;
+#pragma unroll
+        for (int j = 0; j < Tr::kHeadDim / 8; ++j) {
+          const int col = 8 * j + 2 * (lane % 4);
+          if (Tr::kHeadDim == p.head_dim || col < p.head_dim)
+            *reinterpret_cast<uint32_t*>(out + col) =
+                pack_pair<Tr::kBf16>(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);
+        }
+        if (p.lse && lane % 4 == 0)
+          p.lse[(static_cast<int64_t>(wi.b) * p.heads + wi.h) * p.seqlen + row] =
+              l > 0.f ? (softmax.m[r] + log2f(l)) * 0.6931471805599453f : -INFINITY;
+      }
+    }
+  }
+}
+
+template <class Tr>
+__device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUtensorMap* tm_q,
+                            const CUtensorMap* tm_k, const CUtensorMap* tm_v) {
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw = smem_address(smem_raw);
+  const uint32_t smem = (raw + 1023) & ~1023u;
+  volatile int* work_slot = reinterpret_cast<volatile int*>(smem_raw + (smem - raw) + Tr::kSlotOffset);
+
+  if (threadIdx.x == 0) {
+    const uint32_t bars = smem + Tr::kBarOffset;
+    mbar_init(bars, 1);                     // q_full: the producer's expect_tx
+    mbar_init(bars + 8, kConsumerThreads);  // q_empty
+    for (int s = 0; s < Tr::kStages; ++s) {
+      mbar_init(bars + 16 + 8 * s, 1);                                      // k_full
+      mbar_init(bars + 16 + 8 * (Tr::kStages + s), 1);                      // v_full
+      mbar_init(bars + 16 + 8 * (2 * Tr::kStages + s), kConsumerThreads);  // kv_empty
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (threadIdx.x < 128) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (threadIdx.x == 0) producer<Tr>(p, w, tm_q, tm_k, tm_v, smem, work_slot);
+  } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+    consumer<Tr>(p, w, smem, work_slot);
+  }
+}
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+template <int kHeadDim, bool kBf16>
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_fwd_sm90_kernel(const __grid_constant__ FlashParams p, const __grid_constant__ Sm90Work w,
+                          const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
+                          const __grid_constant__ CUtensorMap tm_v) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  kernel_body<Sm90Traits<kHeadDim, kBf16>>(p, w, &tm_q, &tm_k, &tm_v);
+#endif
+}
+
+// Work items sorted by CSR row length, longest first (a counting sort in one CTA), and the work
+// counter zeroed. work[0] = counter, work[1..total] = order.
+__global__ void __launch_bounds__(1024)
+    flash_sm90_order_kernel(const __grid_constant__ FlashParams p, const __grid_constant__ Sm90Work w, int* work) {
+  extern __shared__ int bins[];  // mask_k_blocks + 1: bin = mask_k_blocks - row length
+  __shared__ int partial[1024];
+  const int nbins = w.mask_k_blocks + 1;
+  const int tid = threadIdx.x;
+  auto bin_of = [&](int item) {
+    int t = item % w.q_tiles, bh = item / w.q_tiles;
+    int b = bh / p.heads, h = bh % p.heads;
+    int slot = p.mask_heads == p.heads ? h : b * p.heads + h;
+    int row = slot * w.mask_q_blocks + t * kBlockM / p.mask_block_q;
+    return w.mask_k_blocks - (p.row_offsets[row + 1] - p.row_offsets[row]);
+  };
+  for (int i = tid; i < nbins; i += 1024) bins[i] = 0;
+  if (tid == 0) work[0] = 0;
+  __syncthreads();
+  for (int item = tid; item < w.total; item += 1024) atomicAdd(&bins[bin_of(item)], 1);
+  __syncthreads();
+  const int per = ceil_div(nbins, 1024);
+  const int lo = min(tid * per, nbins), hi = min(lo + per, nbins);
+  int sum = 0;
+  for (int i = lo; i < hi; ++i) sum += bins[i];
+  partial[tid] = sum;
+  __syncthreads();
+  for (int offset = 1; offset < 1024; offset *= 2) {
+    int add = tid >= offset ? partial[tid - offset] : 0;
+    __syncthreads();
+    partial[tid] += add;
+    __syncthreads();
+  }
+  int run = partial[tid] - sum;
+  for (int i = lo; i < hi; ++i) {
+    int count = bins[i];
+    bins[i] = run;
+    run += count;
+  }
+  __syncthreads();
+  for (int item = tid; item < w.total; item += 1024) work[1 + atomicAdd(&bins[bin_of(item)], 1)] = item;
+}
+
+// ---- Host side ----------------------------------------------------------------------------
+
+// Host failures throw (std::runtime_error; fmt does not build under nvcc) naming the call.
+[[noreturn]] void fail(const std::string& what) { throw std::runtime_error("flash_fwd_sm90: " + what); }
+
+void cuda_ok(cudaError_t status, const char* call) {
+  if (status != cudaSuccess) fail(std::string(call) + " failed: " + cudaGetErrorString(status));
+}
+#define VDIT_CUDA_OK(call) cuda_ok((call), #call)
+
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+EncodeTiled encode_tiled() {
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+  VDIT_CUDA_OK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+  if (found != cudaDriverEntryPointSuccess || !fn) fail("the driver has no cuTensorMapEncodeTiled");
+  return reinterpret_cast<EncodeTiled>(fn);
+}
+
+// [B, S, H, D] as a 4-d tensor map (D, H, S, B), boxes of 64 columns x `rows` rows of one head.
+CUtensorMap make_tensor_map(EncodeTiled encode, const FlashParams& p, const void* data, int64_t batch_stride,
+                            int64_t row_stride, int64_t head_stride, int rows, const char* name) {
+  CUtensorMap map;
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(p.head_dim), static_cast<cuuint64_t>(p.heads),
+                              static_cast<cuuint64_t>(p.seqlen), static_cast<cuuint64_t>(p.batch)};
+  const int64_t batch_bytes = p.batch > 1 ? batch_stride * 2 : int64_t{p.seqlen} * row_stride * 2;
+  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(head_stride * 2), static_cast<cuuint64_t>(row_stride * 2),
+                                 static_cast<cuuint64_t>(batch_bytes)};
+  const cuuint32_t box[4] = {kChunk, 1, static_cast<cuuint32_t>(rows), 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  CUresult result = encode(&map, p.bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+                           const_cast<void*>(data), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                           CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                           CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (result != CUDA_SUCCESS)
+    fail(std::string("cuTensorMapEncodeTiled(") + name + ") failed: CUresult " + std::to_string(result));
+  return map;
+}
+
+template <int kHeadDim, bool kBf16>
+void launch(const FlashParams& p, cudaStream_t stream) {
+  using Tr = Sm90Traits<kHeadDim, kBf16>;
+  Sm90Work w{};
+  w.q_tiles = ceil_div(p.seqlen, Tr::kBlockM);
+  w.k_tiles = ceil_div(p.seqlen, Tr::kBlockN);
+  w.total = p.batch * p.heads * w.q_tiles;
+  const bool sparse = p.row_offsets != nullptr;
+  if (sparse) {
+    w.mask_q_blocks = ceil_div(p.seqlen, p.mask_block_q);
+    w.mask_k_blocks = ceil_div(p.seqlen, p.mask_block_k);
+  }
+  if (w.total == 0) return;
+
+  const EncodeTiled encode = encode_tiled();
+  const CUtensorMap tm_q =
+      make_tensor_map(encode, p, p.q, p.q_batch_stride, p.q_row_stride, p.q_head_stride, Tr::kBlockM, "q");
+  const CUtensorMap tm_k =
+      make_tensor_map(encode, p, p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride, Tr::kBlockN, "k");
+  const CUtensorMap tm_v =
+      make_tensor_map(encode, p, p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride, Tr::kBlockN, "v");
+
+  int device = 0, sms = 0;
+  VDIT_CUDA_OK(cudaGetDevice(&device));
+  VDIT_CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+
+  int* work = nullptr;
+  VDIT_CUDA_OK(cudaMallocAsync(&work, sizeof(int) * (sparse ? 1 + static_cast<size_t>(w.total) : 1), stream));
+  w.counter = work;
+  if (sparse) {
+    w.order = work + 1;
+    flash_sm90_order_kernel<<<1, 1024, sizeof(int) * (w.mask_k_blocks + 1), stream>>>(p, w, work);
+    VDIT_CUDA_OK(cudaGetLastError());
+  } else {
+    VDIT_CUDA_OK(cudaMemsetAsync(work, 0, sizeof(int), stream));
+  }
+
+  auto kernel = flash_fwd_sm90_kernel<kHeadDim, kBf16>;
+  VDIT_CUDA_OK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes));
+  const int grid = w.total < sms ? w.total : sms;
+  kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(p, w, tm_q, tm_k, tm_v);
+  VDIT_CUDA_OK(cudaGetLastError());
+  VDIT_CUDA_OK(cudaFreeAsync(work, stream));
+}
+
+bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
+
+bool strides_ok(int64_t batch, int64_t row, int64_t head, int batches) {
+  return row % 8 == 0 && head % 8 == 0 && (batches == 1 || batch % 8 == 0) && row > 0 && head > 0;
+}
+
+}  // namespace
+
+bool flash_fwd_sm90_supports(const FlashParams& p) {
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
+    return false;
+  if (major != 9 || minor != 0) return false;
+  if (p.head_dim != 64 && p.head_dim != 96 && p.head_dim != 128) return false;
+  if (p.batch < 1 || p.heads < 1 || p.seqlen < 1 || !(p.scale > 0.f)) return false;
+  if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v) || reinterpret_cast<uintptr_t>(p.o) % 4 != 0)
+    return false;
+  if (!strides_ok(p.q_batch_stride, p.q_row_stride, p.q_head_stride, p.batch) ||
+      !strides_ok(p.k_batch_stride, p.k_row_stride, p.k_head_stride, p.batch) ||
+      !strides_ok(p.v_batch_stride, p.v_row_stride, p.v_head_stride, p.batch))
+    return false;
+  if (p.o_row_stride % 2 != 0 || p.o_head_stride % 2 != 0 || p.o_batch_stride % 2 != 0) return false;
+  if (p.row_offsets) {
+    if (!p.key_blocks || p.mask_block_q < 1 || p.mask_block_k < 1) return false;
+    if (p.mask_block_q % kMaskBlockMultiple != 0 || p.mask_block_k % kMaskBlockMultiple != 0) return false;
+    if (p.mask_heads != p.heads && p.mask_heads != p.batch * p.heads) return false;
+    // The work-item sort keeps one counter per mask key block in shared memory.
+    if (ceil_div(p.seqlen, p.mask_block_k) + 1 > 12 * 1024) return false;
+  }
+  return true;
+}
+
+void flash_fwd_sm90(const FlashParams& p, cudaStream_t stream) {
+  if (!flash_fwd_sm90_supports(p))
+    fail("unsupported parameters (head_dim " + std::to_string(p.head_dim) + ", mask blocks " +
+         std::to_string(p.mask_block_q) + "x" + std::to_string(p.mask_block_k) + ") or not an sm_90 GPU");
+  if (p.head_dim == 64) {
+    p.bf16 ? launch<64, true>(p, stream) : launch<64, false>(p, stream);
+  } else {
+    p.bf16 ? launch<128, true>(p, stream) : launch<128, false>(p, stream);
+  }
+}
+
+}  // namespace vdit::cuda
