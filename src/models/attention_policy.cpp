@@ -1,0 +1,179 @@
+#include "models/attention_policy.h"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace vdit {
+namespace {
+
+// One attention call on the context's device, dense when `mask` is null.
+Tensor run_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask* mask) {
+  VDIT_CHECK(ctx.device.is_cpu(), ErrorCode::unsupported, "attention policy: no attention path on {} yet",
+             ctx.device.to_string());
+  return attention_reference(q, k, v, AttentionOptions{0.0f, mask});
+}
+
+void check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionSite& site) {
+  for (const Tensor* t : {&q, &k, &v}) {
+    VDIT_CHECK(t->defined() && t->rank() == 4 && t->shape() == q.shape() && q.size(1) == site.layout.tokens(),
+               ErrorCode::invalid_argument,
+               "attention policy (step {}, layer {}): q {}, k {}, v {} must be one [B, S, H, D] with S = {} ({})",
+               site.step, site.layer, q.shape().to_string(), k.shape().to_string(), v.shape().to_string(),
+               site.layout.tokens(), site.layout.to_string());
+  }
+}
+
+// Attention of every head under per-head `patterns` (H of them; the batch shares them), permuting
+// the temporal heads to token-major order around the call. Returns O and the mask's density.
+Tensor attend_patterns(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const VideoLayout& layout, const std::vector<Pattern>& patterns, int block_q, int block_k,
+                       double* density) {
+  const BlockMask mask = build_block_mask(layout, patterns, block_q, block_k);
+  *density = mask.density();
+  std::vector<uint8_t> permute(patterns.size());
+  bool any = false;
+  for (size_t h = 0; h < patterns.size(); ++h) any |= (permute[h] = patterns[h].permuted()) != 0;
+  if (!any) return run_attention(ctx, q, k, v, &mask);
+  const Tensor o = run_attention(ctx, gather_to_token_major(q, layout, permute), gather_to_token_major(k, layout, permute),
+                                 gather_to_token_major(v, layout, permute), &mask);
+  return scatter_from_token_major(o, layout, permute);
+}
+
+}  // namespace
+
+const Pattern& LayerPlan::at(int layer) const {
+  auto it = layers.find(layer);
+  return it == layers.end() ? fallback : it->second;
+}
+
+LayerPlan parse_layer_plan(const std::string& json_text, const std::string& source) {
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(json_text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::corrupt_file, "attention plan {}: not JSON: {}", source, e.what());
+  }
+  VDIT_CHECK(json.is_object() && json.contains("layers") && json["layers"].is_object(), ErrorCode::corrupt_file,
+             "attention plan {}: expected {{\"layers\": {{\"0\": \"dense\", ...}}}}", source);
+  LayerPlan plan;
+  auto pattern_of = [&](const nlohmann::json& value, const std::string& key) {
+    VDIT_CHECK(value.is_string(), ErrorCode::corrupt_file, "attention plan {}: {} is {}, expected a pattern string",
+               source, key, value.dump());
+    try {
+      return parse_pattern(value.get<std::string>());
+    } catch (const Error& e) {
+      fail(ErrorCode::corrupt_file, "attention plan {}: {}: {}", source, key, e.what());
+    }
+  };
+  for (const auto& [key, value] : json["layers"].items()) {
+    size_t used = 0;
+    int layer = -1;
+    try {
+      layer = std::stoi(key, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    VDIT_CHECK(used == key.size() && layer >= 0, ErrorCode::corrupt_file,
+               "attention plan {}: layer key \"{}\" is not a layer index", source, key);
+    plan.layers[layer] = pattern_of(value, fmt::format("layer {}", key));
+  }
+  if (json.contains("default")) plan.fallback = pattern_of(json["default"], "default");
+  return plan;
+}
+
+LayerPlan load_layer_plan(const std::string& path) {
+  std::ifstream in(path);
+  VDIT_CHECK(in.good(), ErrorCode::io, "attention plan {}: cannot open", path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_layer_plan(text.str(), path);
+}
+
+AttentionPolicy AttentionPolicy::dense() { return AttentionPolicy(); }
+
+AttentionPolicy AttentionPolicy::fixed(const Pattern& pattern, int block_q, int block_k) {
+  AttentionPolicy p;
+  p.kind_ = Kind::fixed;
+  p.pattern_ = pattern;
+  p.block_q_ = block_q;
+  p.block_k_ = block_k;
+  return p;
+}
+
+AttentionPolicy AttentionPolicy::plan(LayerPlan plan, int block_q, int block_k) {
+  AttentionPolicy p;
+  p.kind_ = Kind::plan;
+  p.plan_ = std::move(plan);
+  p.block_q_ = block_q;
+  p.block_k_ = block_k;
+  return p;
+}
+
+AttentionPolicy AttentionPolicy::profiled(ProfiledOptions options) {
+  VDIT_CHECK(!options.candidates.empty(), ErrorCode::invalid_argument, "profiled attention policy: no candidates");
+  AttentionPolicy p;
+  p.kind_ = Kind::profiled;
+  p.block_q_ = options.profile.block_q;
+  p.block_k_ = options.profile.block_k;
+  p.profiled_ = std::move(options);
+  return p;
+}
+
+Tensor AttentionPolicy::attend(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                               const AttentionSite& site) {
+  check_qkv(q, k, v, site);
+  switch (kind_) {
+    case Kind::dense: return attend_uniform(ctx, q, k, v, site, Pattern::dense());
+    case Kind::fixed: return attend_uniform(ctx, q, k, v, site, pattern_);
+    case Kind::plan: return attend_uniform(ctx, q, k, v, site, plan_.at(site.layer));
+    case Kind::profiled: {
+      const int warmup_steps = static_cast<int>(std::floor(profiled_.warmup_fraction * site.steps));
+      if (site.step < warmup_steps || site.layer < profiled_.warmup_layers)
+        return attend_uniform(ctx, q, k, v, site, Pattern::dense());
+      return attend_profiled(ctx, q, k, v, site);
+    }
+  }
+  fail(ErrorCode::internal, "attention policy: unknown kind");
+}
+
+Tensor AttentionPolicy::attend_uniform(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                                       const AttentionSite& site, const Pattern& pattern) {
+  const int64_t batch = q.size(0), heads = q.size(2);
+  AttentionRecord record{site.step, site.layer, std::vector<Pattern>(batch * heads, pattern), 1.0};
+  Tensor o = pattern == Pattern::dense()
+                 ? run_attention(ctx, q, k, v, nullptr)
+                 : attend_patterns(ctx, q, k, v, site.layout, std::vector<Pattern>(heads, pattern), block_q_,
+                                   block_k_, &record.density);
+  records_.push_back(std::move(record));
+  return o;
+}
+
+// Each batch item profiles and decides for itself (e.g. the two halves of classifier-free guidance).
+Tensor AttentionPolicy::attend_profiled(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                                        const AttentionSite& site) {
+  const int64_t batch = q.size(0);
+  AttentionRecord record{site.step, site.layer, {}, 0.0};
+  Tensor out;
+  for (int64_t b = 0; b < batch; ++b) {
+    const Tensor qb = q.slice(0, b, b + 1).contiguous(), kb = k.slice(0, b, b + 1).contiguous(),
+                 vb = v.slice(0, b, b + 1).contiguous();
+    const ProfileResult result = profile_heads(qb, kb, vb, site.layout, profiled_.candidates, profiled_.profile);
+    const std::vector<Pattern> patterns = result.patterns(profiled_.candidates);
+    double density = 1.0;
+    const Tensor ob = attend_patterns(ctx, qb, kb, vb, site.layout, patterns, block_q_, block_k_, &density);
+    if (!out.defined()) out = Tensor::empty(q.shape(), ob.dtype(), ob.device());
+    out.slice(0, b, b + 1).copy_from(ob);
+    record.heads.insert(record.heads.end(), patterns.begin(), patterns.end());
+    record.density += density / static_cast<double>(batch);
+  }
+  records_.push_back(std::move(record));
+  return out;
+}
+
+Tensor dense_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v) {
+  return run_attention(ctx, q, k, v, nullptr);
+}
+
+}  // namespace vdit

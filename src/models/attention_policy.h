@@ -1,0 +1,85 @@
+// The attention policy: decides, per (step, layer, head), how a model's self-attention runs (dense,
+// a fixed pattern, a per-layer plan, or profiled spatial/temporal heads after dense warm-up), runs
+// it, and records the density it used per layer and step. Semantics: shared/DESIGN.md sections 2-5.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ops/ops.h"
+#include "vdit/attention.h"
+
+namespace vdit {
+
+// Where one self-attention call sits in a run.
+struct AttentionSite {
+  int step = 0, steps = 1;    // denoising step and the run's step count
+  int layer = 0, layers = 1;  // transformer block and the model's block count
+  VideoLayout layout;         // of the sequence Q, K and V hold
+};
+
+// What one call used: per (batch item, head) slot (b*H + h) the pattern, and the kept fraction of
+// token pairs over all slots.
+struct AttentionRecord {
+  int step = 0, layer = 0;
+  std::vector<Pattern> heads;
+  double density = 1.0;
+};
+
+// A per-layer plan: layer -> pattern; layers it does not name use `fallback`.
+struct LayerPlan {
+  std::map<int, Pattern> layers;
+  Pattern fallback = Pattern::dense();
+  const Pattern& at(int layer) const;
+};
+
+// Parses {"layers": {"0": "dense", "1": "tile:2", ...}, "default": "dense"} ("default" optional);
+// errors name `source` and the bad key or value.
+LayerPlan parse_layer_plan(const std::string& json_text, const std::string& source);
+LayerPlan load_layer_plan(const std::string& path);
+
+struct ProfiledOptions {
+  std::vector<Pattern> candidates = {Pattern::spatial(0.25), Pattern::temporal(0.25)};
+  double warmup_fraction = 0.25;  // the first floor(fraction * steps) steps run dense
+  int warmup_layers = 1;          // and so do the first layers of every step
+  ProfileOptions profile;         // rows sampled, seed, dense fallback, block sizes
+};
+
+class AttentionPolicy {
+ public:
+  enum class Kind { dense, fixed, plan, profiled };
+
+  static AttentionPolicy dense();
+  // Every head of every layer and step uses `pattern`, with blocks of block_q x block_k tokens.
+  static AttentionPolicy fixed(const Pattern& pattern, int block_q = 128, int block_k = 128);
+  static AttentionPolicy plan(LayerPlan plan, int block_q = 128, int block_k = 128);
+  static AttentionPolicy profiled(ProfiledOptions options);
+
+  Kind kind() const { return kind_; }
+
+  // Self-attention O = softmax(Q K^T / sqrt(D)) V of q, k, v [B, S, H, D] (S = site.layout.tokens())
+  // under the policy's patterns at `site`; O is [B, S, H, D]. Appends a record.
+  Tensor attend(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionSite& site);
+
+  const std::vector<AttentionRecord>& records() const { return records_; }
+  void clear_records() { records_.clear(); }
+
+ private:
+  Tensor attend_uniform(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const AttentionSite& site, const Pattern& pattern);
+  Tensor attend_profiled(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                         const AttentionSite& site);
+
+  Kind kind_ = Kind::dense;
+  Pattern pattern_;
+  LayerPlan plan_;
+  ProfiledOptions profiled_;
+  int block_q_ = 128, block_k_ = 128;
+  std::vector<AttentionRecord> records_;
+};
+
+// Attention of q [B, Sq, H, D] to k, v [B, Sk, H, D] with no mask (cross-attention to text).
+Tensor dense_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v);
+
+}  // namespace vdit

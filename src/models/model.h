@@ -1,0 +1,44 @@
+// A video DiT transformer loaded from a diffusers checkpoint folder: the architecture named by
+// config.json's _class_name, its weights bound by their checkpoint names.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "models/attention_policy.h"
+#include "ops/ops.h"
+
+namespace vdit {
+
+struct ModelInputs {
+  Tensor latents;    // the model's own diffusers layout: Wan [B, C, F, H, W], CogVideoX [B, F, C, H, W]
+  Tensor timesteps;  // [B]
+  Tensor text;       // text encoder states [B, L, text dim]
+};
+
+struct StepInfo {
+  int step = 0;   // this denoising step
+  int steps = 1;  // of how many
+};
+
+class VideoModel {
+ public:
+  virtual ~VideoModel() = default;
+  virtual std::string_view class_name() const = 0;
+  virtual VideoAxes latent_axes() const = 0;
+  // The transformer's output for `inputs` (the layout of the latents), its self-attention run by
+  // `attention` at `step`.
+  virtual Tensor forward(const ExecContext& ctx, const ModelInputs& inputs, AttentionPolicy& attention,
+                         StepInfo step = {}) const = 0;
+};
+
+// The _class_name values load_model accepts.
+const std::vector<std::string>& supported_architectures();
+
+// Opens `path` (a diffusers transformer folder: config.json and safetensors, sharded or not) and
+// builds the model config.json names, its weights in f32 on the CPU (f32/f16/bf16 checkpoints).
+std::unique_ptr<VideoModel> load_model(const std::string& path, const ExecContext& ctx);
+
+}  // namespace vdit
