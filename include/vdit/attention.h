@@ -212,4 +212,23 @@ void gather_to_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor
 void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out,
                                   const VideoLayout& layout, const Tensor& permute, void* stream = nullptr);
 
+// ---- GPU attention ------------------------------------------------------------------------
+
+// Copies a host block mask to `device` in the int32 form the flash kernels read (waits for the
+// copy). Upload a mask once and pass it to every call that uses it.
+GpuBlockMask upload_block_mask(const BlockMask& mask, Device device = Device::cuda());
+
+// O = softmax(scale * Q K^T) V, dense or over the key blocks a mask keeps (scale 0: 1/sqrt(D)).
+// CPU tensors run attention_reference (O is f32). CUDA tensors run the flash kernel for the
+// device (sm_90a on Hopper when it supports the call, else sm_80): Q, K, V bf16 or f16 of one
+// shape [B, S, H, D], D = 64, 96 or 128, unit stride along D; O is contiguous, of Q's dtype. A host
+// mask in `options` is uploaded for this one call, and freeing that copy waits for the kernel.
+// `lse`, if non-null, receives the natural-log LSE, f32 [B, H, S]; a row that keeps no key block
+// gets O = 0 and LSE = -inf. `stream` is a cudaStream_t (null: the default stream).
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options = {},
+                 Tensor* lse = nullptr, void* stream = nullptr);
+// The same with a mask already on the GPU (upload_block_mask, build_block_mask_gpu); does not wait.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const GpuBlockMask& mask, float scale = 0.0f,
+                 Tensor* lse = nullptr, void* stream = nullptr);
+
 }  // namespace vdit

@@ -1,0 +1,230 @@
+// Times the flash-attention kernels on the four shapes of ../shared/ANCHORS.md (bf16, batch 1):
+// dense, tile:1/2/4, spatial and temporal at 0.25 and 0.15, and a mixed per-head pattern (half
+// spatial, half temporal at 0.25). CUDA events, warm-up, median of --runs. Prints time,
+// dense-equivalent TFLOP/s (4 S^2 D H / t), effective TFLOP/s (kept tiles only) and density, and
+// writes for bench/attention_peers.py: <dir>/<shape>.masks.safetensors (each mask's CSR) and
+// <dir>/ours_<kernel>.json (the timings).
+//
+// Usage: bench_attention [--kernel sm80|sm90|auto] [--shapes cogvideox,wan,opensora,hunyuan]
+//                        [--runs N] [--dir DIR] [--no-masks]
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "attention/attention_cuda.h"
+#include "core/half.h"
+#include "io/safetensors.h"
+#include "vdit/attention.h"
+
+namespace {
+
+using namespace vdit;
+
+struct BenchShape {
+  std::string name;
+  int64_t frames, height, width, heads, dim;
+};
+
+const std::vector<BenchShape> kShapes = {
+    {"cogvideox", 13, 30, 45, 48, 64},   // 17,550 tokens
+    {"wan", 21, 30, 52, 12, 128},        // 32,760
+    {"opensora", 24, 45, 80, 24, 96},    // 86,400
+    {"hunyuan", 33, 45, 80, 24, 128},    // 118,800
+};
+
+void cuda_ok(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) fail(ErrorCode::cuda, "bench_attention: {}: {}", what, cudaGetErrorString(err));
+}
+
+// A random 32 MB block of uniform bf16 values in [-sqrt(3), sqrt(3)) (unit variance) on the
+// device; tensors are filled with it, repeated at a per-tensor offset.
+struct RandomBlock {
+  static constexpr int64_t kElements = int64_t{16} << 20;
+  Tensor values;
+  RandomBlock() {
+    Tensor host = Tensor::empty({kElements}, DType::bf16);
+    auto* h = static_cast<uint16_t*>(host.raw_data());
+    uint64_t state = 0x5eed;
+    for (int64_t i = 0; i < kElements; ++i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      const float u = static_cast<float>(state >> 40) * 0x1p-24f;
+      h[i] = f32_to_bf16((2.0f * u - 1.0f) * 1.7320508f);
+    }
+    values = host.to(Device::cuda());
+  }
+  void fill(const Tensor& t, uint64_t seed) const {
+    auto* dst = static_cast<uint16_t*>(t.raw_data());
+    const auto* src = static_cast<const uint16_t*>(values.raw_data());
+    const int64_t n = t.numel(), shift = static_cast<int64_t>(seed * 7919) % kElements;
+    for (int64_t at = 0; at < n;) {
+      const int64_t from = at == 0 ? shift : 0, count = std::min(kElements - from, n - at);
+      cuda_ok(cudaMemcpy(dst + at, src + from, count * 2, cudaMemcpyDeviceToDevice), "fill");
+      at += count;
+    }
+  }
+};
+
+struct Result {
+  std::string shape, pattern, kernel;
+  int64_t tokens, heads, dim;
+  double density, ms, dense_tflops, effective_tflops;
+};
+
+// Median time (ms) of `runs` calls after `warmup` calls, each call between its own events; the
+// input sets rotate when more than one is given.
+double time_attention(const std::vector<std::array<Tensor, 3>>& inputs, const Tensor& out, const GpuBlockMask* mask,
+                      FlashKernel kernel, int runs, int warmup) {
+  std::vector<cudaEvent_t> events(2 * runs);
+  for (auto& e : events) cuda_ok(cudaEventCreate(&e), "cudaEventCreate");
+  auto call = [&](int i) {
+    const auto& in = inputs[i % inputs.size()];
+    attention_cuda(in[0], in[1], in[2], mask, 0.0f, out, nullptr, nullptr, kernel);
+  };
+  for (int i = 0; i < warmup; ++i) call(i);
+  for (int i = 0; i < runs; ++i) {
+    cuda_ok(cudaEventRecord(events[2 * i]), "cudaEventRecord");
+    call(i);
+    cuda_ok(cudaEventRecord(events[2 * i + 1]), "cudaEventRecord");
+  }
+  cuda_ok(cudaDeviceSynchronize(), "attention run");
+  std::vector<double> ms(runs);
+  for (int i = 0; i < runs; ++i) {
+    float t = 0;
+    cuda_ok(cudaEventElapsedTime(&t, events[2 * i], events[2 * i + 1]), "cudaEventElapsedTime");
+    ms[i] = t;
+  }
+  for (auto& e : events) cudaEventDestroy(e);
+  std::sort(ms.begin(), ms.end());
+  return runs % 2 ? ms[runs / 2] : 0.5 * (ms[runs / 2 - 1] + ms[runs / 2]);
+}
+
+std::vector<std::pair<std::string, std::vector<Pattern>>> bench_patterns(int64_t heads) {
+  std::vector<std::pair<std::string, std::vector<Pattern>>> list;
+  auto all = [&](Pattern p) { return std::vector<Pattern>(heads, p); };
+  list.push_back({"dense", {}});
+  for (int g : {1, 2, 4}) list.push_back({Pattern::tile(g).to_string(), all(Pattern::tile(g))});
+  for (double d : {0.25, 0.15}) list.push_back({Pattern::spatial(d).to_string(), all(Pattern::spatial(d))});
+  for (double d : {0.25, 0.15}) list.push_back({Pattern::temporal(d).to_string(), all(Pattern::temporal(d))});
+  std::vector<Pattern> mix(heads, Pattern::temporal(0.25));
+  std::fill(mix.begin(), mix.begin() + heads / 2, Pattern::spatial(0.25));
+  list.push_back({"mix:spatial+temporal:0.25", mix});
+  return list;
+}
+
+Tensor csr_tensor(const std::vector<int64_t>& values) {
+  Tensor t = Tensor::empty({static_cast<int64_t>(values.size())}, DType::i32);
+  std::transform(values.begin(), values.end(), t.data<int32_t>(), [](int64_t x) { return static_cast<int32_t>(x); });
+  return t;
+}
+
+int run(int argc, char** argv) {
+  std::string kernel_name = "auto", dir = "bench_attention_out", shapes_arg = "cogvideox,wan,opensora,hunyuan";
+  int runs = 10;
+  bool write_masks = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) fail(ErrorCode::invalid_argument, "bench_attention: {} needs a value", a);
+      return argv[++i];
+    };
+    if (a == "--kernel") kernel_name = value();
+    else if (a == "--dir") dir = value();
+    else if (a == "--shapes") shapes_arg = value();
+    else if (a == "--runs") runs = std::stoi(value());
+    else if (a == "--no-masks") write_masks = false;
+    else fail(ErrorCode::invalid_argument, "bench_attention: unknown argument {}", a);
+  }
+  const FlashKernel kernel = kernel_name == "sm80" ? FlashKernel::sm80
+                             : kernel_name == "sm90" ? FlashKernel::sm90
+                                                     : FlashKernel::automatic;
+  VDIT_CHECK(flash_kernel_available(kernel, Device::cuda()), ErrorCode::unsupported,
+             "bench_attention: kernel {} is not available here", kernel_name);
+  cudaDeviceProp prop{};
+  cuda_ok(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  std::printf("device: %s, %d SMs, L2 %d MB; kernel %s; median of %d runs\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20, kernel_name.c_str(), runs);
+
+  std::filesystem::create_directories(dir);
+  const RandomBlock random;
+  std::vector<Result> results;
+  for (const BenchShape& shape : kShapes) {
+    if (("," + shapes_arg + ",").find("," + shape.name + ",") == std::string::npos) continue;
+    VideoLayout layout;
+    layout.frames = shape.frames;
+    layout.height = shape.height;
+    layout.width = shape.width;
+    const int64_t S = layout.tokens(), H = shape.heads, D = shape.dim;
+    const Shape qkv_shape{1, S, H, D};
+    const size_t set_bytes = 3 * static_cast<size_t>(S * H * D) * 2;
+    // Rotate input sets when one set would stay in L2 between runs.
+    const int sets = set_bytes < 2 * static_cast<size_t>(prop.l2CacheSize) ? 3 : 1;
+    std::vector<std::array<Tensor, 3>> inputs(sets);
+    for (int s = 0; s < sets; ++s)
+      for (int i = 0; i < 3; ++i) {
+        inputs[s][i] = Tensor::empty(qkv_shape, DType::bf16, Device::cuda());
+        random.fill(inputs[s][i], 3 * s + i + 1);
+      }
+    const Tensor out = Tensor::empty(qkv_shape, DType::bf16, Device::cuda());
+    const double dense_flop = 4.0 * S * S * D * H;
+    const int warmup = dense_flop > 5e13 ? 1 : 3;
+
+    std::vector<std::pair<std::string, Tensor>> mask_tensors;
+    for (const auto& [name, patterns] : bench_patterns(H)) {
+      BlockMask mask;
+      GpuBlockMask gpu_mask;
+      double density = 1.0;
+      if (!patterns.empty()) {
+        mask = build_block_mask(layout, patterns);
+        density = mask.density();
+        gpu_mask = upload_block_mask(mask);
+        if (write_masks) {
+          mask_tensors.push_back({name + ".row_offsets", csr_tensor(mask.row_offsets)});
+          mask_tensors.push_back({name + ".key_blocks",
+                                  csr_tensor(std::vector<int64_t>(mask.key_blocks.begin(), mask.key_blocks.end()))});
+        }
+      }
+      const double ms = time_attention(inputs, out, patterns.empty() ? nullptr : &gpu_mask, kernel, runs, warmup);
+      const double dense_tflops = dense_flop / (ms * 1e-3) / 1e12;
+      results.push_back({shape.name, name, kernel_name, S, H, D, density, ms, dense_tflops, dense_tflops * density});
+      const Result& r = results.back();
+      std::printf("%-10s %-26s density %.3f  %9.3f ms  dense-eq %7.1f  effective %6.1f TFLOP/s\n", r.shape.c_str(),
+                  r.pattern.c_str(), r.density, r.ms, r.dense_tflops, r.effective_tflops);
+      std::fflush(stdout);
+    }
+    if (write_masks) {
+      const std::map<std::string, std::string> meta = {
+          {"tokens", std::to_string(S)}, {"heads", std::to_string(H)}, {"head_dim", std::to_string(D)},
+          {"frames", std::to_string(shape.frames)}, {"height", std::to_string(shape.height)},
+          {"width", std::to_string(shape.width)}, {"block", "128"}};
+      write_safetensors(dir + "/" + shape.name + ".masks.safetensors", mask_tensors, meta, true);
+    }
+  }
+
+  nlohmann::json doc = nlohmann::json::array();
+  for (const Result& r : results)
+    doc.push_back({{"shape", r.shape}, {"pattern", r.pattern}, {"kernel", r.kernel}, {"tokens", r.tokens},
+                   {"heads", r.heads}, {"head_dim", r.dim}, {"density", r.density}, {"ms", r.ms},
+                   {"dense_tflops", r.dense_tflops}, {"effective_tflops", r.effective_tflops}});
+  std::ofstream(dir + "/ours_" + kernel_name + ".json") << doc.dump(1) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+}

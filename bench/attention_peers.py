@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Times cuDNN SDPA (dense) and FlexAttention (the same block masks) on the shapes and masks that
+bench_attention timed, and prints one table with our times and the ratios.
+
+Reads <dir>/ours_*.json and <dir>/<shape>.masks.safetensors written by bench_attention; writes
+<dir>/peers.json and <dir>/attention_table.md. Runs on the GPU machine (PyTorch with cuDNN, Triton).
+Usage: attention_peers.py --dir DIR [--runs 10] [--no-flex]
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+BLOCK = 128
+
+
+def median_ms(fn, runs, warmup):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    pairs = []
+    for _ in range(runs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        pairs.append((start, end))
+    torch.cuda.synchronize()
+    times = sorted(s.elapsed_time(e) for s, e in pairs)
+    n = len(times)
+    return times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
+
+
+def flex_mask(row_offsets, key_blocks, heads, tokens):
+    """A FlexAttention BlockMask with the CSR's key blocks (per head, 128 x 128)."""
+    q_blocks = math.ceil(tokens / BLOCK)
+    dev = "cuda"
+    offsets = row_offsets.to(dev, torch.int64)
+    blocks = key_blocks.to(dev, torch.int64)
+    lengths = offsets[1:] - offsets[:-1]
+    rows = torch.repeat_interleave(torch.arange(heads * q_blocks, device=dev), lengths)
+    position = torch.arange(blocks.numel(), device=dev) - offsets[:-1][rows]
+    indices = torch.zeros(heads * q_blocks, q_blocks, dtype=torch.int32, device=dev)
+    indices[rows, position] = blocks.to(torch.int32)
+    num = lengths.to(torch.int32).view(1, heads, q_blocks)
+    indices = indices.view(1, heads, q_blocks, q_blocks)
+    try:
+        return BlockMask.from_kv_blocks(num, indices, BLOCK_SIZE=BLOCK, seq_lengths=(tokens, tokens),
+                                        compute_q_blocks=False)
+    except TypeError:  # older signature
+        return BlockMask.from_kv_blocks(num, indices, BLOCK_SIZE=BLOCK)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--no-flex", action="store_true")
+    args = parser.parse_args()
+
+    ours = {}  # (shape, pattern) -> {kernel: record}
+    order = []
+    for path in sorted(glob.glob(os.path.join(args.dir, "ours_*.json"))):
+        for r in json.load(open(path)):
+            key = (r["shape"], r["pattern"])
+            if key not in ours:
+                ours[key] = {}
+                order.append(key)
+            ours[key][r["kernel"]] = r
+    if not order:
+        sys.exit(f"attention_peers: no ours_*.json in {args.dir}")
+    kernels = sorted({k for v in ours.values() for k in v})
+
+    print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}",
+          flush=True)
+    flex = torch.compile(flex_attention, dynamic=False)
+    peers = {}
+    shapes = []
+    for shape, _ in order:
+        if shape not in shapes:
+            shapes.append(shape)
+    for shape in shapes:
+        any_record = next(iter(ours[next(k for k in order if k[0] == shape)].values()))
+        S, H, D = any_record["tokens"], any_record["heads"], any_record["head_dim"]
+        dense_flop = 4.0 * S * S * D * H
+        warmup = 1 if dense_flop > 5e13 else 3
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        q, k, v = (torch.randn(1, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(3))
+        masks_path = os.path.join(args.dir, f"{shape}.masks.safetensors")
+        masks = load_file(masks_path) if os.path.exists(masks_path) else {}
+
+        try:
+            with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                cudnn_ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), args.runs, warmup)
+        except Exception as e:  # noqa: BLE001 - record, never crash the table
+            cudnn_ms = None
+            print(f"{shape}: cuDNN SDPA failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
+        for sh, pattern in order:
+            if sh != shape:
+                continue
+            entry = {"cudnn_ms": cudnn_ms, "flex_ms": None, "flex_note": ""}
+            if not args.no_flex:
+                try:
+                    if pattern == "dense":
+                        block_mask = None
+                    else:
+                        block_mask = flex_mask(masks[f"{pattern}.row_offsets"], masks[f"{pattern}.key_blocks"], H, S)
+                    entry["flex_ms"] = median_ms(lambda: flex(q, k, v, block_mask=block_mask), args.runs, warmup)
+                except torch.cuda.OutOfMemoryError:
+                    entry["flex_note"] = "OOM"
+                except Exception as e:  # noqa: BLE001
+                    entry["flex_note"] = f"{type(e).__name__}"
+                    print(f"{shape} {pattern}: Flex failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
+                torch.cuda.empty_cache()
+            peers[f"{shape}/{pattern}"] = entry
+            print(f"{shape:10s} {pattern:26s} cuDNN {cudnn_ms} ms  Flex {entry['flex_ms']} ms {entry['flex_note']}",
+                  flush=True)
+        del q, k, v
+        torch.cuda.empty_cache()
+    json.dump(peers, open(os.path.join(args.dir, "peers.json"), "w"), indent=1)
+
+    def fmt(x, digits=2):
+        return "-" if x is None else f"{x:.{digits}f}"
+
+    head = ["shape", "pattern", "density"]
+    for kern in kernels:
+        head += [f"{kern} ms", f"{kern} TF/s dense-eq", f"{kern} TF/s eff"]
+    head += ["cuDNN dense ms", "Flex ms", "best vs cuDNN dense", "best vs Flex"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for key in order:
+        shape, pattern = key
+        rec = ours[key]
+        peer = peers.get(f"{shape}/{pattern}", {})
+        row = [shape, pattern, fmt(next(iter(rec.values()))["density"], 3)]
+        best = None
+        for kern in kernels:
+            r = rec.get(kern)
+            row += [fmt(r and r["ms"], 3), fmt(r and r["dense_tflops"], 0), fmt(r and r["effective_tflops"], 0)]
+            if r and (best is None or r["ms"] < best):
+                best = r["ms"]
+        cudnn_ms, flex_ms = peer.get("cudnn_ms"), peer.get("flex_ms")
+        row += [fmt(cudnn_ms, 3), fmt(flex_ms, 3) if flex_ms else (peer.get("flex_note") or "-")]
+        row += [f"{cudnn_ms / best:.2f}x" if cudnn_ms and best else "-",
+                f"{flex_ms / best:.2f}x" if flex_ms and best else "-"]
+        lines.append("| " + " | ".join(row) + " |")
+    table = "\n".join(lines)
+    open(os.path.join(args.dir, "attention_table.md"), "w").write(table + "\n")
+    print("\n" + table)
+
+
+if __name__ == "__main__":
+    main()

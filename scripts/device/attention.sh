@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Run ON THE DEVICE (H100, carry .deps), in one call: builds the attention test and benchmark with
+# CUDA, runs the GPU tests against the CPU reference (each flash kernel in its own process),
+# compute-sanitizer memcheck and racecheck on the small cases, the benchmark on the ANCHORS shapes
+# and the peers (cuDNN SDPA, FlexAttention) on the same masks; a summary and the table come last.
+#
+# Usage: scripts/device/attention.sh [build] [test] [sanitize] [bench] [peers]   (default: all)
+# Env: KERNELS (default: sm80 sm90), SHAPES (default: all four), RUNS (default 10).
+# Files under $OUT (at most 8): build.log test.log sanitize.log bench.log peers.log results.tar.gz
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out="${OUT:-$PWD/attention-logs}"
+mkdir -p "$out"
+phases=" ${*:-build test sanitize bench peers} "
+has() { [[ "$phases" == *" $1 "* ]]; }
+kernels="${KERNELS:-sm80 sm90}"
+shapes="${SHAPES:-cogvideox,wan,opensora,hunyuan}"
+runs="${RUNS:-10}"
+work=/tmp/vdit_attention_bench
+summary=()
+root="$PWD/.deps/root"
+export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu/openblas-pthread:${LD_LIBRARY_PATH:-}"
+export PATH="$PATH:/usr/local/cuda/bin"
+test_bin=build-device/tests/attention_cuda_test
+bench_bin=build-device/bench/bench_attention
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
+
+if has build; then
+  start=$SECONDS
+  generator=()
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  cmake -S . -B build-device "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DVDIT_CUDA=ON \
+    -DCMAKE_PREFIX_PATH="$root/usr" -DCMAKE_INCLUDE_PATH="$root/usr/include" \
+    -DCMAKE_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu;$root/usr/lib/x86_64-linux-gnu/openblas-pthread" \
+    >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
+  cmake --build build-device -j "$(nproc)" --target attention_cuda_test bench_attention >>"$out/build.log" 2>&1 ||
+    { grep -B2 -A12 -m5 "error" "$out/build.log"; tail -20 "$out/build.log"; exit 1; }
+  summary+=("build: $((SECONDS - start)) s")
+fi
+
+if has test; then
+  : >"$out/test.log"
+  for k in $kernels; do
+    start=$SECONDS
+    VDIT_TEST_FLASH_KERNELS=$k timeout 300 "$test_bin" >>"$out/test.log" 2>&1
+    rc=$?
+    summary+=("test $k: exit $rc, $(grep -E "^\[  (PASSED|FAILED)  \]" "$out/test.log" | tail -2 | tr '\n' ' ') ($((SECONDS - start)) s)")
+  done
+  grep -E "^\[ [a-z0-9_]+ +sm[89]0 \]|FAILED|Failure|error" "$out/test.log" | head -80
+fi
+
+if has sanitize; then
+  : >"$out/sanitize.log"
+  for tool in memcheck racecheck; do
+    start=$SECONDS
+    VDIT_TEST_FLASH_KERNELS=sm80 timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 9 "$test_bin" \
+      --gtest_filter='*small*' >>"$out/sanitize.log" 2>&1
+    rc=$?
+    summary+=("compute-sanitizer $tool (sm80, small cases): exit $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitize.log" | tail -1) ($((SECONDS - start)) s)")
+  done
+fi
+
+if has bench; then
+  rm -rf "$work" && mkdir -p "$work"
+  : >"$out/bench.log"
+  masks=()
+  for k in $kernels; do
+    start=$SECONDS
+    timeout 240 "$bench_bin" --kernel "$k" --dir "$work" --shapes "$shapes" --runs "$runs" "${masks[@]}" 2>&1 | tee -a "$out/bench.log"
+    summary+=("bench $k: exit ${PIPESTATUS[0]} ($((SECONDS - start)) s)")
+    [ -e "$work/ours_$k.json" ] && masks=(--no-masks)
+  done
+fi
+
+if has peers; then
+  start=$SECONDS
+  PYTHONUNBUFFERED=1 timeout 400 python3 bench/attention_peers.py --dir "$work" --runs "$runs" >"$out/peers.log" 2>&1
+  summary+=("peers: exit $? ($((SECONDS - start)) s)")
+  tail -5 "$out/peers.log" | grep -v "^|"
+fi
+[ -d "$work" ] && tar -czf "$out/results.tar.gz" -C "$work" $(cd "$work" && ls *.json *.md 2>/dev/null)
+
+echo
+printf '%s\n' "${summary[@]}"
+[ -f "$work/attention_table.md" ] && { echo; cat "$work/attention_table.md"; }
+exit 0

@@ -1,0 +1,187 @@
+// vdit::attention on CUDA tensors: checks the inputs, fills cuda::FlashParams and launches the
+// flash kernel for the device. The one place where the kernel is chosen.
+#include "attention/attention_cuda.h"
+
+#include <cuda_runtime_api.h>
+
+#include <climits>
+#include <cmath>
+
+#include "kernels/cuda/flash_fwd.h"
+
+namespace vdit {
+namespace {
+
+std::string describe_operand(const Tensor& t) {
+  return fmt::format("{}{} on {}", dtype_name(t.dtype()), t.shape().to_string(), t.device().to_string());
+}
+
+void check_cuda(cudaError_t err, const char* what) {
+  VDIT_CHECK(err == cudaSuccess, ErrorCode::cuda, "attention: {}: {}", what, cudaGetErrorString(err));
+}
+
+void check_operand(const Tensor& t, const char* name, const Tensor& q) {
+  VDIT_CHECK(t.defined(), ErrorCode::invalid_argument, "attention: {} is undefined", name);
+  VDIT_CHECK(t.device() == q.device() && t.dtype() == q.dtype() && t.shape() == q.shape(),
+             ErrorCode::invalid_argument, "attention: {} is {}, expected q's {}", name, describe_operand(t),
+             describe_operand(q));
+  VDIT_CHECK(t.stride(3) == 1, ErrorCode::invalid_argument,
+             "attention: {} ({}) has stride {} along D; the GPU kernels need unit stride", name,
+             describe_operand(t), t.stride(3));
+}
+
+void check_mask(const GpuBlockMask& mask, const Tensor& q) {
+  const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2);
+  VDIT_CHECK(mask.tokens == tokens, ErrorCode::invalid_argument,
+             "attention: mask covers {} tokens, q is {} (S = {})", mask.tokens, describe_operand(q), tokens);
+  VDIT_CHECK(mask.slots == heads || mask.slots == batch * heads, ErrorCode::invalid_argument,
+             "attention: mask has {} slots, expected H = {} or B*H = {} for q {}", mask.slots, heads,
+             batch * heads, describe_operand(q));
+  VDIT_CHECK(mask.row_offsets.defined() && mask.key_blocks.defined() && mask.row_offsets.dtype() == DType::i32 &&
+                 mask.key_blocks.dtype() == DType::i32 && mask.row_offsets.device() == q.device() &&
+                 mask.key_blocks.device() == q.device() &&
+                 mask.row_offsets.numel() == mask.slots * mask.q_blocks() + 1,
+             ErrorCode::invalid_argument,
+             "attention: mask CSR must be i32 on {} with {} row offsets; it has row_offsets {} and key_blocks {}",
+             q.device().to_string(), mask.slots * mask.q_blocks() + 1,
+             mask.row_offsets.defined() ? describe_operand(mask.row_offsets) : "undefined",
+             mask.key_blocks.defined() ? describe_operand(mask.key_blocks) : "undefined");
+}
+
+void set_strides(const Tensor& t, int64_t* batch, int64_t* row, int64_t* head) {
+  *batch = t.stride(0);
+  *row = t.stride(1);
+  *head = t.stride(2);
+}
+
+// Restores the caller's current device on scope exit.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int index) {
+    check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
+    if (previous_ != index) check_cuda(cudaSetDevice(index), "cudaSetDevice");
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+bool is_sm90_device(int index) {
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, index) != cudaSuccess)
+    return false;
+  return major == 9 && minor == 0;
+}
+
+
+}  // namespace
+
+const char* flash_kernel_name(FlashKernel kernel) {
+  switch (kernel) {
+    case FlashKernel::automatic: return "auto";
+    case FlashKernel::sm80: return "sm80";
+    case FlashKernel::sm90: return "sm90";
+  }
+  return "?";
+}
+
+bool flash_kernel_available(FlashKernel kernel, Device device) {
+  int count = 0;
+  if (!device.is_cuda() || cudaGetDeviceCount(&count) != cudaSuccess || device.index >= count) return false;
+  int major = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device.index) != cudaSuccess) return false;
+  switch (kernel) {
+    case FlashKernel::automatic:
+    case FlashKernel::sm80: return major >= 8;
+    case FlashKernel::sm90: return is_sm90_device(device.index);
+  }
+  return false;
+}
+
+FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const GpuBlockMask* mask,
+                           float scale, const Tensor& out, Tensor* lse, void* stream, FlashKernel kernel) {
+  VDIT_CHECK(q.defined() && q.device().is_cuda(), ErrorCode::invalid_argument,
+             "attention: q must be a CUDA tensor, it is {}", q.defined() ? describe_operand(q) : "undefined");
+  VDIT_CHECK(q.rank() == 4, ErrorCode::invalid_argument, "attention: q is {}, expected [B, S, H, D]",
+             describe_operand(q));
+  VDIT_CHECK(q.dtype() == DType::bf16 || q.dtype() == DType::f16, ErrorCode::unsupported,
+             "attention: q is {}; the GPU kernels take bf16 or f16", describe_operand(q));
+  const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2), dim = q.size(3);
+  VDIT_CHECK(dim == 64 || dim == 96 || dim == 128, ErrorCode::unsupported,
+             "attention: q is {}; the GPU kernels take head dims 64, 96 and 128", describe_operand(q));
+  VDIT_CHECK(batch > 0 && tokens > 0 && heads > 0 && tokens <= INT_MAX / 2 &&
+                 batch * heads * ((tokens + 127) / 128) <= INT_MAX,
+             ErrorCode::unsupported, "attention: q is {}, outside the sizes the GPU kernels index",
+             describe_operand(q));
+  check_operand(q, "q", q);
+  check_operand(k, "k", q);
+  check_operand(v, "v", q);
+  check_operand(out, "out", q);
+  VDIT_CHECK(std::isfinite(scale) && scale >= 0.0f, ErrorCode::invalid_argument,
+             "attention: scale is {}, expected a positive value (0 for 1/sqrt(D))", scale);
+  if (mask) check_mask(*mask, q);
+
+  DeviceGuard guard(q.device().index);
+  if (lse) {
+    if (!lse->defined()) *lse = Tensor::empty({batch, heads, tokens}, DType::f32, q.device());
+    VDIT_CHECK(lse->dtype() == DType::f32 && lse->device() == q.device() && lse->is_contiguous() &&
+                   lse->shape() == Shape({batch, heads, tokens}),
+               ErrorCode::invalid_argument, "attention: lse is {}, expected contiguous f32[{}, {}, {}] on {}",
+               describe_operand(*lse), batch, heads, tokens, q.device().to_string());
+  }
+
+  cuda::FlashParams params;
+  params.q = q.raw_data();
+  params.k = k.raw_data();
+  params.v = v.raw_data();
+  params.o = out.raw_data();
+  params.lse = lse ? lse->data<float>() : nullptr;
+  set_strides(q, &params.q_batch_stride, &params.q_row_stride, &params.q_head_stride);
+  set_strides(k, &params.k_batch_stride, &params.k_row_stride, &params.k_head_stride);
+  set_strides(v, &params.v_batch_stride, &params.v_row_stride, &params.v_head_stride);
+  set_strides(out, &params.o_batch_stride, &params.o_row_stride, &params.o_head_stride);
+  params.batch = static_cast<int>(batch);
+  params.heads = static_cast<int>(heads);
+  params.seqlen = static_cast<int>(tokens);
+  params.head_dim = static_cast<int>(dim);
+  params.bf16 = q.dtype() == DType::bf16;
+  params.scale = scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(dim));
+  if (mask) {
+    params.row_offsets = mask->row_offsets.data<int32_t>();
+    params.key_blocks = mask->key_blocks.data<int32_t>();
+    params.mask_heads = mask->slots;
+    params.mask_block_q = mask->block_q;
+    params.mask_block_k = mask->block_k;
+  }
+
+  const int device = q.device().index;
+  if (kernel == FlashKernel::automatic)
+    kernel = is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params) ? FlashKernel::sm90
+                                                                               : FlashKernel::sm80;
+  if (kernel == FlashKernel::sm90) {
+    VDIT_CHECK(cuda::flash_fwd_sm90_supports(params), ErrorCode::unsupported,
+               "attention: the sm90 kernel does not support q {} (mask blocks {}x{}) on this device",
+               describe_operand(q), params.mask_block_q, params.mask_block_k);
+  } else {
+    VDIT_CHECK(cuda::flash_fwd_sm80_supports(params), ErrorCode::unsupported,
+               "attention: the sm80 kernel does not support q {}, k {}, v {}, out {} with strides {}/{}/{} "
+               "(needs 16-byte aligned data, strides in multiples of 8 elements, mask blocks {}x{} in "
+               "multiples of {})",
+               describe_operand(q), describe_operand(k), describe_operand(v), describe_operand(out),
+               q.stride(0), q.stride(1), q.stride(2), params.mask_block_q, params.mask_block_k,
+               cuda::kSm80MaskBlockMultiple);
+  }
+  const auto cuda_stream = static_cast<cudaStream_t>(stream);
+  if (kernel == FlashKernel::sm90)
+    cuda::flash_fwd_sm90(params, cuda_stream);
+  else
+    cuda::flash_fwd_sm80(params, cuda_stream);
+  check_cuda(cudaGetLastError(), kernel == FlashKernel::sm90 ? "flash_fwd_sm90 launch" : "flash_fwd_sm80 launch");
+  return kernel;
+}
+
+}  // namespace vdit

@@ -1,0 +1,352 @@
+// The flash-attention kernels against the CPU reference (attention_reference) on random inputs:
+// dense and block-sparse, ragged S, text first/last, head dims 64/96/128, bf16 and f16, per-head
+// and per-(batch, head) masks, random CSR masks with empty rows, strided inputs.
+//
+// Error rule (FlashAttention's): the kernel's max error against the f32 reference must stay within
+// 2x the max error of a plain same-precision implementation (inputs in bf16/f16, f32 scores and
+// softmax, P rounded to bf16/f16 before P V, f32 accumulation, output rounded), plus a tiny floor.
+// Outputs are poisoned (NaN) before each run, so an element the kernel skips fails the test.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "attention/attention_cuda.h"
+#include "core/half.h"
+#include "core/parallel.h"
+#include "vdit/attention.h"
+
+namespace vdit {
+namespace {
+
+bool have_gpu() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+uint64_t splitmix(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+double uniform01(uint64_t& state) { return static_cast<double>(splitmix(state) >> 11) * 0x1p-53; }
+
+// Uniform in [-sqrt(3), sqrt(3)) * scale (unit variance), rounded to `dtype`; never all zero.
+Tensor random_input(const Shape& shape, DType dtype, uint64_t seed, float scale) {
+  Tensor t = Tensor::empty(shape, DType::f32);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    p[i] = scale * static_cast<float>((2.0 * uniform01(seed) - 1.0) * std::sqrt(3.0));
+  return t.to(dtype);
+}
+
+float round_to(DType dtype, float x) {
+  return dtype == DType::bf16 ? bf16_to_f32(f32_to_bf16(x)) : f16_to_f32(f32_to_f16(x));
+}
+
+// A random CSR mask: each row empty with probability `empty`, else each key block kept with
+// probability `density` (at least one).
+BlockMask random_mask(int64_t tokens, int slots, int block, double density, double empty, uint64_t seed) {
+  BlockMask mask;
+  mask.tokens = tokens;
+  mask.block_q = mask.block_k = block;
+  mask.heads = slots;
+  mask.row_offsets.push_back(0);
+  for (int64_t row = 0; row < slots * mask.q_blocks(); ++row) {
+    if (uniform01(seed) >= empty) {
+      const size_t before = mask.key_blocks.size();
+      for (int32_t kb = 0; kb < mask.k_blocks(); ++kb)
+        if (uniform01(seed) < density) mask.key_blocks.push_back(kb);
+      if (mask.key_blocks.size() == before)
+        mask.key_blocks.push_back(static_cast<int32_t>(splitmix(seed) % mask.k_blocks()));
+    }
+    mask.row_offsets.push_back(static_cast<int64_t>(mask.key_blocks.size()));
+  }
+  mask.validate();
+  return mask;
+}
+
+// The plain same-precision attention (see the file comment), output rounded to `dtype`, f32.
+Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask* mask, float scale) {
+  const int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3);
+  const DType dtype = q.dtype();
+  const Tensor qf = q.to(DType::f32).contiguous(), kf = k.to(DType::f32).contiguous(),
+               vf = v.to(DType::f32).contiguous();
+  Tensor out = Tensor::empty({B, S, H, D}, DType::f32);
+  const float *qp = qf.data<float>(), *kp = kf.data<float>(), *vp = vf.data<float>();
+  float* op = out.data<float>();
+  parallel_for(B * H * S, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> keys;
+    std::vector<float> scores, acc(D);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / (H * S), h = item / S % H, i = item % S;
+      keys.clear();
+      if (mask) {
+        const int slot = static_cast<int>(mask->heads == H ? h : b * H + h);
+        for (int32_t kb : mask->row(slot, i / mask->block_q))
+          for (int64_t j = int64_t{kb} * mask->block_k; j < std::min<int64_t>(S, (kb + 1) * int64_t{mask->block_k}); ++j)
+            keys.push_back(j);
+      } else {
+        for (int64_t j = 0; j < S; ++j) keys.push_back(j);
+      }
+      float* o = op + ((b * S + i) * H + h) * D;
+      if (keys.empty()) {
+        std::fill(o, o + D, 0.0f);
+        continue;
+      }
+      const float* qi = qp + ((b * S + i) * H + h) * D;
+      scores.resize(keys.size());
+      float mx = -INFINITY;
+      for (size_t n = 0; n < keys.size(); ++n) {
+        const float* kj = kp + ((b * S + keys[n]) * H + h) * D;
+        float s = 0.0f;
+        for (int64_t d = 0; d < D; ++d) s += qi[d] * kj[d];
+        scores[n] = s * scale;
+        mx = std::max(mx, scores[n]);
+      }
+      float sum = 0.0f;
+      for (float& s : scores) sum += (s = std::exp(s - mx));
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (size_t n = 0; n < keys.size(); ++n) {
+        const float p = round_to(dtype, scores[n] / sum);
+        const float* vj = vp + ((b * S + keys[n]) * H + h) * D;
+        for (int64_t d = 0; d < D; ++d) acc[d] += p * vj[d];
+      }
+      for (int64_t d = 0; d < D; ++d) o[d] = round_to(dtype, acc[d]);
+    }
+  });
+  return out;
+}
+
+double max_abs_diff(const float* a, const float* b, int64_t n) {
+  double m = 0.0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - b[i]));
+  return m;
+}
+
+struct Case {
+  std::string name;
+  int64_t batch = 1, heads = 2, dim = 64;
+  DType dtype = DType::bf16;
+  VideoLayout layout;
+  std::vector<Pattern> patterns;  // empty: dense or random; one: shared by the heads; else one per slot
+  double random_density = 0.0;    // > 0: a random per-slot CSR mask
+  int block = 128;
+  float q_scale = 1.0f;
+  bool packed_qkv = false;        // Q, K, V as strided views of one [B, S, 3, H, D] tensor
+};
+
+VideoLayout grid(int64_t frames, int64_t height, int64_t width, int64_t text = 0,
+                 TextPosition position = TextPosition::none) {
+  VideoLayout l;
+  l.frames = frames;
+  l.height = height;
+  l.width = width;
+  l.text = text;
+  l.text_position = position;
+  return l;
+}
+
+std::vector<Case> cases() {
+  const VideoLayout s50 = grid(2, 5, 5), s128 = grid(2, 8, 8), s1000 = grid(10, 10, 10),
+                    s1000_text_last = grid(5, 12, 16, 40, TextPosition::last),
+                    s4133_text_first = grid(7, 19, 31, 10, TextPosition::first), s777 = grid(7, 3, 37);
+  std::vector<Case> c;
+  auto add = [&](Case x) { c.push_back(std::move(x)); };
+  // Dense, ragged and sub-tile S.
+  add({.name = "small_dense_s50_d64_bf16", .heads = 2, .dim = 64, .layout = s50});
+  add({.name = "small_dense_s128_d96_f16", .batch = 2, .heads = 1, .dim = 96, .dtype = DType::f16, .layout = s128});
+  add({.name = "small_dense_s50_d128_f16", .heads = 3, .dim = 128, .dtype = DType::f16, .layout = s50});
+  add({.name = "dense_s1000_d96_f16", .batch = 2, .heads = 3, .dim = 96, .dtype = DType::f16, .layout = s1000});
+  add({.name = "dense_s4133_d128_bf16", .heads = 2, .dim = 128, .layout = s4133_text_first});
+  add({.name = "dense_s4133_d64_f16", .heads = 2, .dim = 64, .dtype = DType::f16, .layout = s4133_text_first});
+  add({.name = "dense_s777_d128_f16_peaky", .batch = 2, .heads = 1, .dim = 128, .dtype = DType::f16, .layout = s777,
+       .q_scale = 4.0f});
+  add({.name = "dense_s1000_d64_bf16_packed", .batch = 2, .heads = 2, .dim = 64, .layout = s1000, .packed_qkv = true});
+  // Masks from the builders (shared by the batch), text first and last.
+  add({.name = "tile1_s1000_d128_bf16", .batch = 2, .heads = 2, .dim = 128, .layout = s1000,
+       .patterns = {Pattern::tile(1)}});
+  add({.name = "spatial25_s4133_textfirst_d64_bf16", .heads = 2, .dim = 64, .layout = s4133_text_first,
+       .patterns = {Pattern::spatial(0.25)}});
+  add({.name = "temporal15_s1000_textlast_d96_f16", .heads = 2, .dim = 96, .dtype = DType::f16,
+       .layout = s1000_text_last, .patterns = {Pattern::temporal(0.15)}});
+  add({.name = "spatial10sink_s1000_textlast_d128_f16", .heads = 1, .dim = 128, .dtype = DType::f16,
+       .layout = s1000_text_last, .patterns = {Pattern::spatial(0.10, true)}});
+  // A mixed pattern per (batch item, head): B*H slots.
+  add({.name = "mixed_slots_s4133_d128_f16", .batch = 2, .heads = 3, .dim = 128, .dtype = DType::f16,
+       .layout = s4133_text_first,
+       .patterns = {Pattern::dense(), Pattern::tile(0), Pattern::spatial(0.3), Pattern::temporal(0.2), Pattern::tile(2),
+                    Pattern::spatial(0.1, true)}});
+  add({.name = "mixed_slots_s1000_d96_bf16", .batch = 2, .heads = 2, .dim = 96, .layout = s1000_text_last,
+       .patterns = {Pattern::spatial(0.25), Pattern::temporal(0.25), Pattern::temporal(0.15), Pattern::tile(1)}});
+  // Random CSR masks with empty rows, per slot, blocks of 128 and 256.
+  add({.name = "small_random_s1000_d64_bf16", .batch = 2, .heads = 2, .dim = 64, .layout = s1000,
+       .random_density = 0.3});
+  add({.name = "random_s1000_d96_bf16_sparse", .batch = 2, .heads = 2, .dim = 96, .layout = s1000,
+       .random_density = 0.05});
+  add({.name = "random_s4133_d128_f16", .batch = 2, .heads = 1, .dim = 128, .dtype = DType::f16,
+       .layout = s4133_text_first, .random_density = 0.2});
+  add({.name = "random_block256_s1000_d128_bf16", .batch = 2, .heads = 2, .dim = 128, .layout = s1000,
+       .random_density = 0.4, .block = 256});
+  add({.name = "small_random_block256_s777_d64_f16", .batch = 1, .heads = 2, .dim = 64, .dtype = DType::f16,
+       .layout = s777, .random_density = 0.5, .block = 256});
+  return c;
+}
+
+// Every kernel that can run here; VDIT_TEST_FLASH_KERNELS=sm80 (or sm90) narrows the list, so that
+// one kernel's crash cannot hide the other's results.
+std::vector<FlashKernel> kernels_to_test() {
+  const char* only = std::getenv("VDIT_TEST_FLASH_KERNELS");
+  std::vector<FlashKernel> kernels;
+  for (FlashKernel kernel : {FlashKernel::sm80, FlashKernel::sm90})
+    if (flash_kernel_available(kernel, Device::cuda()) &&
+        (only == nullptr || std::string(only).find(flash_kernel_name(kernel)) != std::string::npos))
+      kernels.push_back(kernel);
+  return kernels;
+}
+
+class AttentionCuda : public ::testing::TestWithParam<Case> {};
+
+TEST_P(AttentionCuda, MatchesReference) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const Case& c = GetParam();
+  const int64_t B = c.batch, S = c.layout.tokens(), H = c.heads, D = c.dim;
+  const uint64_t seed = std::hash<std::string>{}(c.name);
+
+  Tensor q, k, v;
+  Tensor packed;
+  if (c.packed_qkv) {
+    packed = random_input({B, S, 3, H, D}, c.dtype, seed, 1.0f);
+    q = packed.select(2, 0);
+    k = packed.select(2, 1);
+    v = packed.select(2, 2);
+  } else {
+    q = random_input({B, S, H, D}, c.dtype, seed + 1, c.q_scale);
+    k = random_input({B, S, H, D}, c.dtype, seed + 2, 1.0f);
+    v = random_input({B, S, H, D}, c.dtype, seed + 3, 1.0f);
+  }
+
+  BlockMask mask;
+  bool masked = true;
+  if (c.random_density > 0.0) {
+    mask = random_mask(S, static_cast<int>(B * H), c.block, c.random_density, 0.15, seed + 4);
+  } else if (c.patterns.size() == 1) {
+    mask = build_block_mask(c.layout, c.patterns[0], static_cast<int>(H));
+  } else if (!c.patterns.empty()) {
+    ASSERT_EQ(static_cast<int64_t>(c.patterns.size()), B * H);
+    mask = build_block_mask(c.layout, c.patterns);
+  } else {
+    masked = false;
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  AttentionOptions options;
+  options.scale = scale;
+  options.mask = masked ? &mask : nullptr;
+
+  Tensor ref_lse;
+  const Tensor ref = attention_reference(q, k, v, options, &ref_lse);
+  const Tensor plain = plain_attention(q, k, v, options.mask, scale);
+  const int64_t n = B * S * H * D;
+  const double plain_err = max_abs_diff(plain.data<float>(), ref.data<float>(), n);
+
+  const Device gpu = Device::cuda();
+  Tensor qd, kd, vd;
+  if (c.packed_qkv) {
+    const Tensor packed_d = packed.to(gpu);
+    qd = packed_d.select(2, 0);
+    kd = packed_d.select(2, 1);
+    vd = packed_d.select(2, 2);
+  } else {
+    qd = q.to(gpu);
+    kd = k.to(gpu);
+    vd = v.to(gpu);
+  }
+  GpuBlockMask gpu_mask;
+  if (masked) gpu_mask = upload_block_mask(mask, gpu);
+
+  for (FlashKernel kernel : kernels_to_test()) {
+    SCOPED_TRACE(flash_kernel_name(kernel));
+    Tensor out = Tensor::empty({B, S, H, D}, c.dtype, gpu);
+    Tensor lse = Tensor::empty({B, H, S}, DType::f32, gpu);
+    ASSERT_EQ(cudaMemset(out.raw_data(), 0xff, out.nbytes()), cudaSuccess);  // NaN in bf16, f16, f32
+    ASSERT_EQ(cudaMemset(lse.raw_data(), 0xff, lse.nbytes()), cudaSuccess);
+    const FlashKernel ran = attention_cuda(qd, kd, vd, masked ? &gpu_mask : nullptr, 0.0f, out, &lse, nullptr, kernel);
+    EXPECT_EQ(ran, kernel);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+
+    const Tensor got = out.to(Device::cpu()).to(DType::f32);
+    const Tensor got_lse = lse.to(Device::cpu());
+    const float* g = got.data<float>();
+    int64_t unwritten = 0;
+    for (int64_t i = 0; i < n; ++i) unwritten += !std::isfinite(g[i]);
+    ASSERT_EQ(unwritten, 0) << "output elements not written (or not finite), of " << n;
+    const double err = max_abs_diff(g, ref.data<float>(), n);
+    EXPECT_LE(err, 2.0 * plain_err + 1e-5) << "plain same-precision error " << plain_err;
+
+    const float* gl = got_lse.data<float>();
+    const float* rl = ref_lse.data<float>();
+    int64_t lse_bad = 0, empty_rows = 0;
+    double lse_err = 0.0;
+    for (int64_t i = 0; i < B * H * S; ++i) {
+      if (std::isinf(rl[i])) {
+        ++empty_rows;
+        lse_bad += !(std::isinf(gl[i]) && gl[i] < 0);
+        continue;
+      }
+      const double e = std::fabs(static_cast<double>(gl[i]) - rl[i]);
+      lse_err = std::max(lse_err, std::isfinite(e) ? e : INFINITY);
+      lse_bad += !(e <= 1e-3 + 1e-4 * std::fabs(rl[i]));
+    }
+    EXPECT_EQ(lse_bad, 0) << "LSE mismatches; max error " << lse_err << ", empty rows " << empty_rows;
+    std::printf("[ %-40s %s ] S=%lld err %.3g (plain %.3g, ratio %.2f) lse err %.2g, empty rows %lld, density %.3f\n",
+                c.name.c_str(), flash_kernel_name(kernel), static_cast<long long>(S), err, plain_err,
+                plain_err > 0 ? err / plain_err : 0.0, lse_err, static_cast<long long>(empty_rows),
+                masked ? mask.density() : 1.0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, AttentionCuda, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+// The public entry point: CPU tensors run the reference, CUDA tensors a kernel, with a host mask
+// uploaded per call or a GpuBlockMask.
+TEST(AttentionCudaApi, PublicEntryPoints) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const VideoLayout layout = grid(3, 9, 11);
+  const int64_t S = layout.tokens(), H = 2, D = 64;
+  const Tensor q = random_input({1, S, H, D}, DType::bf16, 11, 1.0f);
+  const Tensor k = random_input({1, S, H, D}, DType::bf16, 12, 1.0f);
+  const Tensor v = random_input({1, S, H, D}, DType::bf16, 13, 1.0f);
+  const BlockMask mask = build_block_mask(layout, Pattern::tile(0), static_cast<int>(H));
+  AttentionOptions options;
+  options.mask = &mask;
+
+  const Tensor cpu = attention(q, k, v, options);
+  EXPECT_EQ(cpu.dtype(), DType::f32);
+  EXPECT_TRUE(cpu.device().is_cpu());
+
+  const Tensor qd = q.to(Device::cuda()), kd = k.to(Device::cuda()), vd = v.to(Device::cuda());
+  Tensor lse;
+  const Tensor a = attention(qd, kd, vd, options, &lse).to(Device::cpu()).to(DType::f32);
+  const Tensor b = attention(qd, kd, vd, upload_block_mask(mask)).to(Device::cpu()).to(DType::f32);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(lse.shape(), Shape({1, H, S}));
+  EXPECT_EQ(std::memcmp(a.data<float>(), b.data<float>(), a.nbytes()), 0);
+  EXPECT_LT(max_abs_diff(a.data<float>(), cpu.data<float>(), a.numel()), 0.02);
+
+  EXPECT_THROW(attention(qd, kd, vd.to(Device::cpu()), options), Error);  // mixed devices
+  const Tensor q32 = random_input({1, S, H, 32}, DType::bf16, 14, 1.0f).to(Device::cuda());
+  EXPECT_THROW(attention(q32, q32, q32), Error);  // head dim 32
+}
+
+}  // namespace
+}  // namespace vdit
