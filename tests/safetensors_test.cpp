@@ -260,6 +260,7 @@ std::vector<CorruptCase> corrupt_cases() {
       {"offsets_negative", one(entry("w", R"("U8")", "[1]", "[-1,0]"), 1), corrupt, "w", "data_offsets"},
       {"offsets_float", one(entry("w", R"("U8")", "[1]", "[0,1.0]"), 1), corrupt, "w", "data_offsets"},
       {"offsets_not_array", one(entry("w", R"("U8")", "[1]", "{}"), 1), corrupt, "w", "data_offsets"},
+      {"bool_not_0_or_1", image("{" + entry("f", R"("BOOL")", "[4]", "[0,4]") + "}", 4), corrupt, "f", "holds byte 2"},
       {"metadata_not_object", image(R"({"__metadata__":[1]})", 0), corrupt, "__metadata__", "not a JSON object"},
       {"metadata_value_not_string", image(R"({"__metadata__":{"k":1}})", 0), corrupt, "__metadata__", "'k'"},
   };

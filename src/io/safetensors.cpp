@@ -232,6 +232,14 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* data, size_t size, const s
                t.end, furthest->name, furthest->begin, furthest->end);
     if (furthest == nullptr || t.end > furthest->end) furthest = &t;
   }
+  // A C++ bool holding anything but 0 or 1 is undefined behaviour, so BOOL bytes are checked now.
+  for (const TensorInfo& t : file.tensors_) {
+    if (t.dtype != DType::boolean) continue;
+    const uint8_t* bytes = file.data_ + t.begin;
+    const uint8_t* bad = std::find_if(bytes, bytes + (t.end - t.begin), [](uint8_t b) { return b > 1; });
+    VDIT_CHECK(bad == bytes + (t.end - t.begin), ErrorCode::corrupt_file,
+               "{}: tensor '{}': BOOL element {} holds byte {}, not 0 or 1", name, t.name, bad - bytes, *bad);
+  }
   for (size_t i = 0; i < file.tensors_.size(); ++i) file.index_[file.tensors_[i].name] = i;
   return file;
 }
