@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -15,6 +14,7 @@
 namespace vdit {
 namespace {
 
+using test::expect_error;
 using test::next_random;
 using test::random_tensor;
 using test::relative_l2_error;
@@ -70,7 +70,8 @@ Float64Attention float64_attention(const Tensor& q, const Tensor& k, const Tenso
           if (mask && !kept[slot][i / mask->block_q][j / mask->block_k]) continue;
           double dot = 0.0;
           for (int64_t d = 0; d < dim; ++d) {
-            dot += qd[((b * queries + i) * heads + h) * dim + d] * kd[((b * keys + j) * heads + h) * dim + d];
+            dot += qd[((b * queries + i) * heads + h) * dim + d] *
+                   kd[((b * keys + j) * heads + h) * dim + d];
           }
           s[j] = scale * dot;
           max = std::max(max, s[j]);
@@ -160,7 +161,9 @@ void expect_matches_float64(const Tensor& q, const Tensor& k, const Tensor& v, c
       }
     }
   }
-  if (mask) EXPECT_LT(empty_rows, batch * heads * queries) << "every row empty: a vacuous case";
+  if (mask) {
+    EXPECT_LT(empty_rows, batch * heads * queries) << "every row empty: a vacuous case";
+  }
 }
 
 TEST(ReferenceAttention, HandComputedTwoTokens) {
@@ -276,14 +279,16 @@ TEST(ReferenceAttention, BuiltMasksMatchFloat64) {
     for (const auto& [block_q, block_k] : {std::pair{16, 32}, std::pair{8, 8}}) {
       SCOPED_TRACE(::testing::Message() << "blocks " << block_q << "x" << block_k);
       // Shared by the batch: one pattern per head.
-      Tensor q = random_tensor({2, tokens, 4, 16}, ++seed, 3.0f), k = random_tensor({2, tokens, 4, 16}, ++seed),
-             v = random_tensor({2, tokens, 4, 16}, ++seed);
+      const Shape shape{2, tokens, 4, 16};
+      Tensor q = random_tensor(shape, ++seed, 3.0f), k = random_tensor(shape, ++seed),
+             v = random_tensor(shape, ++seed);
       BlockMask shared = build_block_mask(layout, patterns, block_q, block_k);
       expect_matches_float64(q, k, v, &shared);
 
       // Per (batch item, head): 2 x 2 slots, the batch items with different patterns.
-      Tensor q2 = random_tensor({2, tokens, 2, 64}, ++seed, 3.0f), k2 = random_tensor({2, tokens, 2, 64}, ++seed),
-             v2 = random_tensor({2, tokens, 2, 64}, ++seed);
+      const Shape shape2{2, tokens, 2, 64};
+      Tensor q2 = random_tensor(shape2, ++seed, 3.0f), k2 = random_tensor(shape2, ++seed),
+             v2 = random_tensor(shape2, ++seed);
       BlockMask per_batch = build_block_mask(layout, patterns, block_q, block_k);
       EXPECT_LT(per_batch.density(), 1.0);
       expect_matches_float64(q2, k2, v2, &per_batch);
@@ -327,17 +332,6 @@ TEST(ReferenceAttention, StridedInputsEqualContiguous) {
   EXPECT_EQ(to_doubles(attention_reference(q, k, v, options)),
             to_doubles(attention_reference(q.contiguous(), k.contiguous(), v.contiguous(), options)));
   expect_matches_float64(q, k, v, &mask);
-}
-
-// `run` must throw a vdit::Error of `code` whose message contains `text`.
-void expect_error(const std::function<void()>& run, ErrorCode code, const std::string& text) {
-  try {
-    run();
-    ADD_FAILURE() << "no error; expected one saying: " << text;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
-  }
 }
 
 TEST(ReferenceAttention, BadInputsGiveClearErrors) {

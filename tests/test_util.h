@@ -1,10 +1,14 @@
-// Small helpers for the tests: seeded random tensors (the same values with every standard library)
-// and the relative L2 error, in double.
+// Small helpers for the tests: seeded random tensors (the same values with every standard library),
+// the relative L2 error in double, and checks of vdit::Error.
 #pragma once
+
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "vdit/tensor.h"
@@ -49,6 +53,17 @@ inline double relative_l2_error(std::span<const double> got, std::span<const dou
     norm += want[i] * want[i];
   }
   return norm == 0.0 ? std::sqrt(err) : std::sqrt(err / norm);
+}
+
+// `run` must throw a vdit::Error of `code` whose message contains `text`.
+inline void expect_error(const std::function<void()>& run, ErrorCode code, const std::string& text) {
+  try {
+    run();
+    ADD_FAILURE() << "no error; expected one saying: " << text;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace vdit::test

@@ -153,9 +153,19 @@ struct ProfileResult {
   std::vector<Pattern> patterns(std::span<const Pattern> candidates) const;
 };
 
+// The video query rows profile_heads samples for `batch_item`: min(sample_rows, T*L) distinct
+// frame-major video tokens, uniform without replacement (Floyd's algorithm on a splitmix64 stream
+// seeded from (seed, batch_item)), sorted ascending. A fixed function of its arguments on every
+// platform.
+std::vector<int64_t> profile_sample_rows(const VideoLayout& layout, const ProfileOptions& options,
+                                         int64_t batch_item);
+
 // Samples query rows, computes their dense attention output and their outputs under each
 // candidate pattern, and picks the candidate of least MSE per (batch item, head). Deterministic
-// for a seed.
+// for a seed. Q, K, V: [B, S, H, D] on the CPU, any float dtype, S = layout.tokens(); scale
+// 1/sqrt(D). Each candidate's mask is built once (one slot, options' block sizes); a temporal
+// candidate's rows and keys are mapped through token_major_order, the tensors are not permuted.
+// Ties go to the earlier candidate. Threads over (batch item, head).
 ProfileResult profile_heads(const Tensor& q, const Tensor& k, const Tensor& v, const VideoLayout& layout,
                             std::span<const Pattern> candidates, const ProfileOptions& options = {});
 
