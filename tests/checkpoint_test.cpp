@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -109,22 +110,34 @@ TEST_F(CheckpointTest, RejectsEachBrokenIndex) {
     std::vector<std::string> parts;
   };
   const std::vector<Case> cases = {
-      {"missing shard file", R"({"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",
+      {"missing shard file",
+       R"({"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",
           "c": "model-00003-of-00002.safetensors"})",
-       ErrorCode::not_found, {index, "model-00003-of-00002.safetensors", "'c'", "does not exist"}},
-      {"tensor missing from its shard", R"({"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",
+       ErrorCode::not_found,
+       {index, "model-00003-of-00002.safetensors", "'c'", "does not exist"}},
+      {"tensor missing from its shard",
+       R"({"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",
           "c": "model-00002-of-00002.safetensors", "d": "model-00002-of-00002.safetensors"})",
-       ErrorCode::corrupt_file, {index, kShard2, "'d'", "missing from it"}},
-      {"tensor in the other shard", R"({"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors",
+       ErrorCode::corrupt_file,
+       {index, kShard2, "'d'", "missing from it"}},
+      {"tensor in the other shard",
+       R"({"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors",
           "c": "model-00002-of-00002.safetensors"})",
-       ErrorCode::corrupt_file, {index, kShard1, kShard2, "'b'"}},
-      {"tensor not in the index", R"({"a": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"})",
-       ErrorCode::corrupt_file, {index, kShard1, "'b'", "not listed"}},
-      {"listed twice", R"({"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",
+       ErrorCode::corrupt_file,
+       {index, kShard1, kShard2, "'b'"}},
+      {"tensor not in the index",
+       R"({"a": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"})",
+       ErrorCode::corrupt_file,
+       {index, kShard1, "'b'", "not listed"}},
+      {"listed twice",
+       R"({"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",
           "c": "model-00002-of-00002.safetensors", "a": "model-00002-of-00002.safetensors"})",
-       ErrorCode::corrupt_file, {index, "'a'", "twice"}},
-      {"shard outside the folder", R"({"a": "../model-00001-of-00002.safetensors"})",
-       ErrorCode::corrupt_file, {index, "'a'", "not a file name"}},
+       ErrorCode::corrupt_file,
+       {index, "'a'", "twice"}},
+      {"shard outside the folder",
+       R"({"a": "../model-00001-of-00002.safetensors"})",
+       ErrorCode::corrupt_file,
+       {index, "'a'", "not a file name"}},
       {"shard not a string", R"({"a": 1})", ErrorCode::corrupt_file, {index, "'a'", "not a string"}},
       {"weight_map not an object", R"([])", ErrorCode::corrupt_file, {index, "weight_map"}},
   };
@@ -150,7 +163,8 @@ TEST_F(CheckpointTest, RejectsEachBrokenIndex) {
 TEST_F(CheckpointTest, RejectsATensorInTwoShards) {
   write_safetensors(file(kShard1), {{"a", iota({2}, 0)}, {"b", iota({2}, 0)}});
   write_safetensors(file(kShard2), {{"b", iota({2}, 0)}});
-  write_text(kIndex, R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})");
+  write_text(kIndex,
+             R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})");
   expect_error([&] { Checkpoint::open(dir_.string()); }, ErrorCode::corrupt_file,
                {dir_.string(), "'b'", kShard1, kShard2, "both"});
 }

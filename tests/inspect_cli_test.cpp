@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -77,20 +78,22 @@ TEST_F(InspectCliTest, TextListsTensorsAndTotals) {
   write_safetensors(path, sample_tensors());
   const Result r = run_vdit("inspect '" + path + "'", false);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* part : {"blocks.0.norm", "bf16", "[4, 5]", "ids", "i64", "[7]", "tensors:    4", "parameters: 36",
-                           "bytes:      123"})
+  for (const char* part :
+       {"blocks.0.norm", "bf16", "[4, 5]", "ids", "i64", "[7]", "tensors:    4", "parameters: 36", "bytes:      123"})
     EXPECT_NE(r.output.find(part), std::string::npos) << part << " not in:\n" << r.output;
 }
 
 TEST_F(InspectCliTest, ShowsShardsAndTheConfigClass) {
   write_safetensors(file("m-1.safetensors"), {{"a", Tensor::zeros({2, 2}, DType::f16)}});
   write_safetensors(file("m-2.safetensors"), {{"b", Tensor::zeros({3}, DType::f32)}});
-  std::ofstream(file("m.safetensors.index.json")) << R"({"weight_map": {"a": "m-1.safetensors", "b": "m-2.safetensors"}})";
+  std::ofstream(file("m.safetensors.index.json"))
+      << R"({"weight_map": {"a": "m-1.safetensors", "b": "m-2.safetensors"}})";
   std::ofstream(file("config.json")) << R"({"_class_name": "WanTransformer3DModel"})";
 
   const Result text = run_vdit("inspect '" + dir_.string() + "'", false);
   ASSERT_EQ(text.exit_code, 0) << text.output;
-  for (const char* part : {"m-1.safetensors", "m-2.safetensors", "WanTransformer3DModel", "parameters: 7", "bytes:      20"})
+  for (const char* part :
+       {"m-1.safetensors", "m-2.safetensors", "WanTransformer3DModel", "parameters: 7", "bytes:      20"})
     EXPECT_NE(text.output.find(part), std::string::npos) << part << " not in:\n" << text.output;
 
   const Result r = run_vdit("inspect '" + dir_.string() + "' --json", false);

@@ -3,9 +3,8 @@
 #include "io/safetensors.h"
 
 #include <gtest/gtest.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -36,9 +35,7 @@ std::string read_bytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
+void write_bytes(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 // A safetensors image built by hand: little-endian length, header, then `data_bytes` bytes 0, 1, 2, ...
 std::string image(const std::string& header, size_t data_bytes, uint64_t declared_length) {
@@ -77,10 +74,14 @@ void expect_error(F f, ErrorCode code, std::initializer_list<std::string> parts)
 TEST_F(SafetensorsTest, RoundTripsEveryDTypeAgainstAnIndependentHeaderParse) {
   std::mt19937 rng(7);
   const std::vector<std::pair<std::string, Tensor>> tensors = {
-      {"a.u8", random_tensor({3}, DType::u8, rng)},          {"b.f32", random_tensor({2, 3}, DType::f32, rng)},
-      {"c.bool", random_tensor({5}, DType::boolean, rng)},   {"d.f16", random_tensor({1, 3, 1}, DType::f16, rng)},
-      {"e.i64", random_tensor({2, 2}, DType::i64, rng)},      {"f.bf16", random_tensor({7}, DType::bf16, rng)},
-      {"g.i32", random_tensor({1, 1, 1, 1, 1, 3}, DType::i32, rng)}, {"h.scalar", random_tensor({}, DType::f32, rng)},
+      {"a.u8", random_tensor({3}, DType::u8, rng)},
+      {"b.f32", random_tensor({2, 3}, DType::f32, rng)},
+      {"c.bool", random_tensor({5}, DType::boolean, rng)},
+      {"d.f16", random_tensor({1, 3, 1}, DType::f16, rng)},
+      {"e.i64", random_tensor({2, 2}, DType::i64, rng)},
+      {"f.bf16", random_tensor({7}, DType::bf16, rng)},
+      {"g.i32", random_tensor({1, 1, 1, 1, 1, 3}, DType::i32, rng)},
+      {"h.scalar", random_tensor({}, DType::f32, rng)},
       {"i.empty", random_tensor({0, 4}, DType::bf16, rng)}};
   const std::map<std::string, std::string> metadata = {{"format", "pt"}, {"note", "x\"y"}};
   const std::string path = file("all.safetensors");
@@ -93,8 +94,8 @@ TEST_F(SafetensorsTest, RoundTripsEveryDTypeAgainstAnIndependentHeaderParse) {
   EXPECT_EQ(header_length % 8, 0u);
   const json header = json::parse(bytes.substr(8, header_length));
   EXPECT_EQ(header["__metadata__"], json(metadata));
-  const std::map<DType, std::string> names = {{DType::f32, "F32"}, {DType::f16, "F16"}, {DType::bf16, "BF16"},
-                                              {DType::i32, "I32"}, {DType::i64, "I64"}, {DType::u8, "U8"},
+  const std::map<DType, std::string> names = {{DType::f32, "F32"},     {DType::f16, "F16"}, {DType::bf16, "BF16"},
+                                              {DType::i32, "I32"},     {DType::i64, "I64"}, {DType::u8, "U8"},
                                               {DType::boolean, "BOOL"}};
   uint64_t total = 0;
   for (const auto& [name, t] : tensors) {
@@ -210,7 +211,8 @@ struct CorruptCase {
   std::string what;    // a phrase the message must hold
 };
 
-std::string entry(const std::string& name, const std::string& dtype, const std::string& shape, const std::string& offsets) {
+std::string entry(const std::string& name, const std::string& dtype, const std::string& shape,
+                  const std::string& offsets) {
   return fmt::format(R"("{}":{{"dtype":{},"shape":{},"data_offsets":{}}})", name, dtype, shape, offsets);
 }
 
@@ -233,11 +235,14 @@ std::vector<CorruptCase> corrupt_cases() {
       {"size_mismatch", one(entry("w", R"("F32")", "[2,3]", "[0,20]"), 24), corrupt, "w", "hold 20"},
       {"offsets_past_end", one(entry("w", R"("F32")", "[2]", "[0,8]"), 4), corrupt, "w", "past the end"},
       {"begin_after_end", one(entry("w", R"("F32")", "[1]", "[8,4]"), 8), corrupt, "w", "end before they begin"},
-      {"overlap", image("{" + entry("a", R"("F32")", "[2]", "[0,8]") + "," + entry("b", R"("F32")", "[2]", "[4,12]") + "}", 12),
+      {"overlap",
+       image("{" + entry("a", R"("F32")", "[2]", "[0,8]") + "," + entry("b", R"("F32")", "[2]", "[4,12]") + "}", 12),
        corrupt, "b", "overlap those of tensor 'a'"},
-      {"inside_another", image("{" + entry("a", R"("U8")", "[8]", "[0,8]") + "," + entry("b", R"("U8")", "[2]", "[2,4]") + "}", 8),
+      {"inside_another",
+       image("{" + entry("a", R"("U8")", "[8]", "[0,8]") + "," + entry("b", R"("U8")", "[2]", "[2,4]") + "}", 8),
        corrupt, "b", "overlap"},
-      {"duplicate_name", image("{" + entry("w", R"("U8")", "[1]", "[0,1]") + "," + entry("w", R"("U8")", "[1]", "[1,2]") + "}", 2),
+      {"duplicate_name",
+       image("{" + entry("w", R"("U8")", "[1]", "[0,1]") + "," + entry("w", R"("U8")", "[1]", "[1,2]") + "}", 2),
        corrupt, "w", "duplicate name"},
       {"duplicate_key", one(R"("w":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]})", 1), corrupt, "w",
        "duplicate key 'dtype'"},
@@ -255,7 +260,8 @@ std::vector<CorruptCase> corrupt_cases() {
       {"dim_overflow", one(entry("w", R"("U8")", "[4294967296,4294967296,4]", "[0,1]"), 1), corrupt, "w", "overflows"},
       {"dim_above_int64", one(entry("w", R"("U8")", "[18446744073709551615]", "[0,1]"), 1), corrupt, "w", "overflows"},
       {"bytes_overflow", one(entry("w", R"("F32")", "[4611686018427387904]", "[0,1]"), 1), corrupt, "w", "needs"},
-      {"rank_too_high", one(entry("w", R"("U8")", "[1,1,1,1,1,1,1]", "[0,1]"), 1), ErrorCode::unsupported, "w", "rank 7"},
+      {"rank_too_high", one(entry("w", R"("U8")", "[1,1,1,1,1,1,1]", "[0,1]"), 1), ErrorCode::unsupported, "w",
+       "rank 7"},
       {"offsets_three", one(entry("w", R"("U8")", "[1]", "[0,1,2]"), 1), corrupt, "w", "data_offsets"},
       {"offsets_negative", one(entry("w", R"("U8")", "[1]", "[-1,0]"), 1), corrupt, "w", "data_offsets"},
       {"offsets_float", one(entry("w", R"("U8")", "[1]", "[0,1.0]"), 1), corrupt, "w", "data_offsets"},
@@ -310,8 +316,11 @@ TEST_F(SafetensorsTest, RejectsMissingFilesAndFolders) {
 TEST_F(SafetensorsTest, TruncatedAndMutatedImagesFailCleanly) {
   std::mt19937 rng(3);
   const std::string path = file("base.safetensors");
-  write_safetensors(path, {{"x", random_tensor({3, 2}, DType::f32, rng)}, {"y", random_tensor({5}, DType::u8, rng)},
-                           {"z", random_tensor({2}, DType::i64, rng)}}, {{"k", "v"}});
+  write_safetensors(path,
+                    {{"x", random_tensor({3, 2}, DType::f32, rng)},
+                     {"y", random_tensor({5}, DType::u8, rng)},
+                     {"z", random_tensor({2}, DType::i64, rng)}},
+                    {{"k", "v"}});
   const std::string bytes = read_bytes(path);
   const auto parse_or_error = [](const std::string& b) {
     try {
@@ -355,16 +364,25 @@ TEST_F(SafetensorsTest, RefusesToReplaceAFileUnlessAsked) {
 TEST_F(SafetensorsTest, WriterRejectsBadInputNamingPathAndTensor) {
   const std::string path = file("bad.safetensors");
   const Tensor t = Tensor::zeros({2}, DType::f32);
-  expect_error([&] { write_safetensors(path, {{"w", t}, {"w", t}}); }, ErrorCode::invalid_argument,
-               {path, "'w'", "duplicate"});
-  expect_error([&] { write_safetensors(path, {{"__metadata__", t}}); }, ErrorCode::invalid_argument,
-               {path, "'__metadata__'", "reserved"});
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"w", t}, {"w", t}});
+      },
+      ErrorCode::invalid_argument, {path, "'w'", "duplicate"});
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"__metadata__", t}});
+      },
+      ErrorCode::invalid_argument, {path, "'__metadata__'", "reserved"});
   expect_error([&] { write_safetensors(path, {{"u", Tensor()}}); }, ErrorCode::invalid_argument, {path, "'u'"});
   float device_memory[2];  // never touched: the device check must come first
   const Tensor on_gpu = Tensor::borrow(device_memory, {2}, DType::f32, nullptr, Device::cuda(0));
   expect_error([&] { write_safetensors(path, {{"g", on_gpu}}); }, ErrorCode::unsupported, {path, "'g'", "CPU"});
-  expect_error([&] { write_safetensors(path, {{"n", t}}, {{"bad", "\xff"}}); }, ErrorCode::invalid_argument,
-               {path, "UTF-8"});
+  expect_error(
+      [&] {
+        write_safetensors(path, {{"n", t}}, {{"bad", "\xff"}});
+      },
+      ErrorCode::invalid_argument, {path, "UTF-8"});
   EXPECT_FALSE(fs::exists(path));
   const std::string nowhere = file("no/such/folder.safetensors");
   expect_error([&] { write_safetensors(nowhere, {{"w", t}}); }, ErrorCode::io, {nowhere});

@@ -88,13 +88,13 @@ Checkpoint Checkpoint::open(const std::string& path) {
   const fs::path folder(path);
   if (fs::exists(folder / "config.json", ec)) checkpoint.config_ = read_json_object(folder / "config.json");
   const FolderContents contents = list_folder(folder);
-  VDIT_CHECK(contents.indexes.size() <= 1, ErrorCode::invalid_argument, "{}: several shard indexes ({}); open one shard set per folder",
-             path, fmt::join(contents.indexes, ", "));
+  VDIT_CHECK(contents.indexes.size() <= 1, ErrorCode::invalid_argument,
+             "{}: several shard indexes ({}); open one shard set per folder", path, fmt::join(contents.indexes, ", "));
 
   if (contents.indexes.empty()) {
     VDIT_CHECK(contents.safetensors.size() <= 1, ErrorCode::invalid_argument,
-               "{}: several .safetensors files ({}) and no *.safetensors.index.json saying which tensors each holds", path,
-               fmt::join(contents.safetensors, ", "));
+               "{}: several .safetensors files ({}) and no *.safetensors.index.json saying which tensors each holds",
+               path, fmt::join(contents.safetensors, ", "));
     if (contents.safetensors.empty()) {
       VDIT_CHECK(!fs::is_directory(folder / "transformer", ec), ErrorCode::not_found,
                  "{}: no .safetensors file here; this looks like a diffusers pipeline: open its transformer "
@@ -135,8 +135,9 @@ Checkpoint Checkpoint::open(const std::string& path) {
                found_in);
   }
   for (const auto& [tensor, s] : checkpoint.shard_of_)
-    VDIT_CHECK(weight_map.count(tensor), ErrorCode::corrupt_file, "{}: tensor '{}': in shard '{}' but not listed in the index",
-               index, tensor, file_name(checkpoint.shards_[s]));
+    VDIT_CHECK(weight_map.count(tensor), ErrorCode::corrupt_file,
+               "{}: tensor '{}': in shard '{}' but not listed in the index", index, tensor,
+               file_name(checkpoint.shards_[s]));
   return checkpoint;
 }
 

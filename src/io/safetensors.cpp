@@ -19,13 +19,14 @@ namespace {
 using nlohmann::json;
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+constexpr uint64_t kMaxElements = std::numeric_limits<int64_t>::max();  // Shape counts in int64
 
 struct DTypeName {
   const char* name;
   DType dtype;
 };
-constexpr DTypeName kDTypeNames[] = {{"F32", DType::f32}, {"F16", DType::f16},   {"BF16", DType::bf16},
-                                     {"I32", DType::i32}, {"I64", DType::i64},   {"U8", DType::u8},
+constexpr DTypeName kDTypeNames[] = {{"F32", DType::f32},     {"F16", DType::f16}, {"BF16", DType::bf16},
+                                     {"I32", DType::i32},     {"I64", DType::i64}, {"U8", DType::u8},
                                      {"BOOL", DType::boolean}};
 // Valid safetensors dtypes that have no vdit DType.
 constexpr const char* kUnsupportedDTypes[] = {"F64",     "I8",      "I16",     "U16", "U32",     "U64",    "C64",
@@ -42,8 +43,8 @@ DType parse_safetensors_dtype(const std::string& name, const std::string& file, 
     if (name == d.name) return d.dtype;
   for (const char* unsupported : kUnsupportedDTypes)
     VDIT_CHECK(name != unsupported, ErrorCode::unsupported,
-               "{}: tensor '{}': dtype {} is not supported (vdit reads F32, F16, BF16, I32, I64, U8, BOOL)",
-               file, tensor, name);
+               "{}: tensor '{}': dtype {} is not supported (vdit reads F32, F16, BF16, I32, I64, U8, BOOL)", file,
+               tensor, name);
   fail(ErrorCode::corrupt_file, "{}: tensor '{}': unknown dtype '{}'", file, tensor, name);
 }
 
@@ -54,14 +55,14 @@ Shape parse_shape(const json& shape, const std::string& file, const std::string&
   Shape result;
   *numel = 1;
   for (const json& dim : shape) {
-    VDIT_CHECK(dim.is_number_integer(), ErrorCode::corrupt_file, "{}: tensor '{}': shape {} holds a non-integer",
-               file, tensor, shape.dump());
+    VDIT_CHECK(dim.is_number_integer(), ErrorCode::corrupt_file, "{}: tensor '{}': shape {} holds a non-integer", file,
+               tensor, shape.dump());
     VDIT_CHECK(dim.is_number_unsigned(), ErrorCode::corrupt_file, "{}: tensor '{}': shape {} has a negative dimension",
                file, tensor, shape.dump());
     const uint64_t d = dim.get<uint64_t>();
-    VDIT_CHECK(d <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) && !__builtin_mul_overflow(*numel, d, numel) &&
-                   *numel <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
-               ErrorCode::corrupt_file, "{}: tensor '{}': element count of shape {} overflows", file, tensor, shape.dump());
+    const bool overflow = d > kMaxElements || __builtin_mul_overflow(*numel, d, numel) || *numel > kMaxElements;
+    VDIT_CHECK(!overflow, ErrorCode::corrupt_file, "{}: tensor '{}': element count of shape {} overflows", file, tensor,
+               shape.dump());
     result.push_back(static_cast<int64_t>(d));
   }
   return result;
@@ -84,22 +85,22 @@ TensorInfo parse_entry(const std::string& name, const json& entry, uint64_t data
   info.shape = parse_shape(entry["shape"], file, name, &numel);
 
   const json& offsets = entry["data_offsets"];
-  VDIT_CHECK(offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
-                 offsets[1].is_number_unsigned(),
-             ErrorCode::corrupt_file, "{}: tensor '{}': 'data_offsets' is not two non-negative integers: {}", file,
-             name, offsets.dump());
+  VDIT_CHECK(
+      offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() && offsets[1].is_number_unsigned(),
+      ErrorCode::corrupt_file, "{}: tensor '{}': 'data_offsets' is not two non-negative integers: {}", file, name,
+      offsets.dump());
   info.begin = offsets[0].get<uint64_t>();
   info.end = offsets[1].get<uint64_t>();
-  VDIT_CHECK(info.begin <= info.end, ErrorCode::corrupt_file, "{}: tensor '{}': data_offsets [{}, {}] end before they begin",
-             file, name, info.begin, info.end);
+  VDIT_CHECK(info.begin <= info.end, ErrorCode::corrupt_file,
+             "{}: tensor '{}': data_offsets [{}, {}] end before they begin", file, name, info.begin, info.end);
   VDIT_CHECK(info.end <= data_size, ErrorCode::corrupt_file,
              "{}: tensor '{}': data_offsets [{}, {}] reach past the end of the data section ({} bytes)", file, name,
              info.begin, info.end, data_size);
   uint64_t bytes = 0;
   VDIT_CHECK(!__builtin_mul_overflow(numel, dtype_size(info.dtype), &bytes) && bytes == info.end - info.begin,
-             ErrorCode::corrupt_file, "{}: tensor '{}': {}{} needs {} x {} bytes but data_offsets [{}, {}] hold {}", file,
-             name, dtype_name(info.dtype), info.shape.to_string(), numel, dtype_size(info.dtype), info.begin, info.end,
-             info.end - info.begin);
+             ErrorCode::corrupt_file, "{}: tensor '{}': {}{} needs {} x {} bytes but data_offsets [{}, {}] hold {}",
+             file, name, dtype_name(info.dtype), info.shape.to_string(), numel, dtype_size(info.dtype), info.begin,
+             info.end, info.end - info.begin);
   return info;
 }
 
@@ -141,7 +142,8 @@ void write_all(int fd, const void* data, size_t size, const std::string& path) {
 // A temporary file beside the target, removed unless it was renamed over the target.
 class TemporaryFile {
  public:
-  explicit TemporaryFile(const std::string& target) : target_(target), path_(fmt::format("{}.tmp.{}", target, ::getpid())) {
+  explicit TemporaryFile(const std::string& target)
+      : target_(target), path_(fmt::format("{}.tmp.{}", target, ::getpid())) {
     file_.fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     VDIT_CHECK(file_.fd >= 0, ErrorCode::io, "{}: cannot create {}: {}", target_, path_, std::strerror(errno));
   }
@@ -201,12 +203,12 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* data, size_t size, const s
   for (int i = 7; i >= 0; --i) header_size = header_size << 8 | data[i];
   VDIT_CHECK(header_size <= size - 8, ErrorCode::corrupt_file, "{}: header length {} exceeds the file size ({} bytes)",
              name, header_size, size);
-  VDIT_CHECK(header_size <= kMaxHeaderBytes, ErrorCode::corrupt_file, "{}: header length {} exceeds the limit of {} bytes",
-             name, header_size, kMaxHeaderBytes);
+  VDIT_CHECK(header_size <= kMaxHeaderBytes, ErrorCode::corrupt_file,
+             "{}: header length {} exceeds the limit of {} bytes", name, header_size, kMaxHeaderBytes);
 
   std::vector<std::string> duplicate;
-  const json header = parse_json_unique_keys(
-      std::string_view(reinterpret_cast<const char*>(data + 8), header_size), name, &duplicate);
+  const json header =
+      parse_json_unique_keys(std::string_view(reinterpret_cast<const char*>(data + 8), header_size), name, &duplicate);
   VDIT_CHECK(duplicate.empty(), ErrorCode::corrupt_file, "{}: {}", name, describe_duplicate(duplicate));
   VDIT_CHECK(header.is_object(), ErrorCode::corrupt_file, "{}: header is not a JSON object", name);
 
@@ -289,7 +291,8 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
                        const std::map<std::string, std::string>& metadata, bool overwrite) {
   std::set<std::string_view> names;
   for (const auto& [name, t] : tensors) {
-    VDIT_CHECK(name != "__metadata__", ErrorCode::invalid_argument, "{}: tensor '__metadata__': the name is reserved", path);
+    VDIT_CHECK(name != "__metadata__", ErrorCode::invalid_argument, "{}: tensor '__metadata__': the name is reserved",
+               path);
     VDIT_CHECK(names.insert(name).second, ErrorCode::invalid_argument, "{}: tensor '{}': duplicate name", path, name);
     VDIT_CHECK(t.defined(), ErrorCode::invalid_argument, "{}: tensor '{}': undefined tensor", path, name);
     VDIT_CHECK(t.device().is_cpu(), ErrorCode::unsupported, "{}: tensor '{}': only CPU tensors can be written, not {}",
