@@ -1,20 +1,21 @@
-// Scalar activations shared by the CPU kernels (linear epilogues and element-wise ops).
+// Scalar activations shared by the CPU ops and the CUDA kernels (linear epilogues, element-wise ops).
 #pragma once
 
-#include <cmath>
+#include <math.h>
 
-#include "ops/ops.h"
+#include "ops/host_device.h"
+#include "ops/op_types.h"
 
 namespace vdit::ops {
 
-inline float gelu_tanh_scalar(float x) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+VDIT_HOST_DEVICE inline float gelu_tanh_scalar(float x) {
+  const float sqrt_2_over_pi = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * (x + 0.044715f * x * x * x)));
 }
 
-inline float silu_scalar(float x) { return x / (1.0f + std::exp(-x)); }
+VDIT_HOST_DEVICE inline float silu_scalar(float x) { return x / (1.0f + expf(-x)); }
 
-inline float activate(Activation activation, float x) {
+VDIT_HOST_DEVICE inline float activate(Activation activation, float x) {
   switch (activation) {
     case Activation::none: return x;
     case Activation::gelu_tanh: return gelu_tanh_scalar(x);

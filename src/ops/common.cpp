@@ -19,7 +19,7 @@ void check_shape(const Tensor& t, const Shape& expected, const char* op, const c
 }
 
 void require_cpu(const ExecContext& ctx, const char* op) {
-  VDIT_CHECK(ctx.device.is_cpu(), ErrorCode::unsupported, "{} has no implementation on {}", op,
+  VDIT_CHECK(ctx.device.is_cpu(), ErrorCode::unsupported, "{} on {} needs a build with CUDA (-DVDIT_CUDA=ON)", op,
              ctx.device.to_string());
 }
 

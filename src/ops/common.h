@@ -15,7 +15,8 @@ void check_input(const ExecContext& ctx, const Tensor& t, const char* op, const 
 // Throws invalid_argument unless t's shape is `expected`.
 void check_shape(const Tensor& t, const Shape& expected, const char* op, const char* arg);
 
-// Throws unsupported unless the context is the CPU (for ops with no other implementation).
+// Throws unsupported unless the context is the CPU (reached for a CUDA context only in builds
+// without CUDA).
 void require_cpu(const ExecContext& ctx, const char* op);
 
 // A contiguous f32 CPU tensor with t's values (t itself when it already is one).

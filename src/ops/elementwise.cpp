@@ -1,6 +1,10 @@
 #include "ops/activation.h"
 #include "ops/common.h"
 
+#ifdef VDIT_HAVE_CUDA
+#include "ops/ops_cuda.h"
+#endif
+
 namespace vdit {
 namespace {
 
@@ -17,9 +21,11 @@ bool trailing_shape_of(const Shape& b, const Shape& a) {
   return true;
 }
 
-template <typename F>
-Tensor map_elements(const ExecContext& ctx, const Tensor& x, const char* op, F f) {
+Tensor map_activation(const ExecContext& ctx, const Tensor& x, const char* op, Activation activation) {
   ops::check_input(ctx, x, op, "x");
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::activation(ctx, x, activation);
+#endif
   ops::require_cpu(ctx, op);
   Tensor xs = ops::f32_dense(x);
   Tensor y = Tensor::empty(x.shape(), DType::f32);
@@ -27,7 +33,7 @@ Tensor map_elements(const ExecContext& ctx, const Tensor& x, const char* op, F f
   float* yp = y.data<float>();
   const int64_t n = x.numel();
   ops::for_rows(ctx, (n + kChunk - 1) / kChunk, kChunk, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin * kChunk; i < std::min(n, end * kChunk); ++i) yp[i] = f(xp[i]);
+    for (int64_t i = begin * kChunk; i < std::min(n, end * kChunk); ++i) yp[i] = ops::activate(activation, xp[i]);
   });
   return y;
 }
@@ -35,16 +41,19 @@ Tensor map_elements(const ExecContext& ctx, const Tensor& x, const char* op, F f
 }  // namespace
 
 Tensor gelu_tanh(const ExecContext& ctx, const Tensor& x) {
-  return map_elements(ctx, x, "gelu_tanh", ops::gelu_tanh_scalar);
+  return map_activation(ctx, x, "gelu_tanh", Activation::gelu_tanh);
 }
 
-Tensor silu(const ExecContext& ctx, const Tensor& x) { return map_elements(ctx, x, "silu", ops::silu_scalar); }
+Tensor silu(const ExecContext& ctx, const Tensor& x) { return map_activation(ctx, x, "silu", Activation::silu); }
 
 Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
   ops::check_input(ctx, a, "add", "a");
   ops::check_input(ctx, b, "add", "b");
   VDIT_CHECK(trailing_shape_of(b.shape(), a.shape()), ErrorCode::invalid_argument,
              "add: b has shape {}, which does not repeat over a {}", b.shape().to_string(), a.shape().to_string());
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::add(ctx, a, b);
+#endif
   ops::require_cpu(ctx, "add");
   Tensor as = ops::f32_dense(a), bs = ops::f32_dense(b);
   Tensor y = Tensor::empty(a.shape(), DType::f32);
@@ -63,6 +72,9 @@ Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
   VDIT_CHECK(a.rank() == 3 && b.rank() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(2),
              ErrorCode::invalid_argument, "concat_tokens: a {} and b {} are not [B, N, D] of one B and D",
              a.shape().to_string(), b.shape().to_string());
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::concat_tokens(ctx, a, b);
+#endif
   ops::require_cpu(ctx, "concat_tokens");
   const int64_t na = a.size(1), nb = b.size(1);
   Tensor y = Tensor::empty(Shape{a.size(0), na + nb, a.size(2)}, DType::f32);

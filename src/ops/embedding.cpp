@@ -2,6 +2,10 @@
 
 #include "ops/common.h"
 
+#ifdef VDIT_HAVE_CUDA
+#include "ops/ops_cuda.h"
+#endif
+
 namespace vdit {
 
 Tensor timestep_embedding(const ExecContext& ctx, const Tensor& timesteps, int dim, const TimestepEmbedding& options) {
@@ -12,6 +16,9 @@ Tensor timestep_embedding(const ExecContext& ctx, const Tensor& timesteps, int d
   VDIT_CHECK(half > 0 && half != options.downscale_freq_shift, ErrorCode::invalid_argument,
              "timestep_embedding: dim {} with downscale_freq_shift {} gives no frequencies", dim,
              options.downscale_freq_shift);
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::timestep_embedding(ctx, timesteps, dim, options);
+#endif
   ops::require_cpu(ctx, "timestep_embedding");
   // Every step rounds to f32 the way diffusers' float32 computation does.
   const float log_period = static_cast<float>(-std::log(options.max_period));

@@ -5,6 +5,10 @@
 #include "ops/activation.h"
 #include "ops/common.h"
 
+#ifdef VDIT_HAVE_CUDA
+#include "ops/ops_cuda.h"
+#endif
+
 namespace vdit {
 
 Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -19,6 +23,9 @@ Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, con
     ops::check_input(ctx, bias, "linear", "bias");
     ops::check_shape(bias, Shape{out}, "linear", "bias");
   }
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::linear(ctx, x, weight, bias, activation);
+#endif
   ops::require_cpu(ctx, "linear");
 
   Tensor xs = ops::f32_dense(x), ws = ops::f32_dense(weight);

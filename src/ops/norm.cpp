@@ -2,6 +2,10 @@
 
 #include "ops/common.h"
 
+#ifdef VDIT_HAVE_CUDA
+#include "ops/ops_cuda.h"
+#endif
+
 namespace vdit {
 namespace {
 
@@ -73,6 +77,9 @@ Tensor layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight,
   ops::check_input(ctx, x, "layer_norm", "x");
   check_affine(ctx, weight, x.size(-1), "layer_norm", "weight");
   check_affine(ctx, bias, x.size(-1), "layer_norm", "bias");
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::layer_norm(ctx, x, weight, bias, eps, {}, {});
+#endif
   ops::require_cpu(ctx, "layer_norm");
   return layer_norm_impl(ctx, x, weight, bias, eps, {}, {});
 }
@@ -84,6 +91,9 @@ Tensor layer_norm_modulate(const ExecContext& ctx, const Tensor& x, const Tensor
   check_affine(ctx, bias, x.size(-1), "layer_norm_modulate", "bias");
   check_modulation(ctx, x, shift, "layer_norm_modulate", "shift");
   check_modulation(ctx, x, scale, "layer_norm_modulate", "scale");
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::layer_norm(ctx, x, weight, bias, eps, shift, scale);
+#endif
   ops::require_cpu(ctx, "layer_norm_modulate");
   return layer_norm_impl(ctx, x, weight, bias, eps, shift, scale);
 }
@@ -91,6 +101,9 @@ Tensor layer_norm_modulate(const ExecContext& ctx, const Tensor& x, const Tensor
 Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps) {
   ops::check_input(ctx, x, "rms_norm", "x");
   check_affine(ctx, weight, x.size(-1), "rms_norm", "weight");
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::rms_norm(ctx, x, weight, eps);
+#endif
   ops::require_cpu(ctx, "rms_norm");
   const int64_t d = x.size(-1), rows = d ? x.numel() / d : 0;
   Tensor xs = ops::f32_dense(x);
@@ -115,6 +128,9 @@ Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, co
   check_tokens(ctx, x, "modulate", "x");
   check_modulation(ctx, x, shift, "modulate", "shift");
   check_modulation(ctx, x, scale, "modulate", "scale");
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::modulate(ctx, x, shift, scale);
+#endif
   ops::require_cpu(ctx, "modulate");
   const int64_t n = x.size(1), d = x.size(2), rows = x.size(0) * n;
   Tensor xs = ops::f32_dense(x), sh = ops::f32_dense(shift), sc = ops::f32_dense(scale);
@@ -136,6 +152,9 @@ void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, cons
   ops::check_input(ctx, y, "gated_residual_add", "y");
   ops::check_shape(y, x.shape(), "gated_residual_add", "y");
   if (gate.defined()) check_modulation(ctx, x, gate, "gated_residual_add", "gate");
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::gated_residual_add(ctx, x, y, gate);
+#endif
   ops::require_cpu(ctx, "gated_residual_add");
   VDIT_CHECK(x.dtype() == DType::f32 && x.is_contiguous(), ErrorCode::invalid_argument,
              "gated_residual_add: x must be a contiguous f32 tensor on the CPU, got {}", x.describe());

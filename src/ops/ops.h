@@ -2,8 +2,8 @@
 // implementation each, chosen by the device of the execution context.
 //
 // CPU: inputs of any float dtype (f32, f16, bf16) are read as f32 and outputs are f32, computed in
-// f32 (plain f32 accumulation; GEMMs through BLAS). CUDA: outputs keep the input's dtype, computed
-// with f32 accumulation. Token tensors are [B, N, D] (batch, tokens, channels) unless said otherwise;
+// f32 (plain f32 accumulation; GEMMs through BLAS). CUDA (ops_cuda.h): the tensors of one call share
+// one dtype (f32, f16 or bf16), outputs keep it, math is f32; GEMMs through cuBLASLt. Token tensors are [B, N, D] (batch, tokens, channels) unless said otherwise;
 // attention tensors are [B, S, H, D]. Errors name the op, the argument and its shape.
 #pragma once
 
@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/op_types.h"
 #include "vdit/tensor.h"
 
 namespace vdit {
@@ -20,9 +21,8 @@ struct ExecContext {
   Device device;
   void* stream = nullptr;  // cudaStream_t for CUDA ops (null: the default stream); the CPU ignores it
   int threads = 0;         // CPU worker threads; 0: default_thread_count()
+  void* blas = nullptr;    // cublasLtHandle_t for CUDA GEMMs, owned by the caller (null: one per call)
 };
-
-enum class Activation { none, gelu_tanh, silu };
 
 // ---- Dense layers ---------------------------------------------------------------------------
 
@@ -62,13 +62,6 @@ Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b);
 Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b);
 
 // ---- Patches ----------------------------------------------------------------------------------
-
-// How a video tensor orders its axes: diffusers' Wan takes [B, C, F, H, W], CogVideoX [B, F, C, H, W].
-enum class VideoAxes { bcfhw, bfchw };
-
-// Order of the features of one patch: (c, t, y, x) as Conv3d/Conv2d weights flatten, or (t, y, x, c)
-// as Wan's proj_out writes them.
-enum class PatchFeatures { channel_major, channel_minor };
 
 struct PatchSize {
   int t = 1, h = 2, w = 2;

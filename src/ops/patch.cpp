@@ -1,67 +1,25 @@
 #include "ops/common.h"
+#include "ops/patch_index.h"
+
+#ifdef VDIT_HAVE_CUDA
+#include "ops/ops_cuda.h"
+#endif
 
 namespace vdit {
 namespace {
 
-struct VideoDims {
-  int64_t batch, channels, frames, height, width;
-  // Element strides of a contiguous tensor with these dims in `axes` order.
-  int64_t sb, sc, sf, sy, sx;
-};
-
-VideoDims video_dims(int64_t b, int64_t c, int64_t f, int64_t h, int64_t w, VideoAxes axes) {
-  VideoDims d{b, c, f, h, w, 0, 0, 0, w, 1};
-  if (axes == VideoAxes::bcfhw) {
-    d.sf = h * w;
-    d.sc = f * d.sf;
-  } else {
-    d.sc = h * w;
-    d.sf = c * d.sc;
-  }
-  d.sb = c * f * h * w;
-  return d;
-}
-
-Shape video_shape(const VideoDims& d, VideoAxes axes) {
-  return axes == VideoAxes::bcfhw ? Shape{d.batch, d.channels, d.frames, d.height, d.width}
-                                  : Shape{d.batch, d.frames, d.channels, d.height, d.width};
-}
-
-VideoDims dims_of(const Tensor& video, VideoAxes axes, const char* op) {
+ops::VideoDims dims_of(const Tensor& video, VideoAxes axes, const char* op) {
   VDIT_CHECK(video.rank() == 5, ErrorCode::invalid_argument, "{}: video has shape {}, expected {}", op,
              video.shape().to_string(), axes == VideoAxes::bcfhw ? "[B, C, F, H, W]" : "[B, F, C, H, W]");
   const bool cf = axes == VideoAxes::bcfhw;
-  return video_dims(video.size(0), video.size(cf ? 1 : 2), video.size(cf ? 2 : 1), video.size(3), video.size(4),
-                    axes);
+  return ops::VideoDims::make(video.size(0), video.size(cf ? 1 : 2), video.size(cf ? 2 : 1), video.size(3),
+                              video.size(4), axes);
 }
 
-// Element offset, in a video with dims d, of feature `k` of token `n`'s patch (k in `features` order).
-struct PatchIndexer {
-  VideoDims d;
-  PatchGrid grid;
-  PatchSize patch;
-  PatchFeatures features;
-
-  int64_t offset(int64_t b, int64_t n, int64_t k) const {
-    const int64_t pv = patch.volume();
-    int64_t c, t, y, x;
-    if (features == PatchFeatures::channel_major) {
-      c = k / pv;
-      const int64_t r = k % pv;
-      t = r / (patch.h * patch.w);
-      y = r / patch.w % patch.h;
-      x = r % patch.w;
-    } else {
-      c = k % d.channels;
-      const int64_t r = k / d.channels;
-      t = r / (patch.h * patch.w);
-      y = r / patch.w % patch.h;
-      x = r % patch.w;
-    }
-    const int64_t gx = n % grid.width, gy = n / grid.width % grid.height, gf = n / (grid.width * grid.height);
-    return b * d.sb + c * d.sc + (gf * patch.t + t) * d.sf + (gy * patch.h + y) * d.sy + (gx * patch.w + x) * d.sx;
-  }
-};
+Shape video_shape(const ops::VideoDims& d, VideoAxes axes) {
+  return axes == VideoAxes::bcfhw ? Shape{d.batch, d.channels, d.frames, d.height, d.width}
+                                  : Shape{d.batch, d.frames, d.channels, d.height, d.width};
+}
 
 void check_patch(PatchSize patch, const char* op) {
   VDIT_CHECK(patch.t > 0 && patch.h > 0 && patch.w > 0, ErrorCode::invalid_argument,
@@ -72,7 +30,7 @@ void check_patch(PatchSize patch, const char* op) {
 
 PatchGrid patch_grid(const Tensor& video, VideoAxes axes, PatchSize patch) {
   check_patch(patch, "patch_grid");
-  const VideoDims d = dims_of(video, axes, "patch_grid");
+  const ops::VideoDims d = dims_of(video, axes, "patch_grid");
   VDIT_CHECK(d.frames % patch.t == 0 && d.height % patch.h == 0 && d.width % patch.w == 0,
              ErrorCode::invalid_argument,
              "video {} (frames {}, height {}, width {}) is not a whole number of ({}, {}, {}) patches",
@@ -83,14 +41,17 @@ PatchGrid patch_grid(const Tensor& video, VideoAxes axes, PatchSize patch) {
 Tensor patchify(const ExecContext& ctx, const Tensor& video, VideoAxes axes, PatchSize patch) {
   ops::check_input(ctx, video, "patchify", "video");
   const PatchGrid grid = patch_grid(video, axes, patch);
-  ops::require_cpu(ctx, "patchify");
-  const VideoDims d = dims_of(video, axes, "patchify");
+  const ops::VideoDims d = dims_of(video, axes, "patchify");
   const int64_t n = grid.tokens(), k = d.channels * patch.volume();
+  const ops::PatchIndexer index{d, grid.height, grid.width, patch.t, patch.h, patch.w, true};
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::patchify(ctx, video, index, Shape{d.batch, n, k});
+#endif
+  ops::require_cpu(ctx, "patchify");
   Tensor vs = ops::f32_dense(video);
   Tensor out = Tensor::empty(Shape{d.batch, n, k}, DType::f32);
   const float* vp = vs.data<float>();
   float* op = out.data<float>();
-  const PatchIndexer index{d, grid, patch, PatchFeatures::channel_major};
   ops::for_rows(ctx, d.batch * n, k, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r)
       for (int64_t j = 0; j < k; ++j) op[r * k + j] = vp[index.offset(r / n, r % n, j)];
@@ -102,7 +63,7 @@ Tensor patch_embed(const ExecContext& ctx, const Tensor& video, VideoAxes axes, 
                    const Tensor& weight, const Tensor& bias) {
   ops::check_input(ctx, video, "patch_embed", "video");
   ops::check_input(ctx, weight, "patch_embed", "weight");
-  const VideoDims d = dims_of(video, axes, "patch_embed");
+  const ops::VideoDims d = dims_of(video, axes, "patch_embed");
   const int64_t k = d.channels * patch.volume();
   VDIT_CHECK(weight.rank() >= 2 && weight.numel() == weight.size(0) * k, ErrorCode::invalid_argument,
              "patch_embed: weight has shape {}, expected [out, {}, {}, {}, {}] for {} input channels",
@@ -120,15 +81,19 @@ Tensor unpatchify(const ExecContext& ctx, const Tensor& tokens, PatchGrid grid, 
              "unpatchify: tokens have shape {}, expected [B, {}, C*{}] for a {}x{}x{} grid of ({}, {}, {}) patches",
              tokens.shape().to_string(), grid.tokens(), patch.volume(), grid.frames, grid.height, grid.width,
              patch.t, patch.h, patch.w);
-  ops::require_cpu(ctx, "unpatchify");
   const int64_t b = tokens.size(0), n = grid.tokens(), k = tokens.size(2);
-  const VideoDims d = video_dims(b, k / patch.volume(), grid.frames * patch.t, grid.height * patch.h,
-                                 grid.width * patch.w, axes);
+  const ops::VideoDims d = ops::VideoDims::make(b, k / patch.volume(), grid.frames * patch.t, grid.height * patch.h,
+                                                grid.width * patch.w, axes);
+  const ops::PatchIndexer index{d, grid.height, grid.width, patch.t, patch.h, patch.w,
+                                features == PatchFeatures::channel_major};
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::unpatchify(ctx, tokens, index, video_shape(d, axes));
+#endif
+  ops::require_cpu(ctx, "unpatchify");
   Tensor ts = ops::f32_dense(tokens);
   Tensor video = Tensor::empty(video_shape(d, axes), DType::f32);
   const float* tp = ts.data<float>();
   float* vp = video.data<float>();
-  const PatchIndexer index{d, grid, patch, features};
   ops::for_rows(ctx, b * n, k, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r)
       for (int64_t j = 0; j < k; ++j) vp[index.offset(r / n, r % n, j)] = tp[r * k + j];

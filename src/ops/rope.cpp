@@ -2,6 +2,10 @@
 
 #include "ops/common.h"
 
+#ifdef VDIT_HAVE_CUDA
+#include "ops/ops_cuda.h"
+#endif
+
 namespace vdit {
 
 RopeTable rope_table_3d(const std::array<int, 3>& axis_dims, const std::array<std::vector<double>, 3>& positions,
@@ -49,6 +53,9 @@ void apply_rope(const ExecContext& ctx, Tensor& x, const RopeTable& table, int64
              "apply_rope: x {} ([B, S, H, D]) does not hold {} tokens of head dim {} from token {}",
              x.shape().to_string(), table.tokens(), 2 * table.pairs(), token_offset);
   ops::check_shape(table.sin, table.cos.shape(), "apply_rope", "table.sin");
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::apply_rope(ctx, x, table, token_offset);
+#endif
   ops::require_cpu(ctx, "apply_rope");
   VDIT_CHECK(x.dtype() == DType::f32 && x.is_contiguous(), ErrorCode::invalid_argument,
              "apply_rope: x must be a contiguous f32 tensor on the CPU, got {}", x.describe());

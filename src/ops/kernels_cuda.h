@@ -1,0 +1,61 @@
+// Launchers of the CUDA op kernels (kernels_*.cu), called by the CUDA ops (ops_cuda.cpp). Plain
+// pointers and small structs only: kernel sources include no vdit headers that pull in fmt, which
+// nvcc cannot compile. Each launcher enqueues on `stream` and returns the launch's cudaError_t.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "ops/op_types.h"
+#include "ops/patch_index.h"
+
+namespace vdit::ops::kernels {
+
+enum class Float { f32, f16, bf16 };
+
+struct NormArgs {
+  int64_t rows = 0, dim = 0;
+  int64_t rows_per_item = 1, mod_stride = 0;  // modulation rows: one per batch item of rows_per_item rows
+  float eps = 0.0f;
+  bool center = true;  // LayerNorm subtracts the mean; RMSNorm does not
+};
+
+// y = norm(x) [* weight] [+ bias] [* (1 + scale) + shift] per row of x [rows, dim]; null pointers skip terms.
+cudaError_t norm(Float type, const void* x, void* y, const void* weight, const void* bias, const void* shift,
+                 const void* scale, const NormArgs& args, cudaStream_t stream);
+
+// x [B, N, D] contiguous; rows of shift/scale/gate [B, D] at `row_stride`; y at (y_item, y_token, 1).
+struct TokenArgs {
+  int64_t batch = 0, tokens = 0, dim = 0, row_stride = 0, y_item = 0, y_token = 0;
+};
+cudaError_t modulate(Float type, const void* x, void* y, const void* shift, const void* scale, const TokenArgs& args,
+                     cudaStream_t stream);
+// x += gate * y in place (gate null: 1).
+cudaError_t gated_add(Float type, void* x, const void* y, const void* gate, const TokenArgs& args, cudaStream_t stream);
+
+cudaError_t activation(Float type, const void* x, void* y, int64_t n, Activation activation, cudaStream_t stream);
+// y[i] = a[i] + b[i % period]
+cudaError_t add(Float type, const void* a, const void* b, void* y, int64_t n, int64_t period, cudaStream_t stream);
+
+// tokens [B, N, K] <-> a contiguous video, element by element through `index`.
+cudaError_t patches(Float type, const void* from, void* to, const PatchIndexer& index, int64_t tokens, int64_t features,
+                    bool to_tokens, cudaStream_t stream);
+
+struct TimestepArgs {
+  int64_t batch = 0;
+  int dim = 0, half = 0, sin_at = 0, cos_at = 0;
+  float log_period = 0.0f, denominator = 1.0f, scale = 1.0f;
+};
+// out f32 [B, dim], zeroed beforehand when dim is odd.
+cudaError_t timestep_embedding(Float type, const void* timesteps, float* out, const TimestepArgs& args,
+                               cudaStream_t stream);
+
+struct RopeArgs {
+  int64_t batch = 0, seq = 0, heads = 0, pairs = 0, tokens = 0, offset = 0;
+};
+// Rotates x [B, S, H, 2*pairs] in place at tokens [offset, offset + tokens) by cos/sin f32 [tokens, pairs].
+cudaError_t rope(Float type, void* x, const float* cos_table, const float* sin_table, const RopeArgs& args,
+                 cudaStream_t stream);
+
+}  // namespace vdit::ops::kernels

@@ -1,0 +1,29 @@
+// The CUDA implementations of the ops (CUDA builds only: ops_cuda.cpp, linear_cuda.cpp, kernels in
+// kernels_cuda.cu), called by the ops of ops.h for a CUDA context after their argument checks. The tensors of one call share one float dtype and live on the
+// context's device; outputs are new tensors of that dtype (apply_rope and gated_residual_add work in
+// place). Everything runs on ctx.stream and nothing waits for the GPU.
+#pragma once
+
+#include "ops/ops.h"
+#include "ops/patch_index.h"
+
+namespace vdit::ops::cuda {
+
+Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation);
+// layer_norm (shift and scale undefined) or layer_norm_modulate.
+Tensor layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                  const Tensor& shift, const Tensor& scale);
+Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps);
+Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale);
+void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate);
+Tensor activation(const ExecContext& ctx, const Tensor& x, Activation activation);
+Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b);
+Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b);
+// Tokens [B, N, K] from a video, or back, through `index` (the dispatcher's geometry).
+Tensor patchify(const ExecContext& ctx, const Tensor& video, const PatchIndexer& index, const Shape& tokens_shape);
+Tensor unpatchify(const ExecContext& ctx, const Tensor& tokens, const PatchIndexer& index, const Shape& video_shape);
+// The embedding in f32, as diffusers computes it.
+Tensor timestep_embedding(const ExecContext& ctx, const Tensor& timesteps, int dim, const TimestepEmbedding& options);
+void apply_rope(const ExecContext& ctx, Tensor& x, const RopeTable& table, int64_t token_offset);
+
+}  // namespace vdit::ops::cuda
