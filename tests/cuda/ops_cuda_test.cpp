@@ -1,0 +1,167 @@
+// Each CUDA op against the CPU op (the oracle) on the same inputs, in f32 and bf16, ragged sizes.
+// Bounds: f32 within 1e-5 (relative to 1 + |value|); bf16 within a few roundings of the output,
+// 2e-2, since the CUDA op rounds its output (and, for the GEMM, reads bf16 products) where the CPU
+// op keeps f32. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <random>
+
+#include "ops/ops.h"
+
+namespace vdit {
+namespace {
+
+bool have_gpu() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+const ExecContext kCpu{};
+const ExecContext kGpu{Device::cuda(0)};
+constexpr DType kDtypes[] = {DType::f32, DType::bf16};
+
+double bound(DType dtype) { return dtype == DType::f32 ? 1e-5 : 2e-2; }
+
+// Random values already rounded to `dtype`, on the CPU, so that both implementations read the same.
+Tensor random_tensor(const Shape& shape, DType dtype, uint32_t seed, float lo = -2.0f, float hi = 2.0f) {
+  Tensor t = Tensor::empty(shape, DType::f32);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+  return t.to(dtype);
+}
+
+Tensor gpu(const Tensor& cpu) { return cpu.contiguous().to(Device::cuda(0)); }
+
+// Largest |gpu - cpu| / (1 + |cpu|).
+double max_error(const Tensor& on_gpu, const Tensor& on_cpu) {
+  EXPECT_TRUE(on_gpu.device().is_cuda());
+  const Tensor a = on_gpu.to(Device::cpu()).to(DType::f32).contiguous(), b = on_cpu.to(DType::f32).contiguous();
+  EXPECT_EQ(a.shape(), b.shape());
+  double worst = 0.0;
+  for (int64_t i = 0; i < std::min(a.numel(), b.numel()); ++i) {
+    const double x = a.data<float>()[i], y = b.data<float>()[i];
+    worst = std::max(worst, std::abs(x - y) / (1.0 + std::abs(y)));
+  }
+  return worst;
+}
+
+class OpsCuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  }
+};
+
+TEST_F(OpsCuda, Linear) {
+  for (DType dt : kDtypes) {
+    const Tensor x = random_tensor({3, 37, 70}, dt, 1), w = random_tensor({45, 70}, dt, 2, -0.2f, 0.2f);
+    const Tensor b = random_tensor({45}, dt, 3);
+    for (Activation act : {Activation::none, Activation::gelu_tanh, Activation::silu}) {
+      EXPECT_LT(max_error(linear(kGpu, gpu(x), gpu(w), gpu(b), act), linear(kCpu, x, w, b, act)), bound(dt))
+          << dtype_name(dt) << " activation " << static_cast<int>(act);
+      EXPECT_LT(max_error(linear(kGpu, gpu(x), gpu(w), {}, act), linear(kCpu, x, w, {}, act)), bound(dt));
+    }
+  }
+}
+
+TEST_F(OpsCuda, NormsAndModulation) {
+  for (DType dt : kDtypes) {
+    const Tensor x = random_tensor({2, 19, 77}, dt, 4), w = random_tensor({77}, dt, 5), b = random_tensor({77}, dt, 6);
+    EXPECT_LT(max_error(layer_norm(kGpu, gpu(x), gpu(w), gpu(b), 1e-5f), layer_norm(kCpu, x, w, b, 1e-5f)), bound(dt));
+    EXPECT_LT(max_error(layer_norm(kGpu, gpu(x), {}, {}, 1e-6f), layer_norm(kCpu, x, {}, {}, 1e-6f)), bound(dt));
+    EXPECT_LT(max_error(rms_norm(kGpu, gpu(x), gpu(w), 1e-6f), rms_norm(kCpu, x, w, 1e-6f)), bound(dt));
+    // shift, scale and gate as strided rows of a [B, 6, D] table, as the models slice them.
+    const Tensor table = random_tensor({2, 6, 77}, dt, 7), table_gpu = gpu(table);
+    auto row = [](const Tensor& t, int i) { return t.select(1, i); };
+    EXPECT_LT(max_error(layer_norm_modulate(kGpu, gpu(x), gpu(w), gpu(b), 1e-6f, row(table_gpu, 0), row(table_gpu, 1)),
+                        layer_norm_modulate(kCpu, x, w, b, 1e-6f, row(table, 0), row(table, 1))),
+              bound(dt));
+    EXPECT_LT(max_error(modulate(kGpu, gpu(x), row(table_gpu, 3), row(table_gpu, 4)),
+                        modulate(kCpu, x, row(table, 3), row(table, 4))),
+              bound(dt));
+    // The residual y as a token slice of a longer joint sequence (CogVideoX's video part).
+    const Tensor joint = random_tensor({2, 25, 77}, dt, 8);
+    Tensor on_gpu = gpu(x), on_cpu = x.to(DType::f32);
+    gated_residual_add(kGpu, on_gpu, gpu(joint).slice(1, 6, 25), row(table_gpu, 2));
+    gated_residual_add(kCpu, on_cpu, joint.slice(1, 6, 25), row(table, 2));
+    EXPECT_LT(max_error(on_gpu, on_cpu), bound(dt));
+    gated_residual_add(kGpu, on_gpu, gpu(joint).slice(1, 0, 19), {});
+    gated_residual_add(kCpu, on_cpu, joint.slice(1, 0, 19), {});
+    EXPECT_LT(max_error(on_gpu, on_cpu), 2 * bound(dt));
+  }
+}
+
+TEST_F(OpsCuda, ElementWise) {
+  for (DType dt : kDtypes) {
+    const Tensor x = random_tensor({5, 1031}, dt, 9, -6.0f, 6.0f), z = random_tensor({5, 1031}, dt, 10);
+    EXPECT_LT(max_error(gelu_tanh(kGpu, gpu(x)), gelu_tanh(kCpu, x)), bound(dt));
+    EXPECT_LT(max_error(silu(kGpu, gpu(x)), silu(kCpu, x)), bound(dt));
+    EXPECT_LT(max_error(add(kGpu, gpu(x), gpu(z)), add(kCpu, x, z)), bound(dt));
+    const Tensor row = random_tensor({1031}, dt, 11);
+    EXPECT_LT(max_error(add(kGpu, gpu(x), gpu(row)), add(kCpu, x, row)), bound(dt));
+    const Tensor a = random_tensor({3, 7, 33}, dt, 12), b = random_tensor({3, 11, 33}, dt, 13);
+    EXPECT_EQ(max_error(concat_tokens(kGpu, gpu(a), gpu(b)), concat_tokens(kCpu, a, b)), 0.0);
+  }
+}
+
+TEST_F(OpsCuda, Patches) {
+  for (DType dt : kDtypes) {
+    for (VideoAxes axes : {VideoAxes::bcfhw, VideoAxes::bfchw}) {
+      const PatchSize p{2, 2, 3};
+      const Tensor video = random_tensor({2, 4, 6, 6, 9}, dt, 14);
+      const Tensor tokens = patchify(kGpu, gpu(video), axes, p);
+      EXPECT_EQ(max_error(tokens, patchify(kCpu, video, axes, p)), 0.0);
+      const PatchGrid grid = patch_grid(video, axes, p);
+      for (PatchFeatures f : {PatchFeatures::channel_major, PatchFeatures::channel_minor}) {
+        const Tensor t = random_tensor({2, grid.tokens(), 4 * p.volume()}, dt, 15);
+        EXPECT_EQ(max_error(unpatchify(kGpu, gpu(t), grid, p, f, axes), unpatchify(kCpu, t, grid, p, f, axes)), 0.0);
+      }
+    }
+    const Tensor video = random_tensor({1, 4, 3, 6, 8}, dt, 16), w = random_tensor({32, 4, 1, 2, 2}, dt, 17);
+    const Tensor b = random_tensor({32}, dt, 18);
+    EXPECT_LT(max_error(patch_embed(kGpu, gpu(video), VideoAxes::bcfhw, {1, 2, 2}, gpu(w), gpu(b)),
+                        patch_embed(kCpu, video, VideoAxes::bcfhw, {1, 2, 2}, w, b)),
+              bound(dt));
+  }
+}
+
+TEST_F(OpsCuda, TimestepEmbeddingAndRope) {
+  Tensor t = Tensor::empty({3}, DType::f32);
+  t.data<float>()[0] = 999.0f;
+  t.data<float>()[1] = 333.25f;
+  t.data<float>()[2] = 0.5f;
+  for (int dim : {256, 33}) {
+    for (bool flip : {true, false}) {
+      const TimestepEmbedding options{flip, flip ? 0.0 : 1.0};
+      // The angles agree to f32; sin/cos of angles near 1000 then agree to ~1e-4.
+      EXPECT_LT(max_error(timestep_embedding(kGpu, gpu(t), dim, options), timestep_embedding(kCpu, t, dim, options)),
+                2e-4);
+    }
+  }
+  const RopeTable table = rope_table_3d({4, 6, 6}, {{{0, 1, 2}, {0, 1.5, 3}, {0, 0.25, 0.5, 0.75}}});
+  const RopeTable table_gpu = table.to(Device::cuda(0));
+  for (DType dt : kDtypes) {
+    const Tensor x = random_tensor({2, 5 + 36, 3, 16}, dt, 19);
+    Tensor on_gpu = gpu(x), on_cpu = x.to(DType::f32);
+    apply_rope(kGpu, on_gpu, table_gpu, 5);
+    apply_rope(kCpu, on_cpu, table, 5);
+    EXPECT_LT(max_error(on_gpu, on_cpu), bound(dt));
+  }
+}
+
+TEST_F(OpsCuda, MixedDtypesAreRefusedByName) {
+  const Tensor x = random_tensor({4, 8}, DType::bf16, 20), w = random_tensor({3, 8}, DType::f32, 21);
+  try {
+    linear(kGpu, gpu(x), gpu(w));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("weight"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace vdit
