@@ -7,7 +7,7 @@
 //
 // FlashSm90.Timing runs only with VDIT_FLASH_SM90_BENCH=1 (scripts/device/flash_sm90.sh): CUDA
 // events, median of 10 after warm-up, TFLOP/s = 4 S^2 D H / t (dense-equivalent) and the same
-// times the mask density (effective).
+// times the mask density (effective). VDIT_FLASH_SM90_BENCH_ONLY="Wan 1.3B dense" times one row.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -344,7 +344,8 @@ TEST(FlashSm90, Timing) {
       {"Wan 1.3B", {21, 30, 52, 0, TextPosition::none}, 12, 128},
       {"CogVideoX 5B", {13, 30, 45, 0, TextPosition::none}, 48, 64},
   };
-  const char* patterns[] = {"dense", "spatial:0.25", "spatial:0.15", "tile:1", "random:0.10"};
+  const char* patterns[] = {"dense", "spatial:0.25", "spatial:0.15", "spatial:0.10", "temporal:0.10", "tile:1",
+                            "tile:2", "random:0.10"};
   std::string table = "| shape | S | H | D | mask | density | ms | TFLOP/s dense-eq | effective TFLOP/s |\n"
                       "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
   for (const Shape& s : shapes) {
@@ -360,6 +361,8 @@ TEST(FlashSm90, Timing) {
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
     for (const char* pattern : patterns) {
+      const char* only = std::getenv("VDIT_FLASH_SM90_BENCH_ONLY");  // "shape mask" substring
+      if (only && (std::string(s.name) + " " + pattern).find(only) == std::string::npos) continue;
       cuda::FlashParams p = make_params(c, dq.data, dk.data, dv.data, dout.data, nullptr);
       BlockMask mask;
       std::unique_ptr<DeviceMask> device_mask;

@@ -6,8 +6,10 @@
 //   into a ring of shared-memory stages, completing on mbarriers. Skipped tiles cost nothing.
 // - Warpgroups 1 and 2 are consumers, 64 query rows each: S = Q K^T by wgmma from shared memory,
 //   online softmax in registers (exp2), P converted to bf16/fp16 in registers and fed as the
-//   register A operand of the O += P V wgmma. The QK^T of tile j+1 is issued before the softmax of
-//   tile j finishes (intra-warpgroup overlap); setmaxnreg moves registers to the consumers.
+//   register A operand of the O += P V wgmma. S(j) = Q K(j)^T and O += P(j-1) V(j-1) are issued
+//   together, and the softmax of tile j runs while the P V GEMM does (intra-warpgroup overlap);
+//   setmaxnreg moves registers to the consumers. (FA3's inter-warpgroup pingpong measured slower
+//   here: 588 vs 651 TFLOP/s dense at d = 128.)
 // - Ragged tails: TMA fills out-of-bounds rows with zeros; keys >= S are masked to -inf; rows
 //   >= S are not stored. Rows with no kept block get O = 0 and LSE = -inf.
 // - d = 96 runs on the d = 128 kernel: the tensor maps' head dim is 96, so TMA zero-fills columns
@@ -71,11 +73,13 @@ struct Sm90Traits {
   static constexpr int kQOffset = 0;
   static constexpr int kKOffset = kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
-  // mbarriers: q_full, q_empty, then k_full, v_full, kv_empty for each stage; then the work slot.
+  // mbarriers: q_full, q_empty, then k_full, v_full, kv_empty for each stage; then the work slot
+  // and one word per consumer thread (see order_after).
   static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
   static constexpr int kBarCount = 2 + 3 * kStages;
   static constexpr int kSlotOffset = kBarOffset + 8 * kBarCount;
-  static constexpr int kSmemBytes = kSlotOffset + 16 + 1024;  // + slack to align the base to 1024
+  static constexpr int kSinkOffset = kSlotOffset + 16;
+  static constexpr int kSmemBytes = kSinkOffset + 4 * kConsumerThreads + 1024;  // + slack to align to 1024
   static_assert(kBlockM == 2 * 64 && kBlockN == 128 && kMaskBlockMultiple % kBlockN == 0 &&
                 kMaskBlockMultiple % kBlockM == 0);
   static_assert(kSmemBytes <= 227 * 1024, "shared memory over the sm_90 limit");
@@ -172,6 +176,13 @@ __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
 }
 
+// Stores `value` to this thread's own shared word. ptxas hoists a wgmma wait above independent
+// arithmetic up to the previous memory instruction; a store of the softmax's result before
+// wgmma_wait<0> keeps the softmax above the wait, overlapping the pending P V GEMM.
+__device__ __forceinline__ void order_after(uint32_t address, float value) {
+  asm volatile("st.shared.f32 [%0], %1;" ::"r"(address), "f"(value) : "memory");
+}
+
 // Keeps the compiler from moving accesses of wgmma accumulators across the async region.
 template <int N>
 __device__ __forceinline__ void fence_registers(float (&r)[N]) {
@@ -234,6 +245,19 @@ __device__ __forceinline__ void issue_pv(float (&o)[Tr::kHeadDim / 2], const uin
   fence_registers(o);
 }
 
+// Pairwise reduction of N values (N a power of two): a dependency chain of log2(N), not N.
+template <int N, class Op>
+__device__ __forceinline__ float tree_reduce(float (&v)[N], Op op) {
+  if constexpr (N == 1) {
+    return v[0];
+  } else {
+    float half[N / 2];
+#pragma unroll
+    for (int j = 0; j < N / 2; ++j) half[j] = op(v[j], v[j + N / 2]);
+    return tree_reduce<N / 2>(half, op);
+  }
+}
+
 // One thread's view of the accumulator fragments: rows r = lane/4 and lane/4 + 8 of its warp's 16,
 // columns 8j + 2*(lane%4) + {0, 1}; element [4j + 2r + e].
 template <class Tr>
@@ -246,24 +270,27 @@ struct Softmax {
     l[0] = l[1] = 0.f;
   }
 
-  // Masks keys >= seqlen, folds the tile into the running max and sum, turns s into
-  // exp2(scaled - max) in place, and returns the factors the old O must be multiplied by.
-  __device__ __forceinline__ void step(float (&s)[Tr::kBlockN / 2], int key0, int seqlen, float scale_log2,
+  // Masks the columns >= valid (keys past S), folds the tile into the running max and sum, turns
+  // s into exp2(scaled - max) in place, and returns the factors the old O must be multiplied by.
+  __device__ __forceinline__ void step(float (&s)[Tr::kBlockN / 2], int valid, float scale_log2,
                                        float (&correction)[2]) {
     const int lane = threadIdx.x % 32;
-    if (key0 + Tr::kBlockN > seqlen) {
+    if (valid < Tr::kBlockN) {
 #pragma unroll
       for (int j = 0; j < Tr::kBlockN / 8; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
-          if (key0 + 8 * j + 2 * (lane % 4) + (e & 1) >= seqlen) s[4 * j + e] = -INFINITY;
+          if (8 * j + 2 * (lane % 4) + (e & 1) >= valid) s[4 * j + e] = -INFINITY;
     }
-    float tile_max[2] = {-INFINITY, -INFINITY};
+    // Tree reductions (short dependency chains): per row, 32 scores of this thread.
+    float tile_max[2];
 #pragma unroll
-    for (int j = 0; j < Tr::kBlockN / 8; ++j)
+    for (int r = 0; r < 2; ++r) {
+      float v[Tr::kBlockN / 8];
 #pragma unroll
-      for (int r = 0; r < 2; ++r)
-        tile_max[r] = fmaxf(tile_max[r], fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
+      for (int j = 0; j < Tr::kBlockN / 8; ++j) v[j] = fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]);
+      tile_max[r] = tree_reduce<Tr::kBlockN / 8>(v, [](float a, float b) { return fmaxf(a, b); });
+    }
     float bias[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -274,17 +301,17 @@ struct Softmax {
       correction[r] = fast_exp2(m[r] - bias[r]);
       m[r] = m_new;
     }
-    float sum[2] = {0.f, 0.f};
 #pragma unroll
     for (int j = 0; j < Tr::kBlockN / 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float x = fast_exp2(fmaf(s[4 * j + e], scale_log2, -bias[e / 2]));
-        s[4 * j + e] = x;
-        sum[e / 2] += x;
-      }
+      for (int e = 0; e < 4; ++e) s[4 * j + e] = fast_exp2(fmaf(s[4 * j + e], scale_log2, -bias[e / 2]));
 #pragma unroll
-    for (int r = 0; r < 2; ++r) l[r] = l[r] * correction[r] + sum[r];
+    for (int r = 0; r < 2; ++r) {
+      float v[Tr::kBlockN / 8];
+#pragma unroll
+      for (int j = 0; j < Tr::kBlockN / 8; ++j) v[j] = s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
+      l[r] = l[r] * correction[r] + tree_reduce<Tr::kBlockN / 8>(v, [](float a, float b) { return a + b; });
+    }
   }
 };
 
@@ -311,9 +338,35 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
   const uint32_t k_full = q_full + 16, v_full = k_full + 8 * Tr::kStages, kv_empty = v_full + 8 * Tr::kStages;
   int stage = 0;
   uint32_t phase = 0, q_phase = 0;
+  auto load_kv = [&](const WorkItem& wi, int key0) {
+    mbar_wait(kv_empty + 8 * stage, phase ^ 1);
+    const uint32_t k_dst = smem + Tr::kKOffset + stage * Tr::kKVBytes;
+    const uint32_t v_dst = smem + Tr::kVOffset + stage * Tr::kKVBytes;
+    mbar_expect_tx(k_full + 8 * stage, Tr::kKVBytes);
+#pragma unroll
+    for (int c = 0; c < Tr::kChunks; ++c)
+      tma_load_4d(k_dst + c * Tr::kKVChunkBytes, tm_k, k_full + 8 * stage, c * kChunk, wi.h, key0, wi.b);
+    mbar_expect_tx(v_full + 8 * stage, Tr::kKVBytes);
+#pragma unroll
+    for (int c = 0; c < Tr::kChunks; ++c)
+      tma_load_4d(v_dst + c * Tr::kKVChunkBytes, tm_v, v_full + 8 * stage, c * kChunk, wi.h, key0, wi.b);
+    if (++stage == Tr::kStages) {
+      stage = 0;
+      phase ^= 1;
+    }
+  };
   for (;;) {
-    int index = atomicAdd(w.counter, 1);
-    int item = index < w.total ? (w.order ? w.order[index] : index) : -1;
+    const int index = atomicAdd(w.counter, 1);
+    const int item = index < w.total ? (w.order ? w.order[index] : index) : -1;
+    WorkItem wi{};
+    TileList tiles{nullptr, 0, 1};
+    if (item >= 0) {
+      wi = decode_item(item, p.heads, w.q_tiles);
+      tiles = tile_list(p, w, wi.b, wi.h, wi.t, Tr::kBlockM, Tr::kBlockN);
+      // The first K/V tile needs only a free stage: load it while the consumers finish the last
+      // item, before the Q buffer frees up.
+      if (tiles.count > 0) load_kv(wi, tiles.tile(0) * Tr::kBlockN);
+    }
     mbar_wait(q_empty, q_phase ^ 1);
     q_phase ^= 1;
     *work_slot = item;
@@ -321,31 +374,12 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
       mbar_arrive(q_full);
       return;
     }
-    WorkItem wi = decode_item(item, p.heads, w.q_tiles);
     mbar_expect_tx(q_full, Tr::kQBytes);
 #pragma unroll
     for (int c = 0; c < Tr::kChunks; ++c)
       tma_load_4d(smem + Tr::kQOffset + c * Tr::kQChunkBytes, tm_q, q_full, c * kChunk, wi.h, wi.t * Tr::kBlockM,
                   wi.b);
-    TileList tiles = tile_list(p, w, wi.b, wi.h, wi.t, Tr::kBlockM, Tr::kBlockN);
-    for (int i = 0; i < tiles.count; ++i) {
-      int key0 = tiles.tile(i) * Tr::kBlockN;
-      mbar_wait(kv_empty + 8 * stage, phase ^ 1);
-      uint32_t k_dst = smem + Tr::kKOffset + stage * Tr::kKVBytes;
-      uint32_t v_dst = smem + Tr::kVOffset + stage * Tr::kKVBytes;
-      mbar_expect_tx(k_full + 8 * stage, Tr::kKVBytes);
-#pragma unroll
-      for (int c = 0; c < Tr::kChunks; ++c)
-        tma_load_4d(k_dst + c * Tr::kKVChunkBytes, tm_k, k_full + 8 * stage, c * kChunk, wi.h, key0, wi.b);
-      mbar_expect_tx(v_full + 8 * stage, Tr::kKVBytes);
-#pragma unroll
-      for (int c = 0; c < Tr::kChunks; ++c)
-        tma_load_4d(v_dst + c * Tr::kKVChunkBytes, tm_v, v_full + 8 * stage, c * kChunk, wi.h, key0, wi.b);
-      if (++stage == Tr::kStages) {
-        stage = 0;
-        phase ^= 1;
-      }
-    }
+    for (int i = 1; i < tiles.count; ++i) load_kv(wi, tiles.tile(i) * Tr::kBlockN);
   }
 }
 
@@ -358,6 +392,8 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem,
   const int lane = thread % 32;
   const uint32_t q_address = smem + Tr::kQOffset + group * 64 * 128;
   const float scale_log2 = p.scale * 1.4426950408889634f;
+  const uint32_t sink = smem + Tr::kSinkOffset + 4 * (threadIdx.x - 128);
+
 
   int stage = 0;
   uint32_t phase = 0, q_phase = 0;
@@ -381,13 +417,15 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem,
       float s[Tr::kBlockN / 2];
       uint32_t pf[Tr::kBlockN / 16][4];
       float correction[2];
+      // Only the last tile of a row can hold keys >= S (key blocks are sorted).
+      const int last_valid = min(Tr::kBlockN, p.seqlen - tiles.tile(tiles.count - 1) * Tr::kBlockN);
 
       mbar_wait(k_full + 8 * stage, phase);
       issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
       wgmma_wait<0>();
       fence_registers(s);
       if (tiles.count == 1) mbar_arrive(q_empty);
-      softmax.step(s, tiles.tile(0) * Tr::kBlockN, p.seqlen, scale_log2, correction);
+      softmax.step(s, tiles.count == 1 ? last_valid : Tr::kBlockN, scale_log2, correction);
       convert_p<Tr>(s, pf);
       int prev_stage = stage;
       uint32_t prev_phase = phase;
@@ -397,17 +435,19 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem,
       }
       for (int i = 1; i < tiles.count; ++i) {
         mbar_wait(k_full + 8 * stage, phase);
-        issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
         mbar_wait(v_full + 8 * prev_stage, prev_phase);
+        issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
+        rescale_o<Tr>(o, correction);  // O to the scale of P before P V is added
         issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
         wgmma_wait<1>();
         fence_registers(s);
         if (i == tiles.count - 1) mbar_arrive(q_empty);
-        softmax.step(s, tiles.tile(i) * Tr::kBlockN, p.seqlen, scale_log2, correction);
+        softmax.step(s, i == tiles.count - 1 ? last_valid : Tr::kBlockN, scale_log2, correction);
+        // The softmax must happen while P V runs: keep ptxas from hoisting the wait above it.
+        order_after(sink, softmax.l[0] + softmax.l[1]);
         wgmma_wait<0>();
         fence_registers(o);
         mbar_arrive(kv_empty + 8 * prev_stage);
-        rescale_o<Tr>(o, correction);
         convert_p<Tr>(s, pf);
         prev_stage = stage;
         prev_phase = phase;
@@ -417,6 +457,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem,
         }
       }
       mbar_wait(v_full + 8 * prev_stage, prev_phase);
+      rescale_o<Tr>(o, correction);
       issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
       wgmma_wait<0>();
       fence_registers(o);
@@ -493,46 +534,52 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// Work items sorted by CSR row length, longest first (a counting sort in one CTA), and the work
-// counter zeroed. work[0] = counter, work[1..total] = order.
-__global__ void __launch_bounds__(1024)
+// Work items in order of decreasing CSR row length, in kOrderBuckets buckets of equal width, and
+// in their natural (batch, head, tile) order within a bucket, so that concurrent CTAs mostly read
+// the K/V of one head (L2 reuse). A stable counting sort in one CTA: each thread owns a contiguous
+// run of items. Also zeroes the work counter. work[0] = counter, work[1..total] = order.
+constexpr int kOrderThreads = 256;
+constexpr int kOrderBuckets = 32;
+
+__global__ void __launch_bounds__(kOrderThreads)
     flash_sm90_order_kernel(const __grid_constant__ FlashParams p, const __grid_constant__ Sm90Work w, int* work) {
-  extern __shared__ int bins[];  // mask_k_blocks + 1: bin = mask_k_blocks - row length
-  __shared__ int partial[1024];
-  const int nbins = w.mask_k_blocks + 1;
+  __shared__ int counts[kOrderBuckets * kOrderThreads];  // [bucket][thread]
+  __shared__ int partial[kOrderThreads];
   const int tid = threadIdx.x;
-  auto bin_of = [&](int item) {
-    int t = item % w.q_tiles, bh = item / w.q_tiles;
-    int b = bh / p.heads, h = bh % p.heads;
-    int slot = p.mask_heads == p.heads ? h : b * p.heads + h;
-    int row = slot * w.mask_q_blocks + t * kBlockM / p.mask_block_q;
-    return w.mask_k_blocks - (p.row_offsets[row + 1] - p.row_offsets[row]);
+  auto bucket_of = [&](int item) {
+    const int t = item % w.q_tiles, bh = item / w.q_tiles;
+    const int b = bh / p.heads, h = bh % p.heads;
+    const int slot = p.mask_heads == p.heads ? h : b * p.heads + h;
+    const int row = slot * w.mask_q_blocks + t * kBlockM / p.mask_block_q;
+    const int length = p.row_offsets[row + 1] - p.row_offsets[row];
+    return kOrderBuckets - 1 - static_cast<int>(int64_t{length} * kOrderBuckets / (w.mask_k_blocks + 1));
   };
-  for (int i = tid; i < nbins; i += 1024) bins[i] = 0;
+  const int per = ceil_div(w.total, kOrderThreads);
+  const int lo = min(tid * per, w.total), hi = min(lo + per, w.total);
+  for (int b = 0; b < kOrderBuckets; ++b) counts[b * kOrderThreads + tid] = 0;
   if (tid == 0) work[0] = 0;
+  for (int item = lo; item < hi; ++item) ++counts[bucket_of(item) * kOrderThreads + tid];
   __syncthreads();
-  for (int item = tid; item < w.total; item += 1024) atomicAdd(&bins[bin_of(item)], 1);
-  __syncthreads();
-  const int per = ceil_div(nbins, 1024);
-  const int lo = min(tid * per, nbins), hi = min(lo + per, nbins);
+  // Exclusive scan of counts in [bucket][thread] order: thread t scans entries t*32 .. t*32+31.
+  constexpr int kRun = kOrderBuckets;  // kOrderBuckets * kOrderThreads / kOrderThreads
   int sum = 0;
-  for (int i = lo; i < hi; ++i) sum += bins[i];
+  for (int i = 0; i < kRun; ++i) sum += counts[tid * kRun + i];
   partial[tid] = sum;
   __syncthreads();
-  for (int offset = 1; offset < 1024; offset *= 2) {
-    int add = tid >= offset ? partial[tid - offset] : 0;
+  for (int offset = 1; offset < kOrderThreads; offset *= 2) {
+    const int add = tid >= offset ? partial[tid - offset] : 0;
     __syncthreads();
     partial[tid] += add;
     __syncthreads();
   }
   int run = partial[tid] - sum;
-  for (int i = lo; i < hi; ++i) {
-    int count = bins[i];
-    bins[i] = run;
+  for (int i = 0; i < kRun; ++i) {
+    const int count = counts[tid * kRun + i];
+    counts[tid * kRun + i] = run;
     run += count;
   }
   __syncthreads();
-  for (int item = tid; item < w.total; item += 1024) work[1 + atomicAdd(&bins[bin_of(item)], 1)] = item;
+  for (int item = lo; item < hi; ++item) work[1 + counts[bucket_of(item) * kOrderThreads + tid]++] = item;
 }
 
 // ---- Host side ----------------------------------------------------------------------------
@@ -608,7 +655,7 @@ void launch(const FlashParams& p, cudaStream_t stream) {
   w.counter = work;
   if (sparse) {
     w.order = work + 1;
-    flash_sm90_order_kernel<<<1, 1024, sizeof(int) * (w.mask_k_blocks + 1), stream>>>(p, w, work);
+    flash_sm90_order_kernel<<<1, kOrderThreads, 0, stream>>>(p, w, work);
     VDIT_CUDA_OK(cudaGetLastError());
   } else {
     VDIT_CUDA_OK(cudaMemsetAsync(work, 0, sizeof(int), stream));
@@ -650,8 +697,6 @@ bool flash_fwd_sm90_supports(const FlashParams& p) {
     if (!p.key_blocks || p.mask_block_q < 1 || p.mask_block_k < 1) return false;
     if (p.mask_block_q % kMaskBlockMultiple != 0 || p.mask_block_k % kMaskBlockMultiple != 0) return false;
     if (p.mask_heads != p.heads && p.mask_heads != p.batch * p.heads) return false;
-    // The work-item sort keeps one counter per mask key block in shared memory.
-    if (ceil_div(p.seqlen, p.mask_block_k) + 1 > 12 * 1024) return false;
   }
   return true;
 }
