@@ -369,6 +369,15 @@ TEST(Ops, ConcatTokens) {
   EXPECT_EQ(max_error(y, expected), 0.0);
 }
 
+TEST(Ops, CastConvertsAndKeepsF32) {
+  Tensor x = random_tensor({3, 5}, 45);
+  Tensor b = cast(kCpu, x, DType::bf16);
+  EXPECT_EQ(b.dtype(), DType::bf16);
+  EXPECT_LT(max_error(b, values(x)), 1e-2);
+  EXPECT_EQ(cast(kCpu, x, DType::f32).raw_data(), x.raw_data());
+  EXPECT_THROW(cast(kCpu, x, DType::i32), Error);
+}
+
 TEST(Ops, CudaContextWithoutCudaOpsIsRefused) {
   const ExecContext gpu{Device::cuda(0)};
   EXPECT_THROW(silu(gpu, random_tensor({2}, 38)), Error);

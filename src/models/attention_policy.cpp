@@ -5,14 +5,19 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#ifdef VDIT_HAVE_CUDA
+#include "models/attention_policy_cuda.h"
+#endif
+
 namespace vdit {
 namespace {
 
-// One attention call on the context's device, dense when `mask` is null.
+// One attention call (the CPU reference or the GPU kernel, by the tensors' device), dense when `mask`
+// is null.
 Tensor run_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask* mask) {
-  VDIT_CHECK(ctx.device.is_cpu(), ErrorCode::unsupported, "attention policy: no attention path on {} yet",
-             ctx.device.to_string());
-  return attention_reference(q, k, v, AttentionOptions{0.0f, mask});
+  VDIT_CHECK(q.device() == ctx.device, ErrorCode::invalid_argument, "attention policy: q is {}, the context is {}",
+             q.describe(), ctx.device.to_string());
+  return attention(q, k, v, AttentionOptions{0.0f, mask}, nullptr, ctx.stream);
 }
 
 void check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionSite& site) {
@@ -25,20 +30,36 @@ void check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, const Attentio
   }
 }
 
-// Attention of every head under per-head `patterns` (H of them; the batch shares them), permuting
-// the temporal heads to token-major order around the call. Returns O and the mask's density.
+// Attention under per-slot `patterns`: H of them (shared by the batch) or B*H (slot b*H + h), the
+// temporal slots permuted to token-major order around the call. Returns O and the mask's density.
 Tensor attend_patterns(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
-                       const VideoLayout& layout, const std::vector<Pattern>& patterns, int block_q, int block_k,
+                       const VideoLayout& layout, std::span<const Pattern> patterns, int block_q, int block_k,
                        double* density) {
   const BlockMask mask = build_block_mask(layout, patterns, block_q, block_k);
   *density = mask.density();
   std::vector<uint8_t> permute(patterns.size());
   bool any = false;
-  for (size_t h = 0; h < patterns.size(); ++h) any |= (permute[h] = patterns[h].permuted()) != 0;
+  for (size_t slot = 0; slot < patterns.size(); ++slot) any |= (permute[slot] = patterns[slot].permuted()) != 0;
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return policy_cuda::attend_masked(ctx, q, k, v, layout, mask, permute);
+#endif
   if (!any) return run_attention(ctx, q, k, v, &mask);
-  const Tensor o = run_attention(ctx, gather_to_token_major(q, layout, permute), gather_to_token_major(k, layout, permute),
-                                 gather_to_token_major(v, layout, permute), &mask);
-  return scatter_from_token_major(o, layout, permute);
+  const int64_t batch = q.size(0), heads = q.size(2);
+  if (static_cast<int64_t>(patterns.size()) == heads) {
+    const Tensor o = run_attention(ctx, gather_to_token_major(q, layout, permute), gather_to_token_major(k, layout, permute),
+                                   gather_to_token_major(v, layout, permute), &mask);
+    return scatter_from_token_major(o, layout, permute);
+  }
+  // Per-item patterns with permuted slots: one item at a time (the CPU permutation takes H flags).
+  Tensor out;
+  for (int64_t b = 0; b < batch; ++b) {
+    double item_density = 0.0;
+    const Tensor ob = attend_patterns(ctx, q.slice(0, b, b + 1), k.slice(0, b, b + 1), v.slice(0, b, b + 1), layout,
+                                      patterns.subspan(b * heads, heads), block_q, block_k, &item_density);
+    if (!out.defined()) out = Tensor::empty(q.shape(), ob.dtype(), ob.device());
+    out.slice(0, b, b + 1).copy_from(ob);
+  }
+  return out;
 }
 
 }  // namespace
@@ -142,34 +163,25 @@ Tensor AttentionPolicy::attend_uniform(const ExecContext& ctx, const Tensor& q, 
                                        const AttentionSite& site, const Pattern& pattern) {
   const int64_t batch = q.size(0), heads = q.size(2);
   AttentionRecord record{site.step, site.layer, std::vector<Pattern>(batch * heads, pattern), 1.0};
+  const std::vector<Pattern> patterns(heads, pattern);
   Tensor o = pattern == Pattern::dense()
                  ? run_attention(ctx, q, k, v, nullptr)
-                 : attend_patterns(ctx, q, k, v, site.layout, std::vector<Pattern>(heads, pattern), block_q_,
-                                   block_k_, &record.density);
+                 : attend_patterns(ctx, q, k, v, site.layout, patterns, block_q_, block_k_, &record.density);
   records_.push_back(std::move(record));
   return o;
 }
 
 // Each batch item profiles and decides for itself (e.g. the two halves of classifier-free guidance).
+// The profiler runs on the CPU; for GPU tensors Q, K and V are copied to the host for it.
 Tensor AttentionPolicy::attend_profiled(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                                         const AttentionSite& site) {
-  const int64_t batch = q.size(0);
-  AttentionRecord record{site.step, site.layer, {}, 0.0};
-  Tensor out;
-  for (int64_t b = 0; b < batch; ++b) {
-    const Tensor qb = q.slice(0, b, b + 1).contiguous(), kb = k.slice(0, b, b + 1).contiguous(),
-                 vb = v.slice(0, b, b + 1).contiguous();
-    const ProfileResult result = profile_heads(qb, kb, vb, site.layout, profiled_.candidates, profiled_.profile);
-    const std::vector<Pattern> patterns = result.patterns(profiled_.candidates);
-    double density = 1.0;
-    const Tensor ob = attend_patterns(ctx, qb, kb, vb, site.layout, patterns, block_q_, block_k_, &density);
-    if (!out.defined()) out = Tensor::empty(q.shape(), ob.dtype(), ob.device());
-    out.slice(0, b, b + 1).copy_from(ob);
-    record.heads.insert(record.heads.end(), patterns.begin(), patterns.end());
-    record.density += density / static_cast<double>(batch);
-  }
+  auto host = [](const Tensor& t) { return t.device().is_cpu() ? t : t.contiguous().to(Device::cpu()); };
+  const ProfileResult result =
+      profile_heads(host(q), host(k), host(v), site.layout, profiled_.candidates, profiled_.profile);
+  AttentionRecord record{site.step, site.layer, result.patterns(profiled_.candidates), 1.0};
+  Tensor o = attend_patterns(ctx, q, k, v, site.layout, record.heads, block_q_, block_k_, &record.density);
   records_.push_back(std::move(record));
-  return out;
+  return o;
 }
 
 Tensor dense_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v) {

@@ -31,4 +31,10 @@ struct NormLayer {
   }
 };
 
+// A model input converted to the model's dtype on the context's device.
+inline Tensor model_input(const ExecContext& ctx, const Tensor& t, DType dtype) {
+  if (t.device() == ctx.device) return cast(ctx, t, dtype);
+  return cast(ctx, (t.device().is_cpu() ? t.to(dtype).contiguous() : t).to(ctx.device), dtype);
+}
+
 }  // namespace vdit

@@ -28,6 +28,7 @@ class VideoModel {
   virtual ~VideoModel() = default;
   virtual std::string_view class_name() const = 0;
   virtual VideoAxes latent_axes() const = 0;
+  virtual DType dtype() const = 0;  // of its weights and activations
   // The transformer's output for `inputs` (the layout of the latents), its self-attention run by
   // `attention` at `step`.
   virtual Tensor forward(const ExecContext& ctx, const ModelInputs& inputs, AttentionPolicy& attention,
@@ -38,7 +39,9 @@ class VideoModel {
 const std::vector<std::string>& supported_architectures();
 
 // Opens `path` (a diffusers transformer folder: config.json and safetensors, sharded or not) and
-// builds the model config.json names, its weights in f32 on the CPU (f32/f16/bf16 checkpoints).
-std::unique_ptr<VideoModel> load_model(const std::string& path, const ExecContext& ctx);
+// builds the model config.json names, its weights (from f32, f16 or bf16 checkpoints) converted to
+// `dtype` on the context's device: f32 on the CPU; bf16 (or f16, f32) on a GPU. Inputs of any float
+// dtype and device are converted to the model's; its outputs are in its dtype, on its device.
+std::unique_ptr<VideoModel> load_model(const std::string& path, const ExecContext& ctx, DType dtype = DType::f32);
 
 }  // namespace vdit

@@ -83,4 +83,15 @@ Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
   return y;
 }
 
+Tensor cast(const ExecContext& ctx, const Tensor& x, DType dtype) {
+  ops::check_input(ctx, x, "cast", "x");
+  VDIT_CHECK(dtype == DType::f32 || dtype == DType::f16 || dtype == DType::bf16, ErrorCode::invalid_argument,
+             "cast: to {}, expected a float dtype", dtype_name(dtype));
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::cast(ctx, x, dtype);
+#endif
+  ops::require_cpu(ctx, "cast");
+  return x.to(dtype).contiguous();
+}
+
 }  // namespace vdit

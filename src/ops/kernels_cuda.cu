@@ -107,6 +107,11 @@ __global__ void activation_kernel(const T* x, T* y, int64_t n, Activation act) {
   VDIT_GRID_STRIDE(i, n) y[i] = store<T>(activate(act, load(x[i])));
 }
 
+template <typename From, typename To>
+__global__ void convert_kernel(const From* x, To* y, int64_t n) {
+  VDIT_GRID_STRIDE(i, n) y[i] = store<To>(load(x[i]));
+}
+
 template <typename T>
 __global__ void add_kernel(const T* a, const T* b, T* y, int64_t n, int64_t period) {
   VDIT_GRID_STRIDE(i, n) y[i] = store<T>(load(a[i]) + load(b[i % period]));
@@ -195,6 +200,18 @@ cudaError_t activation(Float type, const void* x, void* y, int64_t n, Activation
   dispatch(type, [&](auto zero) {
     using T = decltype(zero);
     activation_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(y), n, act);
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t convert(Float from, Float to, const void* x, void* y, int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  dispatch(from, [&](auto from_zero) {
+    dispatch(to, [&](auto to_zero) {
+      using In = decltype(from_zero);
+      using Out = decltype(to_zero);
+      convert_kernel<In, Out><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y), n);
+    });
   });
   return cudaGetLastError();
 }

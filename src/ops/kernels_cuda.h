@@ -35,6 +35,8 @@ cudaError_t modulate(Float type, const void* x, void* y, const void* shift, cons
 cudaError_t gated_add(Float type, void* x, const void* y, const void* gate, const TokenArgs& args, cudaStream_t stream);
 
 cudaError_t activation(Float type, const void* x, void* y, int64_t n, Activation activation, cudaStream_t stream);
+// y[i] = x[i] converted from `from` to `to`.
+cudaError_t convert(Float from, Float to, const void* x, void* y, int64_t n, cudaStream_t stream);
 // y[i] = a[i] + b[i % period]
 cudaError_t add(Float type, const void* a, const void* b, void* y, int64_t n, int64_t period, cudaStream_t stream);
 

@@ -61,6 +61,10 @@ Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b);
 // Tokens of a [B, Na, D] then b [B, Nb, D]: [B, Na + Nb, D] (CogVideoX's joint text + video sequence).
 Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b);
 
+// x converted to `dtype` (a float dtype), contiguous, on the context's device (the CPU keeps it as is
+// when it already is one).
+Tensor cast(const ExecContext& ctx, const Tensor& x, DType dtype);
+
 // ---- Patches ----------------------------------------------------------------------------------
 
 struct PatchSize {

@@ -113,6 +113,15 @@ Tensor activation(const ExecContext& ctx, const Tensor& x, Activation act) {
   return y;
 }
 
+Tensor cast(const ExecContext& ctx, const Tensor& x, DType dtype) {
+  VDIT_CHECK(x.is_contiguous(), ErrorCode::invalid_argument, "cast on CUDA: x {} must be contiguous", x.describe());
+  Tensor y = Tensor::empty(x.shape(), dtype, ctx.device);
+  check_launch(kernels::convert(float_type(x.dtype(), "cast"), float_type(dtype, "cast"), x.raw_data(), y.raw_data(),
+                                x.numel(), stream_of(ctx)),
+               "cast");
+  return y;
+}
+
 Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
   check_operand(a, a.dtype(), "add", "a");
   check_operand(b, a.dtype(), "add", "b");

@@ -19,6 +19,8 @@ void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, cons
 Tensor activation(const ExecContext& ctx, const Tensor& x, Activation activation);
 Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b);
 Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b);
+// x (contiguous, any float dtype) converted to `dtype`.
+Tensor cast(const ExecContext& ctx, const Tensor& x, DType dtype);
 // Tokens [B, N, K] from a video, or back, through `index` (the dispatcher's geometry).
 Tensor patchify(const ExecContext& ctx, const Tensor& video, const PatchIndexer& index, const Shape& tokens_shape);
 Tensor unpatchify(const ExecContext& ctx, const Tensor& tokens, const PatchIndexer& index, const Shape& video_shape);

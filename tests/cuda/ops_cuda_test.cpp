@@ -153,6 +153,16 @@ TEST_F(OpsCuda, TimestepEmbeddingAndRope) {
   }
 }
 
+TEST_F(OpsCuda, Cast) {
+  const Tensor x = random_tensor({7, 129}, DType::f32, 22);
+  for (DType to : {DType::bf16, DType::f16, DType::f32}) {
+    const Tensor y = cast(kGpu, gpu(x), to);
+    EXPECT_EQ(y.dtype(), to);
+    EXPECT_EQ(max_error(y, x.to(to)), 0.0) << dtype_name(to);
+    EXPECT_EQ(max_error(cast(kGpu, y, DType::f32), x.to(to)), 0.0);
+  }
+}
+
 TEST_F(OpsCuda, MixedDtypesAreRefusedByName) {
   const Tensor x = random_tensor({4, 8}, DType::bf16, 20), w = random_tensor({3, 8}, DType::f32, 21);
   try {

@@ -89,13 +89,14 @@ std::array<std::vector<double>, 3> cogvideox_rope_positions(const CogVideoXConfi
 }
 
 std::unique_ptr<CogVideoXModel> CogVideoXModel::load(const Checkpoint& checkpoint, const ModelConfig& config,
-                                                     const ExecContext& ctx) {
+                                                     const ExecContext& ctx, DType dtype) {
   std::unique_ptr<CogVideoXModel> m(new CogVideoXModel());
   m->config_ = CogVideoXConfig::parse(config);
+  m->dtype_ = dtype;
   const CogVideoXConfig& c = m->config_;
   const int64_t dim = c.dim(), te = c.time_embed_dim, ff = 4 * dim;
   const PatchSize patch = c.patch_size();
-  WeightBinder w(checkpoint, "CogVideoXTransformer3DModel", ctx.device, DType::f32);
+  WeightBinder w(checkpoint, "CogVideoXTransformer3DModel", ctx.device, dtype);
   auto bind_norm = [&](const std::string& prefix) {
     return c.norm_affine ? NormLayer::bind(w, prefix, dim) : NormLayer();
   };
@@ -135,10 +136,10 @@ std::unique_ptr<CogVideoXModel> CogVideoXModel::load(const Checkpoint& checkpoin
 Tensor CogVideoXModel::forward(const ExecContext& ctx, const ModelInputs& inputs, AttentionPolicy& attention,
                                StepInfo step) const {
   const CogVideoXConfig& c = config_;
-  const Tensor& latents = inputs.latents;
-  VDIT_CHECK(latents.defined() && latents.rank() == 5 && latents.size(2) == c.in_channels,
+  VDIT_CHECK(inputs.latents.defined() && inputs.latents.rank() == 5 && inputs.latents.size(2) == c.in_channels,
              ErrorCode::invalid_argument, "CogVideoXTransformer3DModel: latents are {}, expected [B, F, {}, H, W]",
-             latents.defined() ? latents.shape().to_string() : "undefined", c.in_channels);
+             inputs.latents.defined() ? inputs.latents.shape().to_string() : "undefined", c.in_channels);
+  const Tensor latents = model_input(ctx, inputs.latents, dtype_);
   const int64_t batch = latents.size(0), dim = c.dim();
   VDIT_CHECK(inputs.timesteps.defined() && inputs.timesteps.shape() == Shape{batch}, ErrorCode::invalid_argument,
              "CogVideoXTransformer3DModel: timesteps are {}, expected [{}]",
@@ -151,9 +152,11 @@ Tensor CogVideoXModel::forward(const ExecContext& ctx, const ModelInputs& inputs
   const PatchGrid grid = patch_grid(latents, VideoAxes::bfchw, patch);
   const RopeTable rope = rope_table_3d(c.rope_axis_dims(), cogvideox_rope_positions(c, grid)).to(ctx.device);
 
-  const Tensor t = timestep_embedding(ctx, inputs.timesteps, static_cast<int>(dim), {c.flip_sin_to_cos, c.freq_shift});
-  const Tensor time = silu(ctx, time_linear_2_(ctx, time_linear_1_(ctx, t, Activation::silu)));  // silu(emb)
-  Tensor text = text_proj_(ctx, inputs.text);
+  const Tensor t = timestep_embedding(ctx, model_input(ctx, inputs.timesteps, DType::f32), static_cast<int>(dim),
+                                      {c.flip_sin_to_cos, c.freq_shift});
+  const Tensor time =  // silu(emb), the input of every adaLN projection
+      silu(ctx, time_linear_2_(ctx, time_linear_1_(ctx, cast(ctx, t, dtype_), Activation::silu)));
+  Tensor text = text_proj_(ctx, model_input(ctx, inputs.text, dtype_));
   Tensor video = patch_embed(ctx, latents, VideoAxes::bfchw, patch, patch_weight_, patch_bias_);
 
   AttentionSite site{step.step, step.steps, 0, static_cast<int>(c.layers),

@@ -39,9 +39,10 @@ std::array<std::vector<double>, 3> cogvideox_rope_positions(const CogVideoXConfi
 class CogVideoXModel final : public VideoModel {
  public:
   static std::unique_ptr<CogVideoXModel> load(const Checkpoint& checkpoint, const ModelConfig& config,
-                                              const ExecContext& ctx);
+                                              const ExecContext& ctx, DType dtype);
 
   std::string_view class_name() const override { return "CogVideoXTransformer3DModel"; }
+  DType dtype() const override { return dtype_; }
   VideoAxes latent_axes() const override { return VideoAxes::bfchw; }
   Tensor forward(const ExecContext& ctx, const ModelInputs& inputs, AttentionPolicy& attention,
                  StepInfo step = {}) const override;
@@ -67,6 +68,7 @@ class CogVideoXModel final : public VideoModel {
              const RopeTable& rope, AttentionPolicy& attention, const AttentionSite& site) const;
 
   CogVideoXConfig config_;
+  DType dtype_ = DType::f32;
   Tensor patch_weight_, patch_bias_;
   LinearLayer text_proj_, time_linear_1_, time_linear_2_;
   std::vector<Block> blocks_;

@@ -55,12 +55,13 @@ WanConfig WanConfig::parse(const ModelConfig& config) {
 }
 
 std::unique_ptr<WanModel> WanModel::load(const Checkpoint& checkpoint, const ModelConfig& config,
-                                         const ExecContext& ctx) {
+                                         const ExecContext& ctx, DType dtype) {
   std::unique_ptr<WanModel> m(new WanModel());
   m->config_ = WanConfig::parse(config);
+  m->dtype_ = dtype;
   const WanConfig& c = m->config_;
   const int64_t dim = c.dim();
-  WeightBinder w(checkpoint, "WanTransformer3DModel", ctx.device, DType::f32);
+  WeightBinder w(checkpoint, "WanTransformer3DModel", ctx.device, dtype);
   w.ignore_unused("norm_added_q");  // diffusers ignores it on load too
 
   m->patch_weight_ = w.take("patch_embedding.weight", {dim, c.in_channels, c.patch.t, c.patch.h, c.patch.w});
@@ -98,10 +99,10 @@ std::unique_ptr<WanModel> WanModel::load(const Checkpoint& checkpoint, const Mod
 Tensor WanModel::forward(const ExecContext& ctx, const ModelInputs& inputs, AttentionPolicy& attention,
                          StepInfo step) const {
   const WanConfig& c = config_;
-  const Tensor& latents = inputs.latents;
-  VDIT_CHECK(latents.defined() && latents.rank() == 5 && latents.size(1) == c.in_channels, ErrorCode::invalid_argument,
-             "WanTransformer3DModel: latents are {}, expected [B, {}, F, H, W]",
-             latents.defined() ? latents.shape().to_string() : "undefined", c.in_channels);
+  VDIT_CHECK(inputs.latents.defined() && inputs.latents.rank() == 5 && inputs.latents.size(1) == c.in_channels,
+             ErrorCode::invalid_argument, "WanTransformer3DModel: latents are {}, expected [B, {}, F, H, W]",
+             inputs.latents.defined() ? inputs.latents.shape().to_string() : "undefined", c.in_channels);
+  const Tensor latents = model_input(ctx, inputs.latents, dtype_);
   const int64_t batch = latents.size(0), dim = c.dim();
   VDIT_CHECK(inputs.timesteps.defined() && inputs.timesteps.shape() == Shape{batch}, ErrorCode::invalid_argument,
              "WanTransformer3DModel: timesteps are {}, expected [{}]",
@@ -119,10 +120,12 @@ Tensor WanModel::forward(const ExecContext& ctx, const ModelInputs& inputs, Atte
           .to(ctx.device);
 
   Tensor x = patch_embed(ctx, latents, VideoAxes::bcfhw, c.patch, patch_weight_, patch_bias_);
-  const Tensor t = timestep_embedding(ctx, inputs.timesteps, static_cast<int>(c.freq_dim), {true, 0.0});
-  const Tensor temb = time_linear_2_(ctx, time_linear_1_(ctx, t, Activation::silu));
+  const Tensor t = timestep_embedding(ctx, model_input(ctx, inputs.timesteps, DType::f32), static_cast<int>(c.freq_dim),
+                                      {true, 0.0});
+  const Tensor temb = time_linear_2_(ctx, time_linear_1_(ctx, cast(ctx, t, dtype_), Activation::silu));
   const Tensor modulation = time_proj_(ctx, silu(ctx, temb)).view({batch, 6, dim});
-  const Tensor text = text_linear_2_(ctx, text_linear_1_(ctx, inputs.text, Activation::gelu_tanh));
+  const Tensor text =
+      text_linear_2_(ctx, text_linear_1_(ctx, model_input(ctx, inputs.text, dtype_), Activation::gelu_tanh));
 
   AttentionSite site{step.step, step.steps, 0, static_cast<int>(c.layers),
                      VideoLayout{grid.frames, grid.height, grid.width, 0, TextPosition::none}};

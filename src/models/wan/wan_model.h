@@ -31,9 +31,10 @@ struct WanConfig {
 class WanModel final : public VideoModel {
  public:
   static std::unique_ptr<WanModel> load(const Checkpoint& checkpoint, const ModelConfig& config,
-                                        const ExecContext& ctx);
+                                        const ExecContext& ctx, DType dtype);
 
   std::string_view class_name() const override { return "WanTransformer3DModel"; }
+  DType dtype() const override { return dtype_; }
   VideoAxes latent_axes() const override { return VideoAxes::bcfhw; }
   Tensor forward(const ExecContext& ctx, const ModelInputs& inputs, AttentionPolicy& attention,
                  StepInfo step = {}) const override;
@@ -57,6 +58,7 @@ class WanModel final : public VideoModel {
              const RopeTable& rope, AttentionPolicy& attention, const AttentionSite& site) const;
 
   WanConfig config_;
+  DType dtype_ = DType::f32;
   Tensor patch_weight_, patch_bias_;
   LinearLayer time_linear_1_, time_linear_2_, time_proj_, text_linear_1_, text_linear_2_;
   std::vector<Block> blocks_;
