@@ -222,6 +222,36 @@ void gather_to_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor
 void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out,
                                   const VideoLayout& layout, const Tensor& permute, void* stream = nullptr);
 
+// Where the GPU profiler leaves its results, on the GPU.
+struct GpuProfile {
+  int batch = 0, heads = 0, head_dim = 0, candidates = 0;
+  ProfileOptions options;  // what it was made for: sample rows, seed, dense fallback, block sizes
+  int sample_rows = 0;     // rows per batch item: min(options.sample_rows, T*L)
+  int chunks = 0;          // key chunks per (slot, 64 rows): the partial-output grid
+  Tensor rows;             // i32 [B, sample_rows]: profile_sample_rows of each batch item
+  Tensor choice;           // i32 [B*H]: slot codes for build_block_mask_gpu (-1: dense)
+  Tensor permute;          // u8 [B*H]: permute flags for gather_to_token_major_gpu
+  Tensor mse;              // f32 [B*H, candidates] (the choice is made from f64 sums)
+  Tensor relative_error;   // f32 [B*H, candidates]
+  Tensor workspace;        // partial outputs
+  ProfileResult to_host() const;  // waits for the GPU
+};
+
+// Buffers for profiling Q, K, V [batch, S, heads, head_dim] against `patterns`' candidates (1 to
+// 3 of dense, spatial, spatial+sink and temporal; options' block sizes must be the patterns'),
+// with the rows uploaded once.
+GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int heads, int head_dim,
+                                const ProfileOptions& options = {});
+
+// profile_heads on the GPU for bf16 or f16 Q, K, V (contiguous, head_dim 64, 96 or 128): the
+// sampled rows' dense and per-candidate outputs, MSE, choice and permute flags, in three launches
+// and no host wait. Same rows, masks and rule as profile_heads; the outputs are accumulated in f32
+// from 16-bit probabilities, so MSEs agree to about 1e-3 relative and choices agree except between
+// candidates that close. `options` must be the profile's, but for dense_fallback, which is this
+// call's.
+void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const GpuPatterns& patterns,
+                       const ProfileOptions& options, const GpuProfile& profile, void* stream = nullptr);
+
 // ---- GPU attention ------------------------------------------------------------------------
 
 // Copies a host block mask to `device` in the int32 form the flash kernels read (waits for the

@@ -1,6 +1,7 @@
 // The host side of the GPU layout ops (DESIGN.md sections 2-4): argument checks, buffers and
 // launches of the permutation, the mask builder and the profiler (src/kernels/cuda/).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -8,6 +9,7 @@
 
 #include "kernels/cuda/mask_builder.h"
 #include "kernels/cuda/permute.h"
+#include "kernels/cuda/profiler.h"
 #include "vdit/attention.h"
 
 namespace vdit {
@@ -112,6 +114,21 @@ void permute_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const V
   p.permute_slots = permute.numel();
   p.to_token_major = to_token_major;
   check_cuda(cuda::launch_permute_tokens(p, as_stream(stream)), what);
+}
+
+// The profiler's workspace, carved from one buffer: partial stats, partial outputs, row errors.
+struct ProfileWorkspace {
+  size_t stats = 0, out = 0, errors = 0, bytes = 0;
+};
+
+ProfileWorkspace profile_workspace(int64_t slots, int64_t rows, int64_t chunks, int64_t outputs, int64_t dim) {
+  auto round = [](size_t n) { return (n + 255) / 256 * 256; };
+  ProfileWorkspace w;
+  w.stats = 0;
+  w.out = round(w.stats + slots * rows * chunks * outputs * sizeof(float) * 2);
+  w.errors = round(w.out + slots * rows * chunks * outputs * dim * sizeof(float));
+  w.bytes = round(w.errors + slots * rows * outputs * sizeof(double));
+  return w;
 }
 
 }  // namespace
@@ -221,6 +238,125 @@ void gather_to_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor
 void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const VideoLayout& layout,
                                   const Tensor& permute, void* stream) {
   permute_gpu(x, out, layout, permute, stream, false);
+}
+
+// ---- Profiler -------------------------------------------------------------------------------
+
+GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int heads, int head_dim,
+                                const ProfileOptions& options) {
+  const int count = static_cast<int>(patterns.candidates.size());
+  VDIT_CHECK(count >= 1 && count <= cuda::kProfileMaxCandidates, ErrorCode::unsupported,
+             "GPU profiler takes 1 to {} candidates, got {}", cuda::kProfileMaxCandidates, count);
+  for (const Pattern& c : patterns.candidates) {
+    VDIT_CHECK(c.kind != Pattern::Kind::tile, ErrorCode::unsupported,
+               "GPU profiler candidate '{}': only dense, spatial and temporal candidates", c.to_string());
+  }
+  VDIT_CHECK(options.block_q == patterns.block_q && options.block_k == patterns.block_k, ErrorCode::invalid_argument,
+             "GPU profiler blocks {}x{} differ from the patterns' {}x{}", options.block_q, options.block_k,
+             patterns.block_q, patterns.block_k);
+  VDIT_CHECK(std::isfinite(options.dense_fallback) && options.dense_fallback >= 0.0, ErrorCode::invalid_argument,
+             "GPU profiler dense_fallback is {}, expected a finite value >= 0", options.dense_fallback);
+  VDIT_CHECK(batch >= 1 && heads >= 1, ErrorCode::invalid_argument, "GPU profiler batch {} heads {}", batch, heads);
+  VDIT_CHECK(head_dim == 64 || head_dim == 96 || head_dim == 128, ErrorCode::unsupported,
+             "GPU profiler head dim {} (64, 96 or 128)", head_dim);
+  GpuProfile profile;
+  profile.batch = batch;
+  profile.heads = heads;
+  profile.head_dim = head_dim;
+  profile.candidates = count;
+  profile.options = options;
+  const Device device = patterns.table.device();
+  std::vector<int32_t> rows;
+  for (int b = 0; b < batch; ++b) {
+    const std::vector<int64_t> item = profile_sample_rows(patterns.layout, options, b);
+    if (b == 0) profile.sample_rows = static_cast<int>(item.size());
+    rows.insert(rows.end(), item.begin(), item.end());
+  }
+  Tensor host_rows = Tensor::empty(Shape{batch, profile.sample_rows}, DType::i32);
+  std::copy(rows.begin(), rows.end(), host_rows.data<int32_t>());
+  profile.rows = host_rows.to(device);
+  const int64_t slots = int64_t{batch} * heads;
+  const int row_tiles = (profile.sample_rows + cuda::kProfileRowTile - 1) / cuda::kProfileRowTile;
+  profile.chunks = cuda::profile_chunks(static_cast<int>(slots), row_tiles, patterns.layout.tokens(), head_dim, count);
+  profile.choice = Tensor::empty(Shape{slots}, DType::i32, device);
+  profile.permute = Tensor::empty(Shape{slots}, DType::u8, device);
+  profile.mse = Tensor::empty(Shape{slots, count}, DType::f32, device);
+  profile.relative_error = Tensor::empty(Shape{slots, count}, DType::f32, device);
+  const ProfileWorkspace w = profile_workspace(slots, profile.sample_rows, profile.chunks, count + 1, head_dim);
+  profile.workspace = Tensor::empty(Shape{static_cast<int64_t>(w.bytes)}, DType::u8, device);
+  return profile;
+}
+
+void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const GpuPatterns& patterns,
+                       const ProfileOptions& options, const GpuProfile& profile, void* stream) {
+  VDIT_CHECK(profile.candidates == static_cast<int>(patterns.candidates.size()) && profile.rows.defined(),
+             ErrorCode::invalid_argument, "profile_heads_gpu: the profile was made for {} candidates, got {}",
+             profile.candidates, patterns.candidates.size());
+  const ProfileOptions& made = profile.options;
+  VDIT_CHECK(options.sample_rows == made.sample_rows && options.seed == made.seed && options.block_q == made.block_q &&
+                 options.block_k == made.block_k,
+             ErrorCode::invalid_argument, "profile_heads_gpu: options (rows {}, seed {}, blocks {}x{}) differ from the "
+             "profile's (rows {}, seed {}, blocks {}x{})", options.sample_rows, options.seed, options.block_q,
+             options.block_k, made.sample_rows, made.seed, made.block_q, made.block_k);
+  VDIT_CHECK(std::isfinite(options.dense_fallback) && options.dense_fallback >= 0.0, ErrorCode::invalid_argument,
+             "profile_heads_gpu: dense_fallback is {}, expected a finite value >= 0", options.dense_fallback);
+  const Shape shape{profile.batch, patterns.layout.tokens(), profile.heads, profile.head_dim};
+  const DType dtype = q.defined() ? q.dtype() : DType::bf16;
+  VDIT_CHECK(dtype == DType::bf16 || dtype == DType::f16, ErrorCode::unsupported,
+             "profile_heads_gpu: q is {}, expected bf16 or f16", dtype_name(dtype));
+  for (const Tensor* t : {&q, &k, &v}) {
+    VDIT_CHECK(t->defined() && t->device().is_cuda() && t->is_contiguous() && t->dtype() == dtype &&
+                   t->shape() == shape,
+               ErrorCode::invalid_argument, "profile_heads_gpu: q, k, v must be contiguous GPU {} {}, got {}",
+               dtype_name(dtype), shape.to_string(), t->defined() ? t->describe() : "undefined");
+  }
+  const int64_t slots = int64_t{profile.batch} * profile.heads;
+  const int outputs = profile.candidates + 1;
+  const ProfileWorkspace w = profile_workspace(slots, profile.sample_rows, profile.chunks, outputs, profile.head_dim);
+  VDIT_CHECK(profile.workspace.nbytes() >= w.bytes, ErrorCode::invalid_argument,
+             "profile_heads_gpu: workspace of {} bytes, needs {}", profile.workspace.nbytes(), w.bytes);
+  cuda::ProfileParams p;
+  p.q = q.raw_data();
+  p.k = k.raw_data();
+  p.v = v.raw_data();
+  p.bf16 = dtype == DType::bf16;
+  p.batch = profile.batch;
+  p.heads = profile.heads;
+  p.head_dim = profile.head_dim;
+  p.geometry = mask_geometry(patterns.layout, patterns.block_q, patterns.block_k);
+  p.patterns = static_cast<const cuda::MaskPattern*>(patterns.table.raw_data());
+  p.candidates = profile.candidates;
+  p.rows = profile.rows.data<int32_t>();
+  p.sample_rows = profile.sample_rows;
+  p.chunks = profile.chunks;
+  const int64_t tiles = (patterns.layout.tokens() + cuda::kProfileKeyTile - 1) / cuda::kProfileKeyTile;
+  p.chunk_keys = (tiles + profile.chunks - 1) / profile.chunks * cuda::kProfileKeyTile;
+  p.scale_log2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(profile.head_dim)));
+  p.dense_fallback = options.dense_fallback;
+  auto* base = static_cast<uint8_t*>(profile.workspace.raw_data());
+  p.partial_stats = reinterpret_cast<float2*>(base + w.stats);
+  p.partial_out = reinterpret_cast<float*>(base + w.out);
+  p.row_errors = reinterpret_cast<double*>(base + w.errors);
+  p.choice = profile.choice.data<int32_t>();
+  p.permute = profile.permute.data<uint8_t>();
+  p.mse = profile.mse.data<float>();
+  p.relative_error = profile.relative_error.data<float>();
+  check_cuda(cuda::launch_profile_heads(p, as_stream(stream)), "profile_heads_gpu");
+}
+
+ProfileResult GpuProfile::to_host() const {
+  check_cuda(cudaDeviceSynchronize(), "GpuProfile::to_host");
+  ProfileResult result;
+  result.batch = batch;
+  result.heads = heads;
+  result.candidates = candidates;
+  const Tensor c = choice.to(Device::cpu());
+  result.choice.assign(c.data<int32_t>(), c.data<int32_t>() + c.numel());
+  const int64_t n = int64_t{batch} * heads * candidates;
+  const Tensor m = mse.to(Device::cpu()), r = relative_error.to(Device::cpu());
+  result.mse.assign(m.data<float>(), m.data<float>() + n);
+  result.relative_error.assign(r.data<float>(), r.data<float>() + n);
+  return result;
 }
 
 }  // namespace vdit

@@ -113,6 +113,35 @@ TEST(MaskBuilderRule, RowsEqualCpuBuilderOnHost) {
   }
 }
 
+// The profiler's three-run form of dense, spatial and temporal rows keeps exactly the blocks of
+// the row walk, and none past the last block.
+TEST(MaskBuilderRule, BandRowsKeepTheWalkedBlocks) {
+  for (const Case& c : kCases) {
+    const cuda::MaskGeometry g{c.layout.tokens(), c.layout.video_begin(), c.layout.video_tokens(), c.layout.frames,
+                               c.layout.frame_tokens(), c.block_q, c.block_k,
+                               (c.layout.tokens() + c.block_q - 1) / c.block_q,
+                               (c.layout.tokens() + c.block_k - 1) / c.block_k};
+    for (const Pattern& pattern : candidates_for(c.layout.frames)) {
+      if (pattern.kind == Pattern::Kind::tile) continue;
+      cuda::MaskPattern p;
+      p.kind = static_cast<int32_t>(pattern.kind);
+      p.sink = pattern.sink;
+      p.permuted = pattern.permuted();
+      if (pattern.kind != Pattern::Kind::dense) p.band = band_width(c.layout, pattern, c.block_k);
+      for (int64_t qb = 0; qb < g.q_blocks; ++qb) {
+        std::vector<uint8_t> walked(g.k_blocks + 1, 0);
+        cuda::walk_mask_row(g, p, qb, [&](int64_t first, int64_t last) {
+          for (int64_t b = first; b <= last; ++b) walked[b] = 1;
+        });
+        const cuda::BandRow row = cuda::band_mask_row(g, p, qb);
+        for (int64_t b = 0; b < g.k_blocks; ++b)
+          ASSERT_EQ(row.keeps(b) ? 1 : 0, walked[b]) << describe(c) << " " << pattern.to_string() << " row " << qb
+                                                      << " block " << b;
+      }
+    }
+  }
+}
+
 TEST(MaskBuilderGpu, EveryPatternAndSlotMixEqualsCpu) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 7;

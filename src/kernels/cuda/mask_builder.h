@@ -108,6 +108,44 @@ VDIT_HOST_DEVICE inline int64_t mask_row_tiles(const MaskGeometry& g, const Mask
   return count;
 }
 
+// A dense, spatial or temporal row as at most three runs of key blocks: [0, prefix_last] (text
+// first, sink), [first, last] (the band, or every block for a text row or a dense pattern) and
+// [suffix_first, k_blocks) (text last). Empty runs: prefix_last = -1, suffix_first = k_blocks.
+// The same blocks as walk_mask_row, in a form a kernel can test a key block against cheaply.
+struct BandRow {
+  int64_t prefix_last = -1, first = 0, last = -1, suffix_first = 0;
+  VDIT_HOST_DEVICE bool keeps(int64_t block) const {
+    return block <= prefix_last || (block >= first && block <= last) || block >= suffix_first;
+  }
+};
+
+VDIT_HOST_DEVICE inline BandRow band_mask_row(const MaskGeometry& g, const MaskPattern& p, int64_t q_block) {
+  BandRow row;
+  row.suffix_first = g.k_blocks;
+  const int64_t q0 = q_block * g.block_q;
+  const int64_t q1 = (q0 + g.block_q < g.tokens ? q0 + g.block_q : g.tokens) - 1;
+  const int64_t vb = g.video_begin, ve = g.video_begin + g.video_tokens;
+  if (p.kind == MaskPattern::dense || q0 < vb || q1 >= ve) {
+    row.last = g.k_blocks - 1;
+    return row;
+  }
+  if (vb > 0) row.prefix_last = (vb - 1) / g.block_k;
+  if (p.sink) row.prefix_last = (vb + g.frame_tokens - 1) / g.block_k;  // text first and sink touch
+  const int64_t a = q0 - vb - p.band, b = q1 - vb + p.band;
+  row.first = ((a > 0 ? a : 0) + vb) / g.block_k;
+  row.last = ((b < g.video_tokens - 1 ? b : g.video_tokens - 1) + vb) / g.block_k;
+  if (ve < g.tokens) row.suffix_first = ve / g.block_k;
+  return row;
+}
+
+// Position of frame-major token t in token-major order (text tokens stay in place).
+VDIT_HOST_DEVICE inline int64_t token_major_position(const MaskGeometry& g, int64_t t) {
+  const int64_t vi = t - g.video_begin;
+  if (vi < 0 || vi >= g.video_tokens) return t;
+  const int64_t frame = vi / g.frame_tokens, place = vi - frame * g.frame_tokens;
+  return g.video_begin + place * g.frames + frame;
+}
+
 // Pattern of a slot: code -1 (or out of range) is dense, else patterns[code].
 VDIT_HOST_DEVICE inline MaskPattern slot_pattern(const MaskPattern* patterns, int num_patterns, int32_t code) {
   return code >= 0 && code < num_patterns ? patterns[code] : MaskPattern{};

@@ -1,0 +1,238 @@
+// The GPU profiler against the CPU profile_heads on the same inputs: the same sampled rows and
+// masks, MSE and relative error within 2e-3 relative (the GPU rounds probabilities to 16 bits
+// before P V; the CPU keeps them in f32), and the same choices wherever the CPU's best candidate
+// leads the next by more than 1%. Then the choices drive the GPU mask builder and permutation
+// through GPU memory, and the results equal the CPU's for the CPU's choices.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+#include "vdit/attention.h"
+
+namespace vdit {
+namespace {
+
+bool have_gpu() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+// Q, K, V [B, S, H, D] with random parts and, per head, a positional part that makes nearby tokens
+// alike: head h % 3 == 0 random only, 1 local in frame-major order, 2 local in token-major order.
+// So some heads have a clear winner and some are close calls.
+std::array<Tensor, 3> structured_qkv(const VideoLayout& layout, int64_t batch, int64_t heads, int64_t dim,
+                                     DType dtype, uint64_t seed) {
+  const int64_t s = layout.tokens();
+  const std::vector<int64_t> order = token_major_order(layout);
+  std::vector<int64_t> token_major(s);
+  for (int64_t i = 0; i < s; ++i) token_major[order[i]] = i;
+  std::array<Tensor, 3> qkv;
+  for (int i = 0; i < 3; ++i) qkv[i] = test::random_tensor(Shape{batch, s, heads, dim}, seed + 101 * i, 1.0f);
+  std::vector<double> omega(dim), phase(dim);
+  for (int64_t d = 0; d < dim; ++d) {
+    omega[d] = 3.14159 * test::random_uniform(seed) / (0.08 * static_cast<double>(s));
+    phase[d] = 3.14159 * test::random_uniform(seed);
+  }
+  float* q = qkv[0].data<float>();
+  float* k = qkv[1].data<float>();
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t t = 0; t < s; ++t) {
+      for (int64_t h = 0; h < heads; ++h) {
+        if (h % 3 == 0) continue;
+        const double position = static_cast<double>(h % 3 == 1 ? t : token_major[t]);
+        for (int64_t d = 0; d < dim; ++d) {
+          const float f = static_cast<float>(1.5 * std::cos(omega[d] * position + phase[d]));
+          const int64_t at = ((b * s + t) * heads + h) * dim + d;
+          q[at] += f;
+          k[at] += f;
+        }
+      }
+    }
+  }
+  for (Tensor& t : qkv) t = t.to(dtype);
+  return qkv;
+}
+
+struct Case {
+  VideoLayout layout;
+  int64_t batch, heads, dim;
+  DType dtype;
+  int block_q, block_k;
+  std::vector<Pattern> candidates;
+  int sample_rows;
+};
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> all = {
+      {{4, 6, 10, 0, TextPosition::none}, 2, 3, 128, DType::bf16, 64, 64,
+       {Pattern::spatial(0.25), Pattern::temporal(0.25)}, 64},
+      {{5, 7, 9, 37, TextPosition::first}, 2, 3, 64, DType::f16, 32, 32,
+       {Pattern::spatial(0.2, true), Pattern::temporal(0.2)}, 64},
+      {{6, 5, 11, 19, TextPosition::last}, 1, 6, 96, DType::bf16, 16, 48,
+       {Pattern::spatial(0.3), Pattern::temporal(0.15), Pattern::dense()}, 40},
+      {{3, 4, 5, 3, TextPosition::last}, 2, 3, 64, DType::bf16, 8, 8,
+       {Pattern::temporal(0.3)}, 100},  // more rows than video tokens: every video row
+      {{9, 12, 14, 60, TextPosition::first}, 1, 3, 128, DType::f16, 128, 128,
+       {Pattern::spatial(0.15, true), Pattern::temporal(0.15)}, 130},  // three row tiles
+      {{13, 30, 45, 226, TextPosition::first}, 1, 3, 64, DType::bf16, 128, 128,
+       {Pattern::spatial(0.25), Pattern::temporal(0.25)}, 64},  // CogVideoX-5B
+  };
+  return all;
+}
+
+std::string describe(const Case& c) {
+  std::string s = c.layout.to_string() + " B" + std::to_string(c.batch) + " H" + std::to_string(c.heads) + " D" +
+                  std::to_string(c.dim) + " " + dtype_name(c.dtype) + " blocks " + std::to_string(c.block_q) + "x" +
+                  std::to_string(c.block_k) + " rows " + std::to_string(c.sample_rows) + " [";
+  for (const Pattern& p : c.candidates) s += p.to_string() + " ";
+  return s + "]";
+}
+
+// Whether the CPU's best candidate leads every other by more than `margin` (relative).
+bool clear_winner(const ProfileResult& cpu, int slot, double margin) {
+  const int n = cpu.candidates;
+  const double* mse = cpu.mse.data() + int64_t{slot} * n;
+  const int best = static_cast<int>(std::min_element(mse, mse + n) - mse);
+  for (int c = 0; c < n; ++c)
+    if (c != best && mse[c] <= mse[best] * (1.0 + margin)) return false;
+  return true;
+}
+
+TEST(ProfilerGpu, MatchesCpuProfileAndDrivesMasksAndPermutation) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  uint64_t seed = 3;
+  int close_calls = 0, mismatched_close_calls = 0;
+  for (const Case& c : cases()) {
+    const std::string what = describe(c);
+    ProfileOptions options;
+    options.sample_rows = c.sample_rows;
+    options.seed = test::next_random(seed);
+    options.block_q = c.block_q;
+    options.block_k = c.block_k;
+    const auto qkv = structured_qkv(c.layout, c.batch, c.heads, c.dim, c.dtype, test::next_random(seed));
+    const ProfileResult cpu = profile_heads(qkv[0], qkv[1], qkv[2], c.layout, c.candidates, options);
+
+    const GpuPatterns patterns = make_gpu_patterns(c.layout, c.candidates, c.block_q, c.block_k);
+    const GpuProfile profile = allocate_gpu_profile(patterns, static_cast<int>(c.batch), static_cast<int>(c.heads),
+                                                    static_cast<int>(c.dim), options);
+    ASSERT_EQ(cudaMemset(profile.choice.raw_data(), 0x7f, profile.choice.nbytes()), cudaSuccess);
+    ASSERT_EQ(cudaMemset(profile.mse.raw_data(), 0xff, profile.mse.nbytes()), cudaSuccess);  // NaN
+    ASSERT_EQ(cudaMemset(profile.workspace.raw_data(), 0xff, profile.workspace.nbytes()), cudaSuccess);
+    std::array<Tensor, 3> gpu;
+    for (int i = 0; i < 3; ++i) gpu[i] = qkv[i].to(Device::cuda());
+    profile_heads_gpu(gpu[0], gpu[1], gpu[2], patterns, options, profile);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+    const ProfileResult got = profile.to_host();
+
+    ASSERT_EQ(got.choice.size(), cpu.choice.size()) << what;
+    const int n = static_cast<int>(c.candidates.size());
+    for (int slot = 0; slot < static_cast<int>(c.batch * c.heads); ++slot) {
+      for (int k = 0; k < n; ++k) {
+        const int64_t i = int64_t{slot} * n + k;
+        EXPECT_NEAR(got.mse[i], cpu.mse[i], 2e-3 * cpu.mse[i] + 1e-12) << what << " slot " << slot << " cand " << k;
+        EXPECT_NEAR(got.relative_error[i], cpu.relative_error[i], 2e-3 * cpu.relative_error[i] + 1e-12)
+            << what << " slot " << slot << " cand " << k;
+      }
+      if (clear_winner(cpu, slot, 0.01)) {
+        EXPECT_EQ(got.choice[slot], cpu.choice[slot]) << what << " slot " << slot;
+      } else {
+        ++close_calls;
+        if (got.choice[slot] != cpu.choice[slot]) ++mismatched_close_calls;
+      }
+    }
+
+    // The choices feed the mask builder and the permutation on the GPU. Compared with the CPU's
+    // pipeline on the GPU's choices (equal to the CPU's choices wherever the call is clear).
+    const std::vector<Pattern> chosen = got.patterns(c.candidates);
+    GpuBlockMask mask = allocate_gpu_block_mask(patterns, static_cast<int>(c.batch * c.heads));
+    build_block_mask_gpu(patterns, profile.choice, mask);
+    const BlockMask want = build_block_mask(c.layout, chosen, c.block_q, c.block_k);
+    const BlockMask mask_got = mask.to_host();
+    EXPECT_EQ(mask_got.row_offsets, want.row_offsets) << what;
+    EXPECT_EQ(mask_got.key_blocks, want.key_blocks) << what;
+
+    const Tensor flags = profile.permute.to(Device::cpu());
+    std::array<Tensor, 3> permuted;
+    for (int i = 0; i < 3; ++i) permuted[i] = Tensor::empty(gpu[i].shape(), gpu[i].dtype(), Device::cuda());
+    gather_to_token_major_gpu(gpu, permuted, c.layout, profile.permute);
+    for (int64_t b = 0; b < c.batch; ++b) {
+      std::vector<uint8_t> item(c.heads);
+      for (int64_t h = 0; h < c.heads; ++h) {
+        const Pattern& p = chosen[b * c.heads + h];
+        item[h] = p.permuted() ? 1 : 0;
+        EXPECT_EQ(flags.data<uint8_t>()[b * c.heads + h], item[h]) << what << " slot " << b * c.heads + h;
+      }
+      const Tensor want_q = gather_to_token_major(qkv[0].slice(0, b, b + 1), c.layout, item);
+      const Tensor got_q = permuted[0].to(Device::cpu()).slice(0, b, b + 1).contiguous();
+      EXPECT_EQ(std::memcmp(got_q.raw_data(), want_q.raw_data(), want_q.nbytes()), 0) << what << " batch " << b;
+    }
+  }
+  // Close calls may go either way, but not most of them.
+  EXPECT_LE(mismatched_close_calls * 2, close_calls) << mismatched_close_calls << " of " << close_calls;
+}
+
+TEST(ProfilerGpu, DenseFallbackFollowsTheThreshold) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const VideoLayout layout{5, 6, 8, 10, TextPosition::last};
+  const std::vector<Pattern> candidates = {Pattern::spatial(0.2), Pattern::temporal(0.2)};
+  const auto qkv = structured_qkv(layout, 1, 3, 64, DType::bf16, 17);
+  std::array<Tensor, 3> gpu;
+  for (int i = 0; i < 3; ++i) gpu[i] = qkv[i].to(Device::cuda());
+  for (double threshold : {1e-12, 0.0, 1e6}) {
+    ProfileOptions options;
+    options.block_q = options.block_k = 32;
+    options.dense_fallback = threshold;
+    const ProfileResult cpu = profile_heads(qkv[0], qkv[1], qkv[2], layout, candidates, options);
+    const GpuPatterns patterns = make_gpu_patterns(layout, candidates, 32, 32);
+    const GpuProfile profile = allocate_gpu_profile(patterns, 1, 3, 64, options);
+    profile_heads_gpu(gpu[0], gpu[1], gpu[2], patterns, options, profile);
+    const ProfileResult got = profile.to_host();
+    for (int slot = 0; slot < 3; ++slot) {
+      if (threshold == 1e-12) {
+        EXPECT_EQ(got.choice[slot], -1) << threshold;
+      } else {
+        EXPECT_GE(got.choice[slot], 0) << threshold;
+      }
+      if (threshold == 1e-12 || clear_winner(cpu, slot, 0.01)) {
+        EXPECT_EQ(got.choice[slot], cpu.choice[slot]) << threshold;
+      }
+    }
+    const Tensor flags = profile.permute.to(Device::cpu());
+    for (int slot = 0; slot < 3; ++slot) {
+      const int c = got.choice[slot];
+      EXPECT_EQ(flags.data<uint8_t>()[slot], c >= 0 && candidates[c].permuted() ? 1 : 0);
+    }
+  }
+}
+
+TEST(ProfilerGpu, RejectsWhatItDoesNotRun) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const VideoLayout layout{3, 4, 4, 0, TextPosition::none};
+  ProfileOptions options;
+  const std::vector<Pattern> tile = {Pattern::tile(1)};
+  EXPECT_THROW(allocate_gpu_profile(make_gpu_patterns(layout, tile), 1, 1, 64, options), Error);
+  const std::vector<Pattern> ok = {Pattern::spatial(0.3), Pattern::temporal(0.3)};
+  const GpuPatterns patterns = make_gpu_patterns(layout, ok);
+  EXPECT_THROW(allocate_gpu_profile(patterns, 1, 1, 80, options), Error);  // head dim
+  ProfileOptions other_blocks = options;
+  other_blocks.block_q = 64;
+  EXPECT_THROW(allocate_gpu_profile(patterns, 1, 1, 64, other_blocks), Error);
+  const GpuProfile profile = allocate_gpu_profile(patterns, 1, 1, 64, options);
+  const Tensor f32 = Tensor::zeros(Shape{1, layout.tokens(), 1, 64}, DType::f32, Device::cuda());
+  EXPECT_THROW(profile_heads_gpu(f32, f32, f32, patterns, options, profile), Error);
+  const Tensor bf16 = Tensor::zeros(Shape{1, layout.tokens(), 1, 64}, DType::bf16, Device::cuda());
+  ProfileOptions other_seed = options;
+  other_seed.seed = 99;
+  EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, patterns, other_seed, profile), Error);
+}
+
+}  // namespace
+}  // namespace vdit
