@@ -8,6 +8,7 @@ on exactly the committed weights. CI never runs this; rerun it only to change th
 
     pip install -r scripts/requirements-reference.txt
     python scripts/make_reference_fixtures.py [--out tests/data/models]
+    python scripts/make_reference_fixtures.py --out /tmp/gpu-fixtures --head-dim 64   # for the GPU kernels
 """
 import argparse
 import os
@@ -84,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     here = os.path.dirname(os.path.abspath(__file__))
     parser.add_argument("--out", default=os.path.join(here, "..", "tests", "data", "models"))
+    parser.add_argument("--head-dim", type=int, default=16, help="attention_head_dim of both models")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -96,7 +98,7 @@ def main() -> None:
         folder = os.path.join(args.out, arch)
         model_dir = os.path.join(folder, "transformer")
         shutil.rmtree(model_dir, ignore_errors=True)
-        save(make_model(arch, seed=0), model_dir, "f32", shard)
+        save(make_model(arch, seed=0, attention_head_dim=args.head_dim), model_dir, "f32", shard)
 
         model, inputs, run = case(model_dir)
         expected = run(model, torch.float32)

@@ -8,7 +8,7 @@ re-drawn at random (norm weights and biases too), so that no term of the forward
 
     pip install -r scripts/requirements-reference.txt
     python scripts/make_tiny_checkpoint.py --out /tmp/tiny            # both, float32
-    python scripts/make_tiny_checkpoint.py --out /tmp/tiny --arch wan --dtype bf16
+    python scripts/make_tiny_checkpoint.py --out /tmp/tiny --arch wan --dtype bf16 --head-dim 64
 """
 import argparse
 import os
@@ -82,10 +82,15 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
             p.copy_(value.to(p.dtype))
 
 
-def make_model(arch: str, seed: int) -> torch.nn.Module:
+def make_model(arch: str, seed: int, **overrides) -> torch.nn.Module:
+    """The tiny model of `arch` ("wan" or "cogvideox"); `overrides` replace config keys (e.g.
+    attention_head_dim=64 for the GPU attention kernels, which take head dims 64, 96 and 128)."""
     from diffusers import CogVideoXTransformer3DModel, WanTransformer3DModel
 
-    model = WanTransformer3DModel(**WAN_CONFIG) if arch == "wan" else CogVideoXTransformer3DModel(**COGVIDEOX_CONFIG)
+    if arch == "wan":
+        model = WanTransformer3DModel(**{**WAN_CONFIG, **overrides})
+    else:
+        model = CogVideoXTransformer3DModel(**{**COGVIDEOX_CONFIG, **overrides})
     randomize(model, seed)
     return model.eval()
 
@@ -105,10 +110,11 @@ def main() -> None:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="f32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-shard-size", default=None, help='e.g. "100KB" to write shards and an index')
+    parser.add_argument("--head-dim", type=int, default=16, help="attention_head_dim (64, 96, 128 for the GPU)")
     args = parser.parse_args()
     for arch in ["wan", "cogvideox"] if args.arch == "all" else [args.arch]:
         folder = os.path.join(args.out, arch, "transformer")
-        save(make_model(arch, args.seed), folder, args.dtype, args.max_shard_size)
+        save(make_model(arch, args.seed, attention_head_dim=args.head_dim), folder, args.dtype, args.max_shard_size)
         print(f"wrote {folder}")
 
 
