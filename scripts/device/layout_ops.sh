@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run ON THE DEVICE (carry .deps), in one call: builds the GPU layout-op tests and benchmark, runs
-# the three tests against the CPU oracles (permutation, mask builder, profiler), compute-sanitizer
-# memcheck on the small mask and permutation cases, and the benchmark; the table comes last.
+# the three tests against the CPU oracles (permutation, mask builder, profiler), the benchmark, and
+# compute-sanitizer (memcheck; racecheck on the profiler) on small cases; the table comes last.
 #
 # Usage: scripts/device/layout_ops.sh [build] [test] [sanitize] [bench]   (default: all)
 # Env: SHAPES (default wan,wan-cfg,cogvideox,opensora,hunyuan), RUNS (default 50).
@@ -38,35 +38,35 @@ if has test; then
   : >"$out/test.log"
   for t in "${tests[@]}"; do
     start=$SECONDS
-    timeout 240 "build-device/tests/$t" >>"$out/test.log" 2>&1
+    timeout 150 "build-device/tests/$t" >>"$out/test.log" 2>&1
     rc=$?
     summary+=("$t: exit $rc, $(grep -E "^\[  (PASSED|FAILED)  \]" "$out/test.log" | tail -2 | tr '\n' ' ') ($((SECONDS - start)) s)")
   done
   grep -E "FAILED|Failure|Expected|Which is|actual|error" "$out/test.log" | head -60
 fi
 
+if has bench; then
+  start=$SECONDS
+  timeout 150 build-device/bench/bench_layout_ops --shapes "${SHAPES:-wan,wan-cfg,cogvideox,opensora,hunyuan}" \
+    --runs "${RUNS:-50}" >"$out/bench.log" 2>&1
+  summary+=("bench: exit $? ($((SECONDS - start)) s)")
+fi
+
 if has sanitize; then
   : >"$out/sanitize.log"
   start=$SECONDS
-  timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 build-device/tests/mask_builder_cuda_test \
+  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 build-device/tests/mask_builder_cuda_test \
     --gtest_filter='*Rebuilds*:*Capacity*' >>"$out/sanitize.log" 2>&1
   summary+=("memcheck mask builder: exit $?, $(grep -E 'ERROR SUMMARY' "$out/sanitize.log" | tail -1)")
-  timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 build-device/tests/permute_cuda_test \
+  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 build-device/tests/permute_cuda_test \
     --gtest_filter='*Undoes*' >>"$out/sanitize.log" 2>&1
   summary+=("memcheck permute: exit $?, $(grep -E 'ERROR SUMMARY' "$out/sanitize.log" | tail -1)")
-  timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 build-device/tests/profiler_cuda_test \
+  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 build-device/tests/profiler_cuda_test \
     --gtest_filter='*DenseFallback*' >>"$out/sanitize.log" 2>&1
   summary+=("memcheck profiler: exit $?, $(grep -E 'ERROR SUMMARY' "$out/sanitize.log" | tail -1)")
-  timeout 180 compute-sanitizer --tool racecheck --error-exitcode 9 build-device/tests/profiler_cuda_test \
+  timeout 60 compute-sanitizer --tool racecheck --error-exitcode 9 build-device/tests/profiler_cuda_test \
     --gtest_filter='*DenseFallback*' >>"$out/sanitize.log" 2>&1
   summary+=("racecheck profiler: exit $?, $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$out/sanitize.log" | tail -1) ($((SECONDS - start)) s)")
-fi
-
-if has bench; then
-  start=$SECONDS
-  timeout 240 build-device/bench/bench_layout_ops --shapes "${SHAPES:-wan,wan-cfg,cogvideox,opensora,hunyuan}" \
-    --runs "${RUNS:-50}" >"$out/bench.log" 2>&1
-  summary+=("bench: exit $? ($((SECONDS - start)) s)")
 fi
 
 echo
