@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the committed conformance fixtures under tests/data/models/{wan,cogvideox}/.
+"""Writes the committed conformance fixtures under tests/data/models/{wan,cogvideox,cogvideox15}/.
 
 For each architecture: a tiny random checkpoint (scripts/make_tiny_checkpoint.py) in transformer/,
 and reference.safetensors holding fixed random inputs and the output of diffusers' own model on them,
@@ -60,17 +60,17 @@ def cogvideox_rotary(model, latent_height: int, latent_width: int, frames: int):
     )
 
 
-def cogvideox_case(model_dir: str):
+def cogvideox_case(model_dir: str, frames: int = 3):
     from diffusers import CogVideoXTransformer3DModel
 
     model = CogVideoXTransformer3DModel.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
     g = torch.Generator().manual_seed(2)
     inputs = {
-        "hidden_states": torch.randn(2, 3, 4, 6, 8, generator=g),  # [B, F, C, H, W]
+        "hidden_states": torch.randn(2, frames, 4, 6, 8, generator=g),  # [B, F, C, H, W]
         "timestep": torch.tensor([999.0, 421.5]),
         "encoder_hidden_states": torch.randn(2, 7, 40, generator=g),
     }
-    rotary = cogvideox_rotary(model, 6, 8, 3)
+    rotary = cogvideox_rotary(model, 6, 8, frames)
 
     def run(m, dtype):
         args = {k: v.to(dtype) if k != "timestep" else v for k, v in inputs.items()}
@@ -89,16 +89,19 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
 
+    # name: (architecture, config overrides, case, shard size). Wan is sharded to exercise the index.
+    # cogvideox15 is the CogVideoX 1.5 shape: temporal patches (a Linear patch embedding) and rotary
+    # positions that are plain patch indices.
     cases = {
-        # Wan is sharded to exercise the index; CogVideoX is one file.
-        "wan": (wan_case, "60KB"),
-        "cogvideox": (cogvideox_case, None),
+        "wan": ("wan", {}, wan_case, "60KB"),
+        "cogvideox": ("cogvideox", {}, cogvideox_case, None),
+        "cogvideox15": ("cogvideox", {"patch_size_t": 2, "patch_bias": False}, lambda d: cogvideox_case(d, 4), None),
     }
-    for arch, (case, shard) in cases.items():
-        folder = os.path.join(args.out, arch)
+    for name, (arch, overrides, case, shard) in cases.items():
+        folder = os.path.join(args.out, name)
         model_dir = os.path.join(folder, "transformer")
         shutil.rmtree(model_dir, ignore_errors=True)
-        save(make_model(arch, seed=0, attention_head_dim=args.head_dim), model_dir, "f32", shard)
+        save(make_model(arch, seed=0, attention_head_dim=args.head_dim, **overrides), model_dir, "f32", shard)
 
         model, inputs, run = case(model_dir)
         expected = run(model, torch.float32)
@@ -107,7 +110,7 @@ def main() -> None:
         tensors["expected"] = expected.float().contiguous()
         metadata = {"diffusers": diffusers.__version__, "torch": torch.__version__, "dtype": "float32"}
         save_file(tensors, os.path.join(folder, "reference.safetensors"), metadata=metadata)
-        print(f"{arch}: output {tuple(expected.shape)}, float32 reference vs float64: "
+        print(f"{name}: output {tuple(expected.shape)}, float32 reference vs float64: "
               f"relative L2 {relative_l2(expected, exact):.2e}")
 
 

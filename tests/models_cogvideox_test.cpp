@@ -1,6 +1,6 @@
-// CogVideoX against diffusers: the committed tiny checkpoint and inputs (tests/data/models/cogvideox,
-// made by scripts/make_reference_fixtures.py, rotary positions from the pipeline's own function)
-// must give diffusers' float32 output.
+// CogVideoX against diffusers: the committed tiny checkpoints and inputs (tests/data/models/cogvideox
+// and cogvideox15, made by scripts/make_reference_fixtures.py, rotary positions from the pipeline's
+// own function) must give diffusers' float32 output.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -72,6 +72,22 @@ TEST(CogVideoXModel, MatchesDiffusersInFloat32) {
   std::printf("CogVideoX tiny vs diffusers float32: relative L2 error %.3e\n", error);
   EXPECT_LT(error, 1e-4);
   ASSERT_EQ(dense.records().size(), 2u);
+}
+
+// CogVideoX 1.5's shape: patch_size_t 2 (a Linear over (c, t, y, x) patches, no patch bias) and
+// rotary positions that are the patch indices.
+TEST(CogVideoXModel, TemporalPatchesMatchDiffusersInFloat32) {
+  const std::string dir = std::string(VDIT_TEST_DATA) + "/models/cogvideox15";
+  const SafetensorsFile file = SafetensorsFile::open(dir + "/reference.safetensors");
+  const ModelInputs inputs{file.tensor("hidden_states"), file.tensor("timestep"), file.tensor("encoder_hidden_states")};
+  auto model = load_model(dir + "/transformer", kCpu);
+  const CogVideoXConfig& c = dynamic_cast<const CogVideoXModel&>(*model).config();
+  EXPECT_EQ(c.patch_t, 2);
+  EXPECT_FALSE(c.patch_bias);
+  AttentionPolicy dense = AttentionPolicy::dense();
+  const double error = relative_l2(model->forward(kCpu, inputs, dense), file.tensor("expected"));
+  std::printf("CogVideoX 1.5-shaped tiny vs diffusers float32: relative L2 error %.3e\n", error);
+  EXPECT_LT(error, 1e-4);
 }
 
 TEST(CogVideoXModel, SparsePatternsKeepTheTextRowsAndColumns) {
