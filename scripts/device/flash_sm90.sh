@@ -32,6 +32,7 @@ cat "$build"/*.o.log >>"$out/build.log"
   -o "$build/flash_sm90_test" >>"$out/build.log" 2>&1 ||
   { grep -B2 -A12 -m5 "error" "$out/build.log"; tail -20 "$out/build.log"; exit 1; }
 grep -A2 "sm_90a" "$out/build.log" | grep -E "spill|Used" | sort | uniq -c
+grep -E "C75[0-9][0-9]" "$out/build.log" | sort -u  # wgmma serialized, setmaxnreg ignored, ...
 test="$build/flash_sm90_test"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
 
