@@ -59,7 +59,9 @@ class AttentionPolicy {
   Kind kind() const { return kind_; }
 
   // Self-attention O = softmax(Q K^T / sqrt(D)) V of q, k, v [B, S, H, D] (S = site.layout.tokens())
-  // under the policy's patterns at `site`; O is [B, S, H, D]. Appends a record.
+  // under the policy's patterns at `site`; O is [B, S, H, D]. Appends a record. On the CPU it runs
+  // the reference attention; on a GPU the flash kernels, with masks uploaded and temporal heads
+  // permuted on the GPU (the profiler itself runs on host copies of Q, K, V for now).
   Tensor attend(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionSite& site);
 
   const std::vector<AttentionRecord>& records() const { return records_; }

@@ -27,7 +27,7 @@ Tensor f32_dense(const Tensor& t);
 void for_rows(const ExecContext& ctx, int64_t rows, int64_t cost_per_row,
               const std::function<void(int64_t, int64_t)>& body);
 
-// Shape of `t` with its last dimension replaced by `last`.
+// `shape` with its last dimension replaced by `last`.
 Shape with_last_dim(const Shape& shape, int64_t last);
 
 }  // namespace vdit::ops
