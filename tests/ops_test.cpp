@@ -369,6 +369,37 @@ TEST(Ops, ConcatTokens) {
   EXPECT_EQ(max_error(y, expected), 0.0);
 }
 
+TEST(Ops, CrossAttention) {
+  // 2 items, 37 queries, 3 heads of 8 over 11 keys; and 1 key (the softmax of one score is 1).
+  for (int64_t keys : {11, 1}) {
+    Tensor q = random_tensor({2, 37, 3, 8}, 46), k = random_tensor({2, keys, 3, 8}, 47), v = random_tensor({2, keys, 3, 8}, 48);
+    auto qv = values(q), kv = values(k), vv = values(v);
+    std::vector<double> expected(qv.size());
+    const double scale = 1.0 / std::sqrt(8.0);
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t i = 0; i < 37; ++i)
+        for (int64_t h = 0; h < 3; ++h) {
+          std::vector<double> p(keys);
+          double m = -1e300, sum = 0;
+          for (int64_t j = 0; j < keys; ++j) {
+            double s = 0;
+            for (int d = 0; d < 8; ++d) s += qv[((b * 37 + i) * 3 + h) * 8 + d] * kv[((b * keys + j) * 3 + h) * 8 + d];
+            m = std::max(m, p[j] = s * scale);
+          }
+          for (double& x : p) sum += (x = std::exp(x - m));
+          for (int d = 0; d < 8; ++d) {
+            double o = 0;
+            for (int64_t j = 0; j < keys; ++j) o += p[j] / sum * vv[((b * keys + j) * 3 + h) * 8 + d];
+            expected[((b * 37 + i) * 3 + h) * 8 + d] = o;
+          }
+        }
+    EXPECT_LT(max_error(cross_attention(kCpu, q, k, v), expected), 1e-5) << keys << " keys";
+  }
+  EXPECT_THROW(cross_attention(kCpu, random_tensor({1, 4, 2, 8}, 1), random_tensor({1, 5, 3, 8}, 2),
+                               random_tensor({1, 5, 3, 8}, 3)),
+               Error);
+}
+
 TEST(Ops, CastConvertsAndKeepsF32) {
   Tensor x = random_tensor({3, 5}, 45);
   Tensor b = cast(kCpu, x, DType::bf16);

@@ -184,8 +184,4 @@ Tensor AttentionPolicy::attend_profiled(const ExecContext& ctx, const Tensor& q,
   return o;
 }
 
-Tensor dense_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v) {
-  return run_attention(ctx, q, k, v, nullptr);
-}
-
 }  // namespace vdit

@@ -81,7 +81,4 @@ class AttentionPolicy {
   std::vector<AttentionRecord> records_;
 };
 
-// Attention of q [B, Sq, H, D] to k, v [B, Sk, H, D] with no mask (cross-attention to text).
-Tensor dense_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v);
-
 }  // namespace vdit

@@ -56,6 +56,37 @@ __device__ float block_sum(float v) {
   return total;
 }
 
+__device__ float block_max(float v) {
+  __shared__ float partial[33];
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < warps ? partial[lane] : -INFINITY;
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (lane == 0) partial[32] = v;
+  }
+  __syncthreads();
+  const float total = partial[32];
+  __syncthreads();
+  return total;
+}
+
+// One block per row.
+template <typename T>
+__global__ void softmax_kernel(const float* scores, T* probs, int64_t cols) {
+  const float* s = scores + blockIdx.x * cols;
+  T* p = probs + blockIdx.x * cols;
+  float m = -INFINITY;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, s[i]);
+  m = block_max(m);
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) sum += expf(s[i] - m);
+  const float inv = 1.0f / block_sum(sum);
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) p[i] = store<T>(expf(s[i] - m) * inv);
+}
+
 // One block per row.
 template <typename T>
 __global__ void norm_kernel(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale,
@@ -167,6 +198,15 @@ cudaError_t norm(Float type, const void* x, void* y, const void* weight, const v
     norm_kernel<T><<<static_cast<unsigned>(args.rows), kThreads, 0, stream>>>(
         static_cast<const T*>(x), static_cast<T*>(y), static_cast<const T*>(weight), static_cast<const T*>(bias),
         static_cast<const T*>(shift), static_cast<const T*>(scale), args);
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t softmax_rows(Float type, const float* scores, void* probs, int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  dispatch(type, [&](auto zero) {
+    using T = decltype(zero);
+    softmax_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(scores, static_cast<T*>(probs), cols);
   });
   return cudaGetLastError();
 }

@@ -40,6 +40,9 @@ cudaError_t convert(Float from, Float to, const void* x, void* y, int64_t n, cud
 // y[i] = a[i] + b[i % period]
 cudaError_t add(Float type, const void* a, const void* b, void* y, int64_t n, int64_t period, cudaStream_t stream);
 
+// probs[r, :] = softmax(scores[r, :]) for rows of `cols` f32 scores, stored as `type`.
+cudaError_t softmax_rows(Float type, const float* scores, void* probs, int64_t rows, int64_t cols, cudaStream_t stream);
+
 // tokens [B, N, K] <-> a contiguous video, element by element through `index`.
 cudaError_t patches(Float type, const void* from, void* to, const PatchIndexer& index, int64_t tokens, int64_t features,
                     bool to_tokens, cudaStream_t stream);

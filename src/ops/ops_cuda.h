@@ -21,6 +21,7 @@ Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b);
 Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b);
 // x (contiguous, any float dtype) converted to `dtype`.
 Tensor cast(const ExecContext& ctx, const Tensor& x, DType dtype);
+Tensor cross_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, float scale);
 // Tokens [B, N, K] from a video, or back, through `index` (the dispatcher's geometry).
 Tensor patchify(const ExecContext& ctx, const Tensor& video, const PatchIndexer& index, const Shape& tokens_shape);
 Tensor unpatchify(const ExecContext& ctx, const Tensor& tokens, const PatchIndexer& index, const Shape& video_shape);

@@ -153,6 +153,15 @@ TEST_F(OpsCuda, TimestepEmbeddingAndRope) {
   }
 }
 
+TEST_F(OpsCuda, CrossAttention) {
+  for (DType dt : kDtypes) {
+    const Tensor q = random_tensor({2, 300, 4, 64}, dt, 23), k = random_tensor({2, 77, 4, 64}, dt, 24);
+    const Tensor v = random_tensor({2, 77, 4, 64}, dt, 25);
+    EXPECT_LT(max_error(cross_attention(kGpu, gpu(q), gpu(k), gpu(v)), cross_attention(kCpu, q, k, v)), bound(dt))
+        << dtype_name(dt);
+  }
+}
+
 TEST_F(OpsCuda, Cast) {
   const Tensor x = random_tensor({7, 129}, DType::f32, 22);
   for (DType to : {DType::bf16, DType::f16, DType::f32}) {

@@ -163,7 +163,7 @@ void WanModel::block(const ExecContext& ctx, const Block& b, Tensor& x, const Te
   const Tensor cq = split_heads(rms_norm(ctx, a2.to_q(ctx, n), a2.norm_q.weight, c.eps), c.heads);
   const Tensor ck = split_heads(rms_norm(ctx, a2.to_k(ctx, text), a2.norm_k.weight, c.eps), c.heads);
   const Tensor cv = split_heads(a2.to_v(ctx, text), c.heads);
-  gated_residual_add(ctx, x, a2.to_out(ctx, merge_heads(dense_attention(ctx, cq, ck, cv))), {});
+  gated_residual_add(ctx, x, a2.to_out(ctx, merge_heads(cross_attention(ctx, cq, ck, cv))), {});
 
   // Feed-forward.
   const Tensor f = layer_norm_modulate(ctx, x, {}, {}, c.eps, chunk(3), chunk(4));
