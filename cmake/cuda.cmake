@@ -17,6 +17,11 @@ if(VDIT_WITH_CUDA)
   # Targets are given as -gencode flags: sm_90a (wgmma, TMA) and sm_80 (mma.sync, portable).
   set(CMAKE_CUDA_ARCHITECTURES OFF)
   enable_language(CUDA)
+  # CMake 3.25 does not know nvcc 13's C++20 flag: tell it.
+  if(NOT CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+  endif()
   set(CMAKE_CUDA_STANDARD 20)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   find_package(CUDAToolkit REQUIRED)
