@@ -4,7 +4,9 @@
 # compute-sanitizer (memcheck; racecheck on the profiler) on small cases; the table comes last.
 #
 # Usage: scripts/device/layout_ops.sh [build] [test] [sanitize] [bench]   (default: all)
-# Env: SHAPES (default wan,wan-cfg,cogvideox,opensora,hunyuan), RUNS (default 50).
+# Env: SHAPES (default wan,wan-cfg,cogvideox,opensora,hunyuan), RUNS (default 50); BIN (default
+# build-device): where tests/ and bench/ are, e.g. binaries built elsewhere and carried, with the
+# shared libraries they need in BIN/lib (then run without the build phase).
 # Files under $OUT: build.log test.log sanitize.log bench.log
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,6 +18,8 @@ root="$PWD/.deps/root"
 export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu/openblas-pthread:${LD_LIBRARY_PATH:-}"
 export PATH="$PATH:/usr/local/cuda/bin"
 tests=(permute_cuda_test mask_builder_cuda_test profiler_cuda_test)
+bin="${BIN:-build-device}"
+[ -d "$bin/lib" ] && export LD_LIBRARY_PATH="$PWD/$bin/lib:$LD_LIBRARY_PATH"
 summary=()
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv,noheader
 
@@ -38,16 +42,17 @@ if has test; then
   : >"$out/test.log"
   for t in "${tests[@]}"; do
     start=$SECONDS
-    timeout 150 "build-device/tests/$t" >>"$out/test.log" 2>&1
+    timeout 150 "$bin/tests/$t" >"$out/$t.txt" 2>&1
     rc=$?
-    summary+=("$t: exit $rc, $(grep -E "^\[  (PASSED|FAILED)  \]" "$out/test.log" | tail -2 | tr '\n' ' ') ($((SECONDS - start)) s)")
+    summary+=("$t: exit $rc, $(grep -E "^\[  (PASSED|FAILED)  \]|tests? ran" "$out/$t.txt" | tr '\n' ' ') ($((SECONDS - start)) s)")
+    cat "$out/$t.txt" >>"$out/test.log" && rm "$out/$t.txt"
   done
-  grep -E "FAILED|Failure|Expected|Which is|actual|error" "$out/test.log" | head -60
+  grep -E "FAILED|Failure|Expected|Which is|actual|error|\[ profile  \]" "$out/test.log" | head -60
 fi
 
 if has bench; then
   start=$SECONDS
-  timeout 150 build-device/bench/bench_layout_ops --shapes "${SHAPES:-wan,wan-cfg,cogvideox,opensora,hunyuan}" \
+  timeout 150 "$bin"/bench/bench_layout_ops --shapes "${SHAPES:-wan,wan-cfg,cogvideox,opensora,hunyuan}" \
     --runs "${RUNS:-50}" >"$out/bench.log" 2>&1
   summary+=("bench: exit $? ($((SECONDS - start)) s)")
 fi
@@ -55,16 +60,16 @@ fi
 if has sanitize; then
   : >"$out/sanitize.log"
   start=$SECONDS
-  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 build-device/tests/mask_builder_cuda_test \
+  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin"/tests/mask_builder_cuda_test \
     --gtest_filter='*Rebuilds*:*Capacity*' >>"$out/sanitize.log" 2>&1
   summary+=("memcheck mask builder: exit $?, $(grep -E 'ERROR SUMMARY' "$out/sanitize.log" | tail -1)")
-  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 build-device/tests/permute_cuda_test \
+  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin"/tests/permute_cuda_test \
     --gtest_filter='*Undoes*' >>"$out/sanitize.log" 2>&1
   summary+=("memcheck permute: exit $?, $(grep -E 'ERROR SUMMARY' "$out/sanitize.log" | tail -1)")
-  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 build-device/tests/profiler_cuda_test \
+  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin"/tests/profiler_cuda_test \
     --gtest_filter='*DenseFallback*' >>"$out/sanitize.log" 2>&1
   summary+=("memcheck profiler: exit $?, $(grep -E 'ERROR SUMMARY' "$out/sanitize.log" | tail -1)")
-  timeout 60 compute-sanitizer --tool racecheck --error-exitcode 9 build-device/tests/profiler_cuda_test \
+  timeout 60 compute-sanitizer --tool racecheck --error-exitcode 9 "$bin"/tests/profiler_cuda_test \
     --gtest_filter='*DenseFallback*' >>"$out/sanitize.log" 2>&1
   summary+=("racecheck profiler: exit $?, $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$out/sanitize.log" | tail -1) ($((SECONDS - start)) s)")
 fi
