@@ -59,6 +59,41 @@ def flex_mask(row_offsets, key_blocks, heads, tokens):
         return BlockMask.from_kv_blocks(num, indices, BLOCK_SIZE=BLOCK)
 
 
+def write_table(directory, ours, order, kernels, peers, final=False):
+    """Writes peers.json and attention_table.md (rows measured so far); prints the table at the end."""
+    json.dump(peers, open(os.path.join(directory, "peers.json"), "w"), indent=1)
+
+    def fmt(x, digits=2):
+        return "-" if x is None else f"{x:.{digits}f}"
+
+    head = ["shape", "pattern", "density"]
+    for kern in kernels:
+        head += [f"{kern} ms", f"{kern} TF/s dense-eq", f"{kern} TF/s eff"]
+    head += ["cuDNN dense ms", "Flex ms"]
+    for kern in kernels:
+        head += [f"{kern} vs cuDNN dense", f"{kern} vs Flex"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for key in order:
+        shape, pattern = key
+        rec = ours[key]
+        peer = peers.get(f"{shape}/{pattern}", {})
+        row = [shape, pattern, fmt(next(iter(rec.values()))["density"], 3)]
+        for kern in kernels:
+            r = rec.get(kern)
+            row += [fmt(r and r["ms"], 3), fmt(r and r["dense_tflops"], 0), fmt(r and r["effective_tflops"], 0)]
+        cudnn_ms, flex_ms = peer.get("cudnn_ms"), peer.get("flex_ms")
+        row += [fmt(cudnn_ms, 3), fmt(flex_ms, 3) if flex_ms else (peer.get("flex_note") or "-")]
+        for kern in kernels:
+            ms = rec[kern]["ms"] if kern in rec else None
+            row += [f"{cudnn_ms / ms:.2f}x" if cudnn_ms and ms else "-", f"{flex_ms / ms:.2f}x" if flex_ms and ms else "-"]
+        lines.append("| " + " | ".join(row) + " |")
+    table = "\n".join(lines)
+    open(os.path.join(directory, "attention_table.md"), "w").write(table + "\n")
+    if final:
+        print("\n" + table)
+
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", required=True)
@@ -125,36 +160,8 @@ def main():
                   flush=True)
         del q, k, v
         torch.cuda.empty_cache()
-    json.dump(peers, open(os.path.join(args.dir, "peers.json"), "w"), indent=1)
-
-    def fmt(x, digits=2):
-        return "-" if x is None else f"{x:.{digits}f}"
-
-    head = ["shape", "pattern", "density"]
-    for kern in kernels:
-        head += [f"{kern} ms", f"{kern} TF/s dense-eq", f"{kern} TF/s eff"]
-    head += ["cuDNN dense ms", "Flex ms", "best vs cuDNN dense", "best vs Flex"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for key in order:
-        shape, pattern = key
-        rec = ours[key]
-        peer = peers.get(f"{shape}/{pattern}", {})
-        row = [shape, pattern, fmt(next(iter(rec.values()))["density"], 3)]
-        best = None
-        for kern in kernels:
-            r = rec.get(kern)
-            row += [fmt(r and r["ms"], 3), fmt(r and r["dense_tflops"], 0), fmt(r and r["effective_tflops"], 0)]
-            if r and (best is None or r["ms"] < best):
-                best = r["ms"]
-        cudnn_ms, flex_ms = peer.get("cudnn_ms"), peer.get("flex_ms")
-        row += [fmt(cudnn_ms, 3), fmt(flex_ms, 3) if flex_ms else (peer.get("flex_note") or "-")]
-        row += [f"{cudnn_ms / best:.2f}x" if cudnn_ms and best else "-",
-                f"{flex_ms / best:.2f}x" if flex_ms and best else "-"]
-        lines.append("| " + " | ".join(row) + " |")
-    table = "\n".join(lines)
-    open(os.path.join(args.dir, "attention_table.md"), "w").write(table + "\n")
-    print("\n" + table)
-
+        write_table(args.dir, ours, order, kernels, peers)
+    write_table(args.dir, ours, order, kernels, peers, final=True)
 
 if __name__ == "__main__":
     main()

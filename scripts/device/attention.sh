@@ -4,14 +4,19 @@
 # compute-sanitizer memcheck and racecheck on the small cases, the benchmark on the ANCHORS shapes
 # and the peers (cuDNN SDPA, FlexAttention) on the same masks; a summary and the table come last.
 #
-# Usage: scripts/device/attention.sh [build] [test] [sanitize] [bench] [peers]   (default: all)
-# Env: KERNELS (default: sm80 sm90), SHAPES (default: all four), RUNS (default 10).
-# Files under $OUT (at most 8): build.log test.log sanitize.log bench.log peers.log results.tar.gz
+# Usage: scripts/device/attention.sh [build] [test] [sanitize] [bench] [profile] [peers]
+#        (default: all but profile, which runs Nsight Compute on the sm80 kernel's dense launches).
+# Env: KERNELS (default: sm80 sm90), SHAPES (default: all four), RUNS (default 10), PROFILE
+# (shape:launches-to-skip pairs for ncu, default "wan:0 cogvideox:0", the dense launches), DEADLINE
+# (seconds after which the peers are cut off; default 570, inside the device tool's 600 s limit).
+# Files under $OUT (at most 8): build.log test.log sanitize.log bench.log profile.log peers.log
+# results.tar.gz
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-$PWD/attention-logs}"
 mkdir -p "$out"
 phases=" ${*:-build test sanitize bench peers} "
+deadline="${DEADLINE:-570}"
 has() { [[ "$phases" == *" $1 "* ]]; }
 kernels="${KERNELS:-sm80 sm90}"
 shapes="${SHAPES:-cogvideox,wan,opensora,hunyuan}"
@@ -72,9 +77,22 @@ if has bench; then
   done
 fi
 
+if has profile; then
+  : >"$out/profile.log"
+  for target in ${PROFILE:-wan:0 cogvideox:0}; do  # shape:launches to skip (4 a pattern with --runs 1)
+    shape=${target%:*}
+    timeout 120 ncu --clock-control none -k regex:flash_fwd_sm80_kernel -s "${target#*:}" -c 1 --section SpeedOfLight \
+      --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
+      --section WarpStateStats --section Occupancy --section LaunchStats --section InstructionStats \
+      "$bench_bin" --kernel sm80 --shapes "$shape" --runs 1 --dir /tmp/vdit_profile --no-masks >>"$out/profile.log" 2>&1
+    summary+=("ncu $target: exit $?")
+  done
+  grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Executed Ipc A|Shared.*Bank|Achieved Occupancy|Registers Per|Stall|L1/TEX Hit|L2 Hit" "$out/profile.log" | head -40
+fi
+
 if has peers; then
   start=$SECONDS
-  PYTHONUNBUFFERED=1 timeout 400 python3 bench/attention_peers.py --dir "$work" --runs "$runs" >"$out/peers.log" 2>&1
+  PYTHONUNBUFFERED=1 timeout $((deadline > SECONDS + 30 ? deadline - SECONDS : 30)) python3 bench/attention_peers.py --dir "$work" --runs "$runs" >"$out/peers.log" 2>&1
   summary+=("peers: exit $? ($((SECONDS - start)) s)")
   tail -5 "$out/peers.log" | grep -v "^|"
 fi

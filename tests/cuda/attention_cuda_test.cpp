@@ -195,6 +195,8 @@ std::vector<Case> cases() {
        .random_density = 0.05});
   add({.name = "random_s4133_d128_f16", .batch = 2, .heads = 1, .dim = 128, .dtype = DType::f16,
        .layout = s4133_text_first, .random_density = 0.2});
+  add({.name = "random_1056rows_s4133_d64_bf16", .batch = 2, .heads = 16, .dim = 64, .layout = s4133_text_first,
+       .random_density = 0.08});  // more mask rows than one round of the row-order kernel
   add({.name = "random_block256_s1000_d128_bf16", .batch = 2, .heads = 2, .dim = 128, .layout = s1000,
        .random_density = 0.4, .block = 256});
   add({.name = "small_random_block256_s777_d64_f16", .batch = 1, .heads = 2, .dim = 64, .dtype = DType::f16,

@@ -19,12 +19,15 @@ namespace {
 struct Sm80Tiles {
   int block_q;
   int block_k;
+  bool q_in_registers;  // Q's MMA fragments loaded once, not re-read from shared memory per key tile
 };
 
-// The one place tile sizes are chosen. d = 64 affords a 128-key tile in registers (S: 128 floats
-// a thread, O: 64); d = 96 and 128 take 64 keys so that S + O stay under 255 registers.
+// The one place tile sizes are chosen. 64-key tiles keep S (64 floats a thread) and O under 255
+// registers; at d = 64 Q's fragments (32 registers) also stay in registers, saving a third of the
+// shared-memory reads. On H100 that measured +5% at d = 64; 128-key tiles, 32-key tiles and Q in
+// registers at d = 96 and 128 all measured slower (bench/RESULTS.md).
 constexpr Sm80Tiles sm80_tiles(int head_dim) {
-  return head_dim <= 64 ? Sm80Tiles{128, 128} : Sm80Tiles{128, 64};
+  return head_dim <= 64 ? Sm80Tiles{128, 64, true} : Sm80Tiles{128, 64, false};
 }
 
 template <int kHeadDim_, bool kBf16_>
@@ -33,6 +36,7 @@ struct Sm80Traits {
   static constexpr bool kBf16 = kBf16_;
   static constexpr int kBlockQ = sm80_tiles(kHeadDim).block_q;
   static constexpr int kBlockK = sm80_tiles(kHeadDim).block_k;
+  static constexpr bool kQInRegisters = sm80_tiles(kHeadDim).q_in_registers;
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kStages = 2;
@@ -265,7 +269,12 @@ __global__ void __launch_bounds__(T::kThreads, 2) flash_fwd_sm80_kernel(const Fl
   const int k_lane = ((lane / 16) * 8 + lane % 8) * kSmemRow + (lane / 8 % 2) * 8;
   const int v_lane = ((lane / 8 % 2) * 8 + lane % 8) * kSmemRow + (lane / 16) * 8;
 
+  uint32_t q_frag[T::kQInRegisters ? kMTiles : 1][T::kQInRegisters ? kHeadDim / 16 : 1][4];
   for (int j = 0; j < n_tiles; ++j) {
+    // One barrier per tile: past it, tile j has landed for every thread and every warp is done
+    // with tile j - 1, whose stage the copy of tile j + 1 then refills while tile j is computed.
+    cp_async_wait<0>();
+    __syncthreads();
     const int stage = j % T::kStages;
     const int tile = next_tile;
     if (j + 1 < n_tiles) {
@@ -275,8 +284,15 @@ __global__ void __launch_bounds__(T::kThreads, 2) flash_fwd_sm80_kernel(const Fl
       load_rows<T, kBlockK>(s_v + nstage * T::kKVElems * 2, v, p.v_row_stride, next_tile * kBlockK, S, tid);
     }
     cp_async_commit();
-    cp_async_wait<1>();
-    __syncthreads();
+    if constexpr (T::kQInRegisters) {
+      if (j == 0) {
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+          for (int kk = 0; kk < kHeadDim / 16; ++kk)
+            ldmatrix_x4(q_frag[mt][kk], s_q + (q_lane + mt * 16 * kSmemRow + kk * 16) * 2);
+      }
+    }
 
     // S = Q K^T for this warp's 32 rows x kBlockK keys.
     const uint32_t s_k_stage = s_k + stage * T::kKVElems * 2;
@@ -291,8 +307,14 @@ __global__ void __launch_bounds__(T::kThreads, 2) flash_fwd_sm80_kernel(const Fl
     for (int kk = 0; kk < kHeadDim / 16; ++kk) {
       uint32_t qa[kMTiles][4];
 #pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-        ldmatrix_x4(qa[mt], s_q + (q_lane + mt * 16 * kSmemRow + kk * 16) * 2);
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        if constexpr (T::kQInRegisters) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) qa[mt][e] = q_frag[mt][kk][e];
+        } else {
+          ldmatrix_x4(qa[mt], s_q + (q_lane + mt * 16 * kSmemRow + kk * 16) * 2);
+        }
+      }
 #pragma unroll
       for (int np = 0; np < kNTiles / 2; ++np) {
         uint32_t kb[4];
@@ -372,7 +394,6 @@ __global__ void __launch_bounds__(T::kThreads, 2) flash_fwd_sm80_kernel(const Fl
         }
       }
     }
-    __syncthreads();  // this stage is refilled next iteration
   }
 
   // Epilogue: normalise, stage O through the Q tile (this warp's own rows), store 16-byte rows.
@@ -445,7 +466,24 @@ __global__ void __launch_bounds__(kOrderThreads) sm80_row_order_kernel(const int
     }
   }
   __syncthreads();
-  for (int row = tid; row < rows; row += kOrderThreads) order[atomicAdd(&bins[bin_of(row)], 1)] = row;
+  // Scatter in rounds of kOrderThreads rows; within a warp, rows of one length keep their order
+  // (match + rank), so rows of equal length stay roughly in head-major order and the CTAs in
+  // flight share their heads' K/V in L2.
+  const int lane = tid % 32;
+  for (int base = 0; base < rows; base += kOrderThreads) {
+    const int row = base + tid;
+    const unsigned valid = __ballot_sync(0xffffffffu, row < rows);
+    if (row < rows) {
+      const int bin = bin_of(row);
+      const unsigned same = __match_any_sync(valid, bin);
+      const int leader = __ffs(same) - 1;
+      int start = 0;
+      if (lane == leader) start = atomicAdd(&bins[bin], __popc(same));
+      start = __shfl_sync(same, start, leader);
+      order[start + __popc(same & ((1u << lane) - 1))] = row;
+    }
+    __syncthreads();
+  }
 }
 
 template <int kHeadDim, bool kBf16>
