@@ -409,6 +409,8 @@ TEST(Ops, CastConvertsAndKeepsF32) {
   EXPECT_THROW(cast(kCpu, x, DType::i32), Error);
 }
 
+TEST(Ops, BlasHandleHoldsNothingOnTheCpu) { EXPECT_EQ(BlasHandle(Device::cpu()).get(), nullptr); }
+
 TEST(Ops, CudaContextWithoutCudaOpsIsRefused) {
   const ExecContext gpu{Device::cuda(0)};
   EXPECT_THROW(silu(gpu, random_tensor({2}, 38)), Error);

@@ -41,6 +41,19 @@ void make_layout(const Checker& check, Owned<cublasLtMatrixLayout_t, cublasLtMat
 
 }  // namespace
 
+void* create_blas_handle(Device device) {
+  int previous = 0;
+  cudaGetDevice(&previous);
+  cudaSetDevice(device.index);
+  cublasLtHandle_t handle = nullptr;
+  const cublasStatus_t status = cublasLtCreate(&handle);
+  cudaSetDevice(previous);
+  Checker{"BlasHandle"}(status, "cublasLtCreate");
+  return handle;
+}
+
+void destroy_blas_handle(void* handle) { cublasLtDestroy(static_cast<cublasLtHandle_t>(handle)); }
+
 cudaDataType_t blas_type(DType dtype, const char* op) {
   switch (dtype) {
     case DType::f32: return CUDA_R_32F;

@@ -24,6 +24,20 @@ struct ExecContext {
   void* blas = nullptr;    // cublasLtHandle_t for CUDA GEMMs, owned by the caller (null: one per call)
 };
 
+// Owns a cuBLASLt handle to put in ExecContext::blas, so that GEMMs do not make one per call.
+// Holds nothing on the CPU.
+class BlasHandle {
+ public:
+  explicit BlasHandle(Device device);
+  ~BlasHandle();
+  BlasHandle(const BlasHandle&) = delete;
+  BlasHandle& operator=(const BlasHandle&) = delete;
+  void* get() const { return handle_; }
+
+ private:
+  void* handle_ = nullptr;
+};
+
 // ---- Dense layers ---------------------------------------------------------------------------
 
 // y = act(x W^T + b): x [..., in], weight [out, in] (the checkpoint's layout), bias [out] or

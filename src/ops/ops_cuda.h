@@ -9,6 +9,9 @@
 
 namespace vdit::ops::cuda {
 
+void* create_blas_handle(Device device);  // a cublasLtHandle_t
+void destroy_blas_handle(void* handle);
+
 Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation);
 // layer_norm (shift and scale undefined) or layer_norm_modulate.
 Tensor layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,

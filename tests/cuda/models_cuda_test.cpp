@@ -40,7 +40,8 @@ class ModelsCuda : public ::testing::TestWithParam<const char*> {
 };
 
 TEST_P(ModelsCuda, Bf16MatchesDiffusers) {
-  const ExecContext gpu{Device::cuda(0)};
+  const BlasHandle blas(Device::cuda(0));
+  const ExecContext gpu{Device::cuda(0), nullptr, 0, blas.get()};
   const SafetensorsFile file = SafetensorsFile::open(folder_ + "/reference.safetensors");
   auto model = load_model(folder_ + "/transformer", gpu, DType::bf16);
   AttentionPolicy dense = AttentionPolicy::dense();
