@@ -1,5 +1,6 @@
 #include "models/wan/wan_model.h"
 
+#include <algorithm>
 #include <numeric>
 
 namespace vdit {
