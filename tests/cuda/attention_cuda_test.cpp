@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -92,9 +93,10 @@ Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
       keys.clear();
       if (mask) {
         const int slot = static_cast<int>(mask->heads == H ? h : b * H + h);
-        for (int32_t kb : mask->row(slot, i / mask->block_q))
-          for (int64_t j = int64_t{kb} * mask->block_k; j < std::min<int64_t>(S, (kb + 1) * int64_t{mask->block_k}); ++j)
-            keys.push_back(j);
+        for (int32_t kb : mask->row(slot, i / mask->block_q)) {
+          const int64_t first = int64_t{kb} * mask->block_k;
+          for (int64_t j = first; j < std::min<int64_t>(S, first + mask->block_k); ++j) keys.push_back(j);
+        }
       } else {
         for (int64_t j = 0; j < S; ++j) keys.push_back(j);
       }
@@ -161,46 +163,77 @@ std::vector<Case> cases() {
                     s1000_text_last = grid(5, 12, 16, 40, TextPosition::last),
                     s4133_text_first = grid(7, 19, 31, 10, TextPosition::first), s777 = grid(7, 3, 37);
   std::vector<Case> c;
-  auto add = [&](Case x) { c.push_back(std::move(x)); };
+  // Each case starts from Case{} and sets what differs.
+  auto add = [&](const char* name, const std::function<void(Case&)>& set) {
+    Case x;
+    x.name = name;
+    set(x);
+    c.push_back(std::move(x));
+  };
   // Dense, ragged and sub-tile S.
-  add({.name = "small_dense_s50_d64_bf16", .heads = 2, .dim = 64, .layout = s50});
-  add({.name = "small_dense_s128_d96_f16", .batch = 2, .heads = 1, .dim = 96, .dtype = DType::f16, .layout = s128});
-  add({.name = "small_dense_s50_d128_f16", .heads = 3, .dim = 128, .dtype = DType::f16, .layout = s50});
-  add({.name = "dense_s1000_d96_f16", .batch = 2, .heads = 3, .dim = 96, .dtype = DType::f16, .layout = s1000});
-  add({.name = "dense_s4133_d128_bf16", .heads = 2, .dim = 128, .layout = s4133_text_first});
-  add({.name = "dense_s4133_d64_f16", .heads = 2, .dim = 64, .dtype = DType::f16, .layout = s4133_text_first});
-  add({.name = "dense_s777_d128_f16_peaky", .batch = 2, .heads = 1, .dim = 128, .dtype = DType::f16, .layout = s777,
-       .q_scale = 4.0f});
-  add({.name = "dense_s1000_d64_bf16_packed", .batch = 2, .heads = 2, .dim = 64, .layout = s1000, .packed_qkv = true});
+  add("small_dense_s50_d64_bf16", [&](Case& x) { x.heads = 2; x.dim = 64; x.layout = s50; });
+  add("small_dense_s128_d96_f16", [&](Case& x) {
+    x.batch = 2; x.heads = 1; x.dim = 96; x.dtype = DType::f16; x.layout = s128;
+  });
+  add("small_dense_s50_d128_f16", [&](Case& x) { x.heads = 3; x.dim = 128; x.dtype = DType::f16; x.layout = s50; });
+  add("dense_s1000_d96_f16", [&](Case& x) {
+    x.batch = 2; x.heads = 3; x.dim = 96; x.dtype = DType::f16; x.layout = s1000;
+  });
+  add("dense_s4133_d128_bf16", [&](Case& x) { x.heads = 2; x.dim = 128; x.layout = s4133_text_first; });
+  add("dense_s4133_d64_f16", [&](Case& x) {
+    x.heads = 2; x.dim = 64; x.dtype = DType::f16; x.layout = s4133_text_first;
+  });
+  add("dense_s777_d128_f16_peaky", [&](Case& x) {
+    x.batch = 2; x.heads = 1; x.dim = 128; x.dtype = DType::f16; x.layout = s777; x.q_scale = 4.0f;
+  });
+  add("dense_s1000_d64_bf16_packed", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 64; x.layout = s1000; x.packed_qkv = true;
+  });
   // Masks from the builders (shared by the batch), text first and last.
-  add({.name = "tile1_s1000_d128_bf16", .batch = 2, .heads = 2, .dim = 128, .layout = s1000,
-       .patterns = {Pattern::tile(1)}});
-  add({.name = "spatial25_s4133_textfirst_d64_bf16", .heads = 2, .dim = 64, .layout = s4133_text_first,
-       .patterns = {Pattern::spatial(0.25)}});
-  add({.name = "temporal15_s1000_textlast_d96_f16", .heads = 2, .dim = 96, .dtype = DType::f16,
-       .layout = s1000_text_last, .patterns = {Pattern::temporal(0.15)}});
-  add({.name = "spatial10sink_s1000_textlast_d128_f16", .heads = 1, .dim = 128, .dtype = DType::f16,
-       .layout = s1000_text_last, .patterns = {Pattern::spatial(0.10, true)}});
+  add("tile1_s1000_d128_bf16", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 128; x.layout = s1000; x.patterns = {Pattern::tile(1)};
+  });
+  add("spatial25_s4133_textfirst_d64_bf16", [&](Case& x) {
+    x.heads = 2; x.dim = 64; x.layout = s4133_text_first; x.patterns = {Pattern::spatial(0.25)};
+  });
+  add("temporal15_s1000_textlast_d96_f16", [&](Case& x) {
+    x.heads = 2; x.dim = 96; x.dtype = DType::f16; x.layout = s1000_text_last; x.patterns = {Pattern::temporal(0.15)};
+  });
+  add("spatial10sink_s1000_textlast_d128_f16", [&](Case& x) {
+    x.heads = 1; x.dim = 128; x.dtype = DType::f16; x.layout = s1000_text_last;
+    x.patterns = {Pattern::spatial(0.10, true)};
+  });
   // A mixed pattern per (batch item, head): B*H slots.
-  add({.name = "mixed_slots_s4133_d128_f16", .batch = 2, .heads = 3, .dim = 128, .dtype = DType::f16,
-       .layout = s4133_text_first,
-       .patterns = {Pattern::dense(), Pattern::tile(0), Pattern::spatial(0.3), Pattern::temporal(0.2), Pattern::tile(2),
-                    Pattern::spatial(0.1, true)}});
-  add({.name = "mixed_slots_s1000_d96_bf16", .batch = 2, .heads = 2, .dim = 96, .layout = s1000_text_last,
-       .patterns = {Pattern::spatial(0.25), Pattern::temporal(0.25), Pattern::temporal(0.15), Pattern::tile(1)}});
+  add("mixed_slots_s4133_d128_f16", [&](Case& x) {
+    x.batch = 2; x.heads = 3; x.dim = 128; x.dtype = DType::f16; x.layout = s4133_text_first;
+    x.patterns = {Pattern::dense(),      Pattern::tile(0), Pattern::spatial(0.3),
+                  Pattern::temporal(0.2), Pattern::tile(2), Pattern::spatial(0.1, true)};
+  });
+  add("mixed_slots_s1000_d96_bf16", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 96; x.layout = s1000_text_last;
+    x.patterns = {Pattern::spatial(0.25), Pattern::temporal(0.25), Pattern::temporal(0.15), Pattern::tile(1)};
+  });
   // Random CSR masks with empty rows, per slot, blocks of 128 and 256.
-  add({.name = "small_random_s1000_d64_bf16", .batch = 2, .heads = 2, .dim = 64, .layout = s1000,
-       .random_density = 0.3});
-  add({.name = "random_s1000_d96_bf16_sparse", .batch = 2, .heads = 2, .dim = 96, .layout = s1000,
-       .random_density = 0.05});
-  add({.name = "random_s4133_d128_f16", .batch = 2, .heads = 1, .dim = 128, .dtype = DType::f16,
-       .layout = s4133_text_first, .random_density = 0.2});
-  add({.name = "random_1056rows_s4133_d64_bf16", .batch = 2, .heads = 16, .dim = 64, .layout = s4133_text_first,
-       .random_density = 0.08});  // more mask rows than one round of the row-order kernel
-  add({.name = "random_block256_s1000_d128_bf16", .batch = 2, .heads = 2, .dim = 128, .layout = s1000,
-       .random_density = 0.4, .block = 256});
-  add({.name = "small_random_block256_s777_d64_f16", .batch = 1, .heads = 2, .dim = 64, .dtype = DType::f16,
-       .layout = s777, .random_density = 0.5, .block = 256});
+  add("small_random_s1000_d64_bf16", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 64; x.layout = s1000; x.random_density = 0.3;
+  });
+  add("random_s1000_d96_bf16_sparse", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 96; x.layout = s1000; x.random_density = 0.05;
+  });
+  add("random_s4133_d128_f16", [&](Case& x) {
+    x.batch = 2; x.heads = 1; x.dim = 128; x.dtype = DType::f16; x.layout = s4133_text_first; x.random_density = 0.2;
+  });
+  // more mask rows than one round of the row-order kernel
+  add("random_1056rows_s4133_d64_bf16", [&](Case& x) {
+    x.batch = 2; x.heads = 16; x.dim = 64; x.layout = s4133_text_first; x.random_density = 0.08;
+  });
+  add("random_block256_s1000_d128_bf16", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 128; x.layout = s1000; x.random_density = 0.4; x.block = 256;
+  });
+  add("small_random_block256_s777_d64_f16", [&](Case& x) {
+    x.batch = 1; x.heads = 2; x.dim = 64; x.dtype = DType::f16; x.layout = s777; x.random_density = 0.5;
+    x.block = 256;
+  });
   return c;
 }
 
@@ -281,7 +314,8 @@ TEST_P(AttentionCuda, MatchesReference) {
     Tensor lse = Tensor::empty({B, H, S}, DType::f32, gpu);
     ASSERT_EQ(cudaMemset(out.raw_data(), 0xff, out.nbytes()), cudaSuccess);  // NaN in bf16, f16, f32
     ASSERT_EQ(cudaMemset(lse.raw_data(), 0xff, lse.nbytes()), cudaSuccess);
-    const FlashKernel ran = attention_cuda(qd, kd, vd, masked ? &gpu_mask : nullptr, 0.0f, out, &lse, nullptr, kernel);
+    const FlashKernel ran =
+        attention_cuda(qd, kd, vd, masked ? &gpu_mask : nullptr, 0.0f, out, &lse, nullptr, kernel);
     EXPECT_EQ(ran, kernel);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 
