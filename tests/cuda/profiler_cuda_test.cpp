@@ -153,10 +153,12 @@ TEST(ProfilerGpu, MatchesCpuProfileAndDrivesMasksAndPermutation) {
         const int64_t i = int64_t{slot} * n + k;
         const double bound = mse_bound(cpu, i);
         EXPECT_NEAR(got.mse[i], cpu.mse[i], bound) << what << " slot " << slot << " cand " << k;
-        EXPECT_NEAR(got.relative_error[i], cpu.relative_error[i], bound / cpu.mse[i] * cpu.relative_error[i])
+        // The same bound, relative; a dense candidate has MSE 0 on the CPU and about 1e-16 here.
+        const double relative_bound = cpu.mse[i] > 0 ? bound / cpu.mse[i] * cpu.relative_error[i] : 1e-9;
+        EXPECT_NEAR(got.relative_error[i], cpu.relative_error[i], relative_bound)
             << what << " slot " << slot << " cand " << k;
         const double error = std::abs(got.mse[i] - cpu.mse[i]);
-        worst_relative = std::max(worst_relative, error / cpu.mse[i]);
+        if (cpu.mse[i] > 0) worst_relative = std::max(worst_relative, error / cpu.mse[i]);
         if (cpu.relative_error[i] > 0) worst_of_power = std::max(worst_of_power, error * cpu.relative_error[i] / cpu.mse[i]);
       }
       if (clear_winner(cpu, slot)) {

@@ -1,9 +1,10 @@
 // The GPU profiler's kernels (see profiler.h). The partial-output kernel is a small flash-attention
-// forward on mma.sync (sm_80 and later): 64 sampled rows per block, one key chunk, K/V tiles of 64
-// keys through a cp.async pipeline. Every output (dense and each candidate) shares the tile's
-// scores; a candidate keeps a key when the key's block, in the candidate's order, lies in the row's
-// CSR row (three runs of blocks, BandRow). Warps own 16 rows; for D > 64 two warps share the rows,
-// each accumulating half of D, so the accumulators of all outputs fit in registers.
+// forward on mma.sync (sm_80 and later): 64 sampled rows per block (32 with three candidates), one
+// key chunk, K/V tiles of 64 keys through a cp.async pipeline. Each warp owns 16 rows and one
+// output (dense or a candidate) over all of D, with that output's own online softmax, so no
+// elementwise work is repeated across warps; a candidate keeps a key when the key's block, in the
+// candidate's order, lies in the row's CSR row (three runs of blocks, BandRow). A warp skips a tile
+// in which its rows keep no key (sampled rows are sorted, so a spatial warp skips most tiles).
 #include "kernels/cuda/profiler.h"
 
 #include <cuda_bf16.h>
@@ -17,17 +18,18 @@ namespace {
 constexpr int kStages = 3;
 constexpr int kCombineThreads = 128;
 
-template <int D>
+template <int D, int NC>
 struct Shape {
-  static constexpr int kSplit = D == 64 ? 1 : 2;     // warps sharing 16 rows, each with D / kSplit
-  static constexpr int kHalf = D / kSplit;
-  static constexpr int kWarps = 4 * kSplit;
+  static constexpr int kOut = NC + 1;                       // outputs: dense and each candidate
+  static constexpr int kGroups = profile_row_tile(NC) / 16;  // 16-row groups per block
+  static constexpr int kRows = 16 * kGroups;
+  static constexpr int kWarps = kGroups * kOut;             // one per (group, output)
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kStride = D + 8;             // smem row, elements: 16 bytes of padding
-  static constexpr int kTile = 64 * kStride;        // elements of one 64-row tile
-  static constexpr int kVectors = D / 8;            // 16-byte vectors per row
-  static constexpr size_t kSmem = (1 + 2 * kStages) * kTile * 2 + kStages * 2 * 64 * sizeof(int32_t) +
-                                   64 * kProfileMaxCandidates * sizeof(int4);
+  static constexpr int kStride = D + 8;                     // smem row, elements: 16 bytes of padding
+  static constexpr int kTile = 64 * kStride;                // elements of one 64-key tile
+  static constexpr int kVectors = D / 8;                    // 16-byte vectors per row
+  static constexpr size_t kSmem = (kRows * kStride + 2 * kStages * kTile) * 2 +
+                                  kStages * 2 * 64 * sizeof(int32_t) + kRows * NC * sizeof(int4);
 };
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
@@ -83,16 +85,16 @@ __device__ __forceinline__ bool keeps(const int4& runs, int32_t block, int32_t k
          (block >= runs.w && block < k_blocks);
 }
 
-// Partial outputs of 64 sampled rows of one slot over one key chunk, for dense and NC candidates.
+// Partial outputs of the sampled rows of one row tile and slot over one key chunk, for dense and
+// NC candidates.
 template <int D, bool BF16, int NC>
-__global__ void __launch_bounds__(Shape<D>::kThreads, 1) profile_partials(ProfileParams p) {
-  using Sh = Shape<D>;
-  constexpr int kOut = NC + 1;
-  constexpr int kSteps = D / 16;        // k-steps of Q K^T
-  constexpr int kTiles = Sh::kHalf / 8;  // 8-column output tiles per warp
+__global__ void __launch_bounds__(Shape<D, NC>::kThreads, 1) profile_partials(ProfileParams p) {
+  using Sh = Shape<D, NC>;
+  constexpr int kSteps = D / 16;  // k-steps of Q K^T
+  constexpr int kTiles = D / 8;   // 8-column output tiles
   extern __shared__ __align__(16) unsigned char smem[];
   uint16_t* s_q = reinterpret_cast<uint16_t*>(smem);
-  uint16_t* s_k = s_q + Sh::kTile;
+  uint16_t* s_k = s_q + Sh::kRows * Sh::kStride;
   uint16_t* s_v = s_k + kStages * Sh::kTile;
   int32_t* s_blocks = reinterpret_cast<int32_t*>(s_v + kStages * Sh::kTile);  // [stage][order][64]
   int4* s_runs = reinterpret_cast<int4*>(s_blocks + kStages * 2 * 64);          // [row][candidate]
@@ -101,7 +103,7 @@ __global__ void __launch_bounds__(Shape<D>::kThreads, 1) profile_partials(Profil
   const int chunk = blockIdx.x, slot = blockIdx.y, row_tile = blockIdx.z;
   const int b = slot / p.heads, h = slot % p.heads;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int group = warp % 4, half = warp / 4, g = lane / 4, t = lane % 4;
+  const int output = warp % Sh::kOut, group = warp / Sh::kOut, g = lane / 4, t = lane % 4;
   const int mat = lane / 8, mat_row = lane % 8;  // ldmatrix: which 8x8 matrix this lane addresses
   const int64_t token_stride = int64_t{p.heads} * D;
   const int64_t head_base = int64_t{b} * geo.tokens * token_stride + int64_t{h} * D;
@@ -111,22 +113,19 @@ __global__ void __launch_bounds__(Shape<D>::kThreads, 1) profile_partials(Profil
   const int32_t* rows = p.rows + int64_t{b} * p.sample_rows;
   const int32_t k_blocks = static_cast<int32_t>(geo.k_blocks);
   auto row_token = [&](int r) {
-    const int i = row_tile * kProfileRowTile + r;
+    const int i = row_tile * Sh::kRows + r;
     return int64_t{rows[i < p.sample_rows ? i : p.sample_rows - 1]};  // past the sample: a repeat, not stored
   };
 
   // The sampled Q rows.
-  for (int i = tid; i < 64 * Sh::kVectors; i += Sh::kThreads) {
+  for (int i = tid; i < Sh::kRows * Sh::kVectors; i += Sh::kThreads) {
     const int r = i / Sh::kVectors, c = i % Sh::kVectors;
     cp_async16(s_q + r * Sh::kStride + c * 8, q + row_token(r) * token_stride + c * 8, true);
   }
   cp_async_commit();
 
-  // Every row's runs under every candidate, in shared memory: registers go to the accumulators.
-  bool permuted[NC];
-#pragma unroll
-  for (int c = 0; c < NC; ++c) permuted[c] = p.patterns[c].permuted != 0;
-  for (int i = tid; i < 64 * NC; i += Sh::kThreads) {
+  // Every row's runs under every candidate.
+  for (int i = tid; i < Sh::kRows * NC; i += Sh::kThreads) {
     const int r = i / NC, c = i % NC;
     const MaskPattern pattern = p.patterns[c];
     const int64_t token = row_token(r);
@@ -178,18 +177,23 @@ __global__ void __launch_bounds__(Shape<D>::kThreads, 1) profile_partials(Profil
 
   cp_async_wait<0>();
   __syncthreads();
-  float acc[kOut][kTiles][4];
-  float row_max[kOut][2], row_sum[kOut][2];
+
+  // This warp's output: 0 dense, c + 1 candidate c, in the candidate's key order.
+  const int candidate = output - 1;
+  const int order = candidate >= 0 && p.patterns[candidate].permuted ? 1 : 0;
+  int4 runs[2] = {make_int4(0, 0, 0, 0), make_int4(0, 0, 0, 0)};
+  if (candidate >= 0) {
 #pragma unroll
-  for (int o = 0; o < kOut; ++o) {
-#pragma unroll
-    for (int n = 0; n < kTiles; ++n) acc[o][n][0] = acc[o][n][1] = acc[o][n][2] = acc[o][n][3] = 0.f;
-    row_max[o][0] = row_max[o][1] = -INFINITY;
-    row_sum[o][0] = row_sum[o][1] = 0.f;
+    for (int rr = 0; rr < 2; ++rr) runs[rr] = s_runs[(group * 16 + g + rr * 8) * NC + candidate];
   }
 
+  float acc[kTiles][4];
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) load_tile(s);
+  for (int n = 0; n < kTiles; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) load_tile(st);
 
   for (int tile = 0; tile < tiles; ++tile) {
     cp_async_wait<kStages - 2>();
@@ -199,142 +203,108 @@ __global__ void __launch_bounds__(Shape<D>::kThreads, 1) profile_partials(Profil
     const uint16_t* k_tile = s_k + stage * Sh::kTile;
     const uint16_t* v_tile = s_v + stage * Sh::kTile;
 
-    int4 runs[NC][2];
+    // Which elements this output keeps: bit 4j + 2*rr + e for key 8j + 2t + e of row g + 8*rr.
+    uint32_t kept = 0;
 #pragma unroll
-    for (int c = 0; c < NC; ++c)
+    for (int j = 0; j < 8; ++j) {
+      const int2 blocks = *reinterpret_cast<const int2*>(s_blocks + (stage * 2 + order) * 64 + 8 * j + 2 * t);
 #pragma unroll
-      for (int rr = 0; rr < 2; ++rr) runs[c][rr] = s_runs[(group * 16 + g + rr * 8) * NC + c];
-
-    // The stage's 64 keys in two halves of 32, to keep the scores' registers few.
-#pragma unroll 1
-    for (int sub = 0; sub < 64; sub += 32) {
-      // Scores of this warp's 16 rows: s[j] holds keys sub + 8j + 2t, +1 of rows g, g + 8.
-      float s[4][4];
+      for (int e = 0; e < 2; ++e) {
+        const int32_t block = e ? blocks.y : blocks.x;
+        if (candidate < 0) {
+          if (static_cast<uint32_t>(block) < static_cast<uint32_t>(k_blocks)) kept |= 5u << (4 * j + e);
+        } else {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < kSteps; ++kk) {
-        uint32_t q_frag[4];
-        ldmatrix_x4(q_frag, s_q + (group * 16 + (mat % 2) * 8 + mat_row) * Sh::kStride + kk * 16 + (mat / 2) * 8);
-#pragma unroll
-        for (int jp = 0; jp < 2; ++jp) {
-          uint32_t kb[4];
-          ldmatrix_x4(kb, k_tile + (sub + 16 * jp + (mat / 2) * 8 + mat_row) * Sh::kStride + kk * 16 + (mat % 2) * 8);
-          mma16816<BF16>(s[2 * jp], q_frag, kb[0], kb[1]);
-          mma16816<BF16>(s[2 * jp + 1], q_frag, kb[2], kb[3]);
+          for (int rr = 0; rr < 2; ++rr)
+            if (keeps(runs[rr], block, k_blocks)) kept |= 1u << (4 * j + 2 * rr + e);
         }
       }
+    }
+    if (!__any_sync(0xffffffffu, kept != 0)) continue;  // none of this warp's rows keeps a key here
 
-      // Which outputs keep each element: bit 4j + 2*rr + e for key sub + 8j + 2t + e of row g + 8*rr.
-      uint32_t kept[kOut];
+    // Scores of this warp's 16 rows: s[j] holds keys 8j + 2t, +1 of rows g, g + 8.
+    float s[8][4];
 #pragma unroll
-      for (int o = 0; o < kOut; ++o) kept[o] = 0;
+    for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int key = sub + 8 * j + 2 * t;
-        const int2 frame_blocks = *reinterpret_cast<const int2*>(s_blocks + (stage * 2 + 0) * 64 + key);
-        const int2 token_blocks = *reinterpret_cast<const int2*>(s_blocks + (stage * 2 + 1) * 64 + key);
+    for (int kk = 0; kk < kSteps; ++kk) {
+      uint32_t q_frag[4];
+      ldmatrix_x4(q_frag, s_q + (group * 16 + (mat % 2) * 8 + mat_row) * Sh::kStride + kk * 16 + (mat / 2) * 8);
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int32_t frame_block = e ? frame_blocks.y : frame_blocks.x;
-          const int32_t token_block = e ? token_blocks.y : token_blocks.x;
-          if (static_cast<uint32_t>(frame_block) < static_cast<uint32_t>(k_blocks)) kept[0] |= 5u << (4 * j + e);
-#pragma unroll
-          for (int c = 0; c < NC; ++c) {
-            const int32_t block = permuted[c] ? token_block : frame_block;
-#pragma unroll
-            for (int rr = 0; rr < 2; ++rr)
-              if (keeps(runs[c][rr], block, k_blocks)) kept[c + 1] |= 1u << (4 * j + 2 * rr + e);
-          }
-        }
+      for (int jp = 0; jp < 4; ++jp) {
+        uint32_t kb[4];
+        ldmatrix_x4(kb, k_tile + (16 * jp + (mat / 2) * 8 + mat_row) * Sh::kStride + kk * 16 + (mat % 2) * 8);
+        mma16816<BF16>(s[2 * jp], q_frag, kb[0], kb[1]);
+        mma16816<BF16>(s[2 * jp + 1], q_frag, kb[2], kb[3]);
       }
+    }
 
+    // Online softmax over the kept elements: new row maxima, rescale what was accumulated.
+    float m[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < 8; ++j)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) s[j][i] *= p.scale_log2;
-
-      // Online softmax: new row maxima per output, rescale what was accumulated.
-      float base[kOut][2];
-#pragma unroll
-      for (int o = 0; o < kOut; ++o) {
-        float m[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            if ((kept[o] >> (4 * j + i)) & 1u) m[i / 2] = fmaxf(m[i / 2], s[j][i]);
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-          m[rr] = fmaxf(m[rr], __shfl_xor_sync(0xffffffffu, m[rr], 1));
-          m[rr] = fmaxf(m[rr], __shfl_xor_sync(0xffffffffu, m[rr], 2));
-          const float next = fmaxf(row_max[o][rr], m[rr]);
-          base[o][rr] = next == -INFINITY ? 0.f : next;
-          const float alpha = exp2f(row_max[o][rr] - base[o][rr]);
-          row_max[o][rr] = next;
-          row_sum[o][rr] *= alpha;
-#pragma unroll
-          for (int n = 0; n < kTiles; ++n) {
-            acc[o][n][2 * rr] *= alpha;
-            acc[o][n][2 * rr + 1] *= alpha;
-          }
-        }
+      for (int i = 0; i < 4; ++i) {
+        s[j][i] *= p.scale_log2;
+        if ((kept >> (4 * j + i)) & 1u) m[i / 2] = fmaxf(m[i / 2], s[j][i]);
       }
+    float base[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      m[rr] = fmaxf(m[rr], __shfl_xor_sync(0xffffffffu, m[rr], 1));
+      m[rr] = fmaxf(m[rr], __shfl_xor_sync(0xffffffffu, m[rr], 2));
+      const float next = fmaxf(row_max[rr], m[rr]);
+      base[rr] = next == -INFINITY ? 0.f : next;
+      const float alpha = exp2f(row_max[rr] - base[rr]);
+      row_max[rr] = next;
+      row_sum[rr] *= alpha;
+#pragma unroll
+      for (int n = 0; n < kTiles; ++n) {
+        acc[n][2 * rr] *= alpha;
+        acc[n][2 * rr + 1] *= alpha;
+      }
+    }
 
-      // O += P V, 16 keys at a time; each V fragment serves every output.
+    // O += P V, 16 keys at a time.
 #pragma unroll
-      for (int kk = 0; kk < 2; ++kk) {
-        uint32_t pa[kOut][4];
+    for (int kk = 0; kk < 4; ++kk) {
+      float e[2][4];
 #pragma unroll
-        for (int o = 0; o < kOut; ++o) {
-          float e[2][4];
+      for (int jj = 0; jj < 2; ++jj)
 #pragma unroll
-          for (int jj = 0; jj < 2; ++jj)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const int j = 2 * kk + jj;
-              const bool keep = (kept[o] >> (4 * j + i)) & 1u;
-              e[jj][i] = exp2f(keep ? s[j][i] - base[o][i / 2] : -INFINITY);
-              row_sum[o][i / 2] += e[jj][i];
-            }
-          pa[o][0] = pack2<BF16>(e[0][0], e[0][1]);
-          pa[o][1] = pack2<BF16>(e[0][2], e[0][3]);
-          pa[o][2] = pack2<BF16>(e[1][0], e[1][1]);
-          pa[o][3] = pack2<BF16>(e[1][2], e[1][3]);
+        for (int i = 0; i < 4; ++i) {
+          const int j = 2 * kk + jj;
+          const bool keep = (kept >> (4 * j + i)) & 1u;
+          e[jj][i] = exp2f(keep ? s[j][i] - base[i / 2] : -INFINITY);
+          row_sum[i / 2] += e[jj][i];
         }
+      const uint32_t pa[4] = {pack2<BF16>(e[0][0], e[0][1]), pack2<BF16>(e[0][2], e[0][3]),
+                              pack2<BF16>(e[1][0], e[1][1]), pack2<BF16>(e[1][2], e[1][3])};
 #pragma unroll
-        for (int pr = 0; pr < kTiles / 2; ++pr) {
-          uint32_t vb[4];
-          ldmatrix_x4_trans(vb, v_tile + (sub + 16 * kk + (mat % 2) * 8 + mat_row) * Sh::kStride + half * Sh::kHalf +
-                                    pr * 16 + (mat / 2) * 8);
-#pragma unroll
-          for (int o = 0; o < kOut; ++o) {
-            mma16816<BF16>(acc[o][2 * pr], pa[o], vb[0], vb[1]);
-            mma16816<BF16>(acc[o][2 * pr + 1], pa[o], vb[2], vb[3]);
-          }
-        }
+      for (int pr = 0; pr < kTiles / 2; ++pr) {
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, v_tile + (16 * kk + (mat % 2) * 8 + mat_row) * Sh::kStride + pr * 16 + (mat / 2) * 8);
+        mma16816<BF16>(acc[2 * pr], pa, vb[0], vb[1]);
+        mma16816<BF16>(acc[2 * pr + 1], pa, vb[2], vb[3]);
       }
     }
   }
   cp_async_wait<0>();
 
-  // Partial results of rows g and g + 8.
+  // Partial results of rows g and g + 8 for this warp's output.
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
-    const int row = row_tile * kProfileRowTile + group * 16 + g + rr * 8;
+    const int row = row_tile * Sh::kRows + group * 16 + g + rr * 8;
+    float sum = row_sum[rr];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    if (row >= p.sample_rows) continue;
+    const int64_t record = ((int64_t{slot} * p.sample_rows + row) * p.chunks + chunk) * Sh::kOut + output;
+    if (t == 0) p.partial_stats[record] = make_float2(row_max[rr], sum);
+    float* out = p.partial_out + record * D + 2 * t;
 #pragma unroll
-    for (int o = 0; o < kOut; ++o) {
-      float sum = row_sum[o][rr];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      if (row >= p.sample_rows) continue;
-      const int64_t record = ((int64_t{slot} * p.sample_rows + row) * p.chunks + chunk) * kOut + o;
-      if (half == 0 && t == 0) p.partial_stats[record] = make_float2(row_max[o][rr], sum);
-      float* out = p.partial_out + record * D + half * Sh::kHalf + 2 * t;
-#pragma unroll
-      for (int n = 0; n < kTiles; ++n)
-        *reinterpret_cast<float2*>(out + 8 * n) = make_float2(acc[o][n][2 * rr], acc[o][n][2 * rr + 1]);
-    }
+    for (int n = 0; n < kTiles; ++n)
+      *reinterpret_cast<float2*>(out + 8 * n) = make_float2(acc[n][2 * rr], acc[n][2 * rr + 1]);
   }
 }
 
@@ -412,12 +382,13 @@ __global__ void decide_slots(ProfileParams p) {
 
 template <int D, bool BF16, int NC>
 cudaError_t launch_partials(const ProfileParams& p, cudaStream_t stream) {
+  using Sh = Shape<D, NC>;
   auto kernel = profile_partials<D, BF16, NC>;
   cudaError_t error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(Shape<D>::kSmem));
+                                           static_cast<int>(Sh::kSmem));
   if (error != cudaSuccess) return error;
-  const dim3 grid(p.chunks, p.batch * p.heads, (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile);
-  kernel<<<grid, Shape<D>::kThreads, Shape<D>::kSmem, stream>>>(p);
+  const dim3 grid(p.chunks, p.batch * p.heads, (p.sample_rows + Sh::kRows - 1) / Sh::kRows);
+  kernel<<<grid, Sh::kThreads, Sh::kSmem, stream>>>(p);
   return cudaGetLastError();
 }
 
@@ -449,7 +420,6 @@ int profile_chunks(int slots, int row_tiles, int64_t tokens, int head_dim, int c
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) {
     sms = 132;
   }
-  const int per_sm = head_dim == 64 ? 2 : 1;  // blocks resident per multiprocessor (registers)
   const int64_t key_tiles = (tokens + kProfileKeyTile - 1) / kProfileKeyTile;
   // Writing and merging a block's partial outputs costs about as much as streaming a few key tiles.
   const int64_t partial_cost = (candidates + 1) * head_dim / 64 + 2;
@@ -457,7 +427,7 @@ int profile_chunks(int slots, int row_tiles, int64_t tokens, int head_dim, int c
   int64_t best_cost = INT64_MAX;
   for (int chunks = 1; chunks <= 1024 && chunks <= key_tiles; ++chunks) {
     const int64_t blocks = int64_t{slots} * row_tiles * chunks;
-    const int64_t waves = (blocks + int64_t{sms} * per_sm - 1) / (int64_t{sms} * per_sm);
+    const int64_t waves = (blocks + sms - 1) / sms;  // one block per multiprocessor (registers)
     const int64_t cost = waves * ((key_tiles + chunks - 1) / chunks + partial_cost);
     if (cost < best_cost) {
       best_cost = cost;

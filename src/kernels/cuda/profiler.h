@@ -1,7 +1,8 @@
 // The online profiler on the GPU (DESIGN.md section 4), in three launches with no host wait:
-//  1. per (key chunk, slot, 64 sampled rows): Q K^T on the tensor cores for the rows against the
-//     chunk's keys, and online-softmax partial outputs for dense and every candidate (a key counts
-//     for a candidate when its key block, in the candidate's order, is in the row's CSR row);
+//  1. per (key chunk, slot, 64 sampled rows, or 32 with three candidates): Q K^T on the tensor
+//     cores for the rows against the chunk's keys, and online-softmax partial outputs for dense and
+//     every candidate (a key counts for a candidate when its key block, in the candidate's order,
+//     is in the row's CSR row);
 //  2. per (slot, row): the chunks merged, each candidate's squared error against dense;
 //  3. per slot: MSE, relative error, argmin (ties to the earlier candidate), dense fallback, the
 //     slot code and the permute flag.
@@ -16,7 +17,8 @@
 namespace vdit::cuda {
 
 constexpr int kProfileMaxCandidates = 3;
-constexpr int kProfileRowTile = 64;    // sampled rows per block
+// Sampled rows per block: one warp per 16 rows and output, at most 12 warps.
+constexpr int profile_row_tile(int candidates) { return candidates <= 2 ? 64 : 32; }
 constexpr int kProfileKeyTile = 64;    // keys per pipeline stage
 
 struct ProfileParams {
