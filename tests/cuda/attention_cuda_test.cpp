@@ -147,6 +147,9 @@ struct Case {
   bool packed_qkv = false;        // Q, K, V as strided views of one [B, S, 3, H, D] tensor
 };
 
+// GoogleTest prints a parameter in test listings; the name says everything, the bytes nothing.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 VideoLayout grid(int64_t frames, int64_t height, int64_t width, int64_t text = 0,
                  TextPosition position = TextPosition::none) {
   VideoLayout l;
