@@ -18,7 +18,7 @@ cuda="${CUDA_HOME:-/usr/local/cuda}"
   -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80 -Iinclude -Isrc \
   -c src/kernels/cuda/flash_fwd_sm90.cu -o "$build/flash_fwd_sm90.o" >"$out/build.log" 2>&1 &
 objects=()
-for source in tests/cuda/flash_sm90_test.cpp src/core/*.cpp src/attention/{reference,block_mask,layout,pattern,permutation}.cpp; do
+for source in tests/cuda/flash_sm90_test.cpp src/core/*.cpp src/attention/{reference,head_rows,block_mask,layout,pattern,permutation}.cpp; do
   object="$build/$(basename "$source" .cpp).o"
   objects+=("$object")
   g++ -std=c++20 -O2 -Iinclude -Isrc -isystem "$root/usr/include" -isystem "$cuda/include" -c "$source" \

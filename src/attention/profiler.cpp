@@ -5,7 +5,7 @@
 #include <numeric>
 #include <vector>
 
-#include "core/half.h"
+#include "attention/head_rows.h"
 #include "core/parallel.h"
 #include "vdit/attention.h"
 
@@ -27,10 +27,6 @@ uint64_t uniform_below(uint64_t& state, uint64_t n) {
   return static_cast<uint64_t>((static_cast<unsigned __int128>(splitmix64(state)) * n) >> 64);
 }
 
-std::string shape_text(const Tensor& t) {
-  return fmt::format("{}{}", dtype_name(t.dtype()), t.shape().to_string());
-}
-
 void check_input(const Tensor& t, const char* name, const Tensor& q, const VideoLayout& layout) {
   VDIT_CHECK(t.defined(), ErrorCode::invalid_argument, "profile_heads: {} is undefined", name);
   VDIT_CHECK(t.device().is_cpu(), ErrorCode::unsupported,
@@ -45,31 +41,6 @@ void check_input(const Tensor& t, const char* name, const Tensor& q, const Video
   VDIT_CHECK(t.shape() == q.shape(), ErrorCode::invalid_argument,
              "profile_heads: {} is {}, expected the shape of q {}", name, shape_text(t),
              q.shape().to_string());
-}
-
-// Row (b, s, h, :) of a float tensor [B, S, H, D] of any layout, as f32.
-void load_row(const Tensor& x, int64_t b, int64_t s, int64_t h, float* out) {
-  const int64_t first = b * x.stride(0) + s * x.stride(1) + h * x.stride(2), step = x.stride(3);
-  const int64_t dim = x.size(3);
-  switch (x.dtype()) {
-    case DType::f32: {
-      const float* p = static_cast<const float*>(x.raw_data()) + first;
-      for (int64_t d = 0; d < dim; ++d) out[d] = p[d * step];
-      return;
-    }
-    case DType::f16: {
-      const uint16_t* p = static_cast<const uint16_t*>(x.raw_data()) + first;
-      for (int64_t d = 0; d < dim; ++d) out[d] = f16_to_f32(p[d * step]);
-      return;
-    }
-    case DType::bf16: {
-      const uint16_t* p = static_cast<const uint16_t*>(x.raw_data()) + first;
-      for (int64_t d = 0; d < dim; ++d) out[d] = bf16_to_f32(p[d * step]);
-      return;
-    }
-    default:
-      fail(ErrorCode::internal, "profile_heads: load_row of {}", shape_text(x));
-  }
 }
 
 // One candidate, resolved for the layout: its one-slot block mask, in its own token order.
@@ -162,12 +133,8 @@ void profile_head(const Tensor& q, const Tensor& k, const Tensor& v, int64_t b, 
                   const ProfileSetup& setup, double* squared_error, double* dense_squares) {
   const int64_t keys = k.size(1), dim = k.size(3);
   const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
-  std::vector<float> k_t(dim * keys), v_rows(keys * dim), row(dim);  // K transposed [D, S], V [S, D]
-  for (int64_t j = 0; j < keys; ++j) {
-    load_row(k, b, j, h, row.data());
-    for (int64_t d = 0; d < dim; ++d) k_t[d * keys + j] = row[d];
-    load_row(v, b, j, h, v_rows.data() + j * dim);
-  }
+  HeadKeys head;
+  head.load(k, v, b, h, "profile_heads");
   const std::vector<int64_t>& rows = setup.rows[b];
   const int64_t candidates = static_cast<int64_t>(setup.candidates.size());
 
@@ -177,15 +144,17 @@ void profile_head(const Tensor& q, const Tensor& k, const Tensor& v, int64_t b, 
   *dense_squares = 0.0;
   for (size_t r0 = 0; r0 < rows.size(); r0 += kRowGroup) {
     const int64_t group = std::min<int64_t>(kRowGroup, static_cast<int64_t>(rows.size() - r0));
-    for (int64_t g = 0; g < group; ++g) load_row(q, b, rows[r0 + g], h, q_group.data() + g * dim);
-    row_scores(q_group.data(), group, k_t.data(), keys, dim, scale, scores.data());
+    for (int64_t g = 0; g < group; ++g) {
+      load_row(q, b, rows[r0 + g], h, q_group.data() + g * dim, "profile_heads");
+    }
+    row_scores(q_group.data(), group, head.k_t.data(), keys, dim, scale, scores.data());
     for (int64_t g = 0; g < group; ++g) {
       const float* s = scores.data() + g * keys;
-      masked_output(s, setup.all_keys, v_rows.data(), dim, p, dense.data());
+      masked_output(s, setup.all_keys, head.v.data(), dim, p, dense.data());
       for (int64_t d = 0; d < dim; ++d) *dense_squares += double{dense[d]} * dense[d];
       for (int64_t c = 0; c < candidates; ++c) {
         kept_keys(setup.candidates[c], setup.order, setup.position, rows[r0 + g], kept);
-        masked_output(s, kept, v_rows.data(), dim, p, out.data());
+        masked_output(s, kept, head.v.data(), dim, p, out.data());
         for (int64_t d = 0; d < dim; ++d) {
           const double e = double{out[d]} - dense[d];
           squared_error[c] += e * e;

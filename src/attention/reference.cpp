@@ -7,7 +7,7 @@
 #include <numeric>
 #include <vector>
 
-#include "core/half.h"
+#include "attention/head_rows.h"
 #include "core/parallel.h"
 #include "vdit/attention.h"
 
@@ -15,10 +15,6 @@ namespace vdit {
 namespace {
 
 constexpr int kDenseBlock = 128;  // query and key block size when no mask is given
-
-std::string shape_text(const Tensor& t) {
-  return fmt::format("{}{}", dtype_name(t.dtype()), t.shape().to_string());
-}
 
 void check_input(const Tensor& t, const char* name) {
   VDIT_CHECK(t.defined(), ErrorCode::invalid_argument, "attention: {} is undefined", name);
@@ -37,104 +33,46 @@ void check_input(const Tensor& t, const char* name) {
   }
 }
 
-// Row (b, s, h, :) of a float tensor [B, S, H, D] of any layout, as f32.
-void load_row(const Tensor& x, int64_t b, int64_t s, int64_t h, float* out) {
-  const int64_t first = b * x.stride(0) + s * x.stride(1) + h * x.stride(2);
-  const int64_t step = x.stride(3);
-  const int64_t dim = x.size(3);
-  switch (x.dtype()) {
-    case DType::f32: {
-      const float* p = static_cast<const float*>(x.raw_data()) + first;
-      for (int64_t d = 0; d < dim; ++d) out[d] = p[d * step];
-      return;
-    }
-    case DType::f16: {
-      const uint16_t* p = static_cast<const uint16_t*>(x.raw_data()) + first;
-      for (int64_t d = 0; d < dim; ++d) out[d] = f16_to_f32(p[d * step]);
-      return;
-    }
-    case DType::bf16: {
-      const uint16_t* p = static_cast<const uint16_t*>(x.raw_data()) + first;
-      for (int64_t d = 0; d < dim; ++d) out[d] = bf16_to_f32(p[d * step]);
-      return;
-    }
-    default:
-      fail(ErrorCode::internal, "attention: load_row of {}", shape_text(x));
-  }
-}
-
-// One (batch, head) of K and V as contiguous f32: K transposed [D, Sk] so that the scores of a
-// query against a key block are an elementwise loop over keys (vectorisable without reordering
-// sums), V as rows [Sk, D].
-struct HeadKeys {
-  std::vector<float> k_t, v;
-  int64_t slot = -1;  // b * H + h held, -1 for none
-
-  void load(const Tensor& k, const Tensor& v_in, int64_t b, int64_t h) {
-    const int64_t keys = k.size(1), dim = k.size(3);
-    k_t.resize(keys * dim);
-    v.resize(keys * dim);
-    std::vector<float> row(dim);
-    for (int64_t s = 0; s < keys; ++s) {
-      load_row(k, b, s, h, row.data());
-      for (int64_t d = 0; d < dim; ++d) k_t[d * keys + s] = row[d];
-      load_row(v_in, b, s, h, v.data() + s * dim);
-    }
-    slot = b * k.size(2) + h;
-  }
-};
-
 // Online-softmax state of a block of query rows.
 struct RowsState {
   std::vector<float> max, sum, acc;  // [rows], [rows], [rows, D]
   std::vector<float> scores;         // one row's scores against a key block [block_k]
 };
 
-// Both loops below fold four terms into each output per pass, so that the vectorised inner loop
-// loads and stores its output once per four multiply-adds; the terms are still added one by one
-// in plain order (over d for a score, over keys for an output).
+// out[x] += sum_t c[t] * rows[t * row_stride + x] for x < n, the terms added one by one in order
+// of t. Four terms are folded into each output per pass, so that the vectorised loop over x loads
+// and stores its output once per four multiply-adds.
+void add_weighted_rows(const float* c, int64_t count, const float* rows, int64_t row_stride, int64_t n,
+                       float* out) {
+  int64_t t = 0;
+  for (; t + 4 <= count; t += 4) {
+    const float* r0 = rows + t * row_stride;
+    const float *r1 = r0 + row_stride, *r2 = r1 + row_stride, *r3 = r2 + row_stride;
+    for (int64_t x = 0; x < n; ++x) {
+      float acc = out[x];
+      acc += c[t] * r0[x];
+      acc += c[t + 1] * r1[x];
+      acc += c[t + 2] * r2[x];
+      acc += c[t + 3] * r3[x];
+      out[x] = acc;
+    }
+  }
+  for (; t < count; ++t) {
+    for (int64_t x = 0; x < n; ++x) out[x] += c[t] * rows[t * row_stride + x];
+  }
+}
 
 // s[j] = q . k_j for the nk keys whose transposed rows start at k_t (row stride `key_stride`).
 void block_scores(const float* q, const float* k_t, int64_t key_stride, int64_t dim, int64_t nk, float* s) {
   std::fill(s, s + nk, 0.0f);
-  int64_t d = 0;
-  for (; d + 4 <= dim; d += 4) {
-    const float* k0 = k_t + d * key_stride;
-    const float *k1 = k0 + key_stride, *k2 = k1 + key_stride, *k3 = k2 + key_stride;
-    for (int64_t j = 0; j < nk; ++j) {
-      float acc = s[j];
-      acc += q[d] * k0[j];
-      acc += q[d + 1] * k1[j];
-      acc += q[d + 2] * k2[j];
-      acc += q[d + 3] * k3[j];
-      s[j] = acc;
-    }
-  }
-  for (; d < dim; ++d) {
-    for (int64_t j = 0; j < nk; ++j) s[j] += q[d] * k_t[d * key_stride + j];
-  }
+  add_weighted_rows(q, dim, k_t, key_stride, nk, s);
 }
 
 // out[d] = out[d] * correction + sum_j p[j] * v[j][d], for nk value rows v [nk, D].
 void accumulate_values(const float* p, const float* v, int64_t nk, int64_t dim, float correction,
                        float* out) {
   for (int64_t d = 0; d < dim; ++d) out[d] *= correction;
-  int64_t j = 0;
-  for (; j + 4 <= nk; j += 4) {
-    const float* v0 = v + j * dim;
-    const float *v1 = v0 + dim, *v2 = v1 + dim, *v3 = v2 + dim;
-    for (int64_t d = 0; d < dim; ++d) {
-      float acc = out[d];
-      acc += p[j] * v0[d];
-      acc += p[j + 1] * v1[d];
-      acc += p[j + 2] * v2[d];
-      acc += p[j + 3] * v3[d];
-      out[d] = acc;
-    }
-  }
-  for (; j < nk; ++j) {
-    for (int64_t d = 0; d < dim; ++d) out[d] += p[j] * v[j * dim + d];
-  }
+  add_weighted_rows(p, nk, v, dim, dim, out);
 }
 
 // Folds key block [k0, k0 + nk) into the state of `rows` query rows q [rows, D].
@@ -215,10 +153,10 @@ Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
     for (int64_t item = begin; item < end; ++item) {
       const int64_t slot = item / q_blocks, qb = item % q_blocks;
       const int64_t b = slot / heads, h = slot % heads;
-      if (head_keys.slot != slot) head_keys.load(k, v, b, h);
+      if (head_keys.slot != slot) head_keys.load(k, v, b, h, "attention");
 
       const int64_t q0 = qb * block_q, rows = std::min(block_q, queries - q0);
-      for (int64_t i = 0; i < rows; ++i) load_row(q, b, q0 + i, h, q_rows.data() + i * dim);
+      for (int64_t i = 0; i < rows; ++i) load_row(q, b, q0 + i, h, q_rows.data() + i * dim, "attention");
       st.max.assign(rows, -std::numeric_limits<float>::infinity());
       st.sum.assign(rows, 0.0f);
       st.acc.assign(rows * dim, 0.0f);
