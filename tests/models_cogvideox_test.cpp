@@ -3,30 +3,20 @@
 // own function) must give diffusers' float32 output.
 #include <gtest/gtest.h>
 
-#include <cmath>
-
 #include "io/safetensors.h"
+#include "model_fixtures.h"
 #include "models/cogvideox/cogvideox_model.h"
 #include "models/model.h"
 
 namespace vdit {
 namespace {
 
+using test::reference_inputs;
+using test::relative_l2;
+
 const std::string kModel = std::string(VDIT_TEST_DATA) + "/models/cogvideox/transformer";
 const std::string kReference = std::string(VDIT_TEST_DATA) + "/models/cogvideox/reference.safetensors";
 const ExecContext kCpu{};
-
-double relative_l2(const Tensor& actual, const Tensor& expected) {
-  const Tensor a = actual.to(DType::f32).contiguous(), e = expected.to(DType::f32).contiguous();
-  EXPECT_EQ(a.shape(), e.shape());
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < std::min(a.numel(), e.numel()); ++i) {
-    const double d = a.data<float>()[i] - e.data<float>()[i];
-    diff += d * d;
-    norm += static_cast<double>(e.data<float>()[i]) * e.data<float>()[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 TEST(CogVideoXModel, ConfigFromCheckpoint) {
   auto model = load_model(kModel, kCpu);
@@ -62,7 +52,7 @@ TEST(CogVideoXModel, RotaryPositionsFollowThePipeline) {
 
 TEST(CogVideoXModel, MatchesDiffusersInFloat32) {
   const SafetensorsFile file = SafetensorsFile::open(kReference);
-  const ModelInputs inputs{file.tensor("hidden_states"), file.tensor("timestep"), file.tensor("encoder_hidden_states")};
+  const ModelInputs inputs = reference_inputs(file);
   const Tensor expected = file.tensor("expected");
   auto model = load_model(kModel, kCpu);
   AttentionPolicy dense = AttentionPolicy::dense();
@@ -79,7 +69,7 @@ TEST(CogVideoXModel, MatchesDiffusersInFloat32) {
 TEST(CogVideoXModel, TemporalPatchesMatchDiffusersInFloat32) {
   const std::string dir = std::string(VDIT_TEST_DATA) + "/models/cogvideox15";
   const SafetensorsFile file = SafetensorsFile::open(dir + "/reference.safetensors");
-  const ModelInputs inputs{file.tensor("hidden_states"), file.tensor("timestep"), file.tensor("encoder_hidden_states")};
+  const ModelInputs inputs = reference_inputs(file);
   auto model = load_model(dir + "/transformer", kCpu);
   const CogVideoXConfig& c = dynamic_cast<const CogVideoXModel&>(*model).config();
   EXPECT_EQ(c.patch_t, 2);
@@ -92,7 +82,7 @@ TEST(CogVideoXModel, TemporalPatchesMatchDiffusersInFloat32) {
 
 TEST(CogVideoXModel, SparsePatternsKeepTheTextRowsAndColumns) {
   const SafetensorsFile file = SafetensorsFile::open(kReference);
-  const ModelInputs inputs{file.tensor("hidden_states"), file.tensor("timestep"), file.tensor("encoder_hidden_states")};
+  const ModelInputs inputs = reference_inputs(file);
   auto model = load_model(kModel, kCpu);
   // 7 text tokens first, then a 3 x 3 x 4 grid: 43 tokens in blocks of 4.
   AttentionPolicy tile = AttentionPolicy::fixed(Pattern::tile(0), 4, 4);

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -12,10 +11,14 @@
 
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "model_fixtures.h"
 #include "models/model.h"
 
 namespace vdit {
 namespace {
+
+using test::reference_inputs;
+using test::relative_l2;
 
 namespace fs = std::filesystem;
 const ExecContext kCpu{};
@@ -67,21 +70,10 @@ void expect_mentions(const Error& e, const std::vector<std::string>& words) {
     EXPECT_NE(std::string(e.what()).find(word), std::string::npos) << "missing \"" << word << "\" in: " << e.what();
 }
 
-double relative_l2(const Tensor& actual, const Tensor& expected) {
-  const Tensor a = actual.to(DType::f32).contiguous(), e = expected.to(DType::f32).contiguous();
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < e.numel(); ++i) {
-    const double d = a.data<float>()[i] - e.data<float>()[i];
-    diff += d * d;
-    norm += static_cast<double>(e.data<float>()[i]) * e.data<float>()[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 // Error of the model at `path` against the committed diffusers float32 output of `arch`.
 double error_against_reference(const std::string& arch, const std::string& path) {
   const SafetensorsFile file = SafetensorsFile::open(std::string(VDIT_TEST_DATA) + "/models/" + arch + "/reference.safetensors");
-  const ModelInputs inputs{file.tensor("hidden_states"), file.tensor("timestep"), file.tensor("encoder_hidden_states")};
+  const ModelInputs inputs = reference_inputs(file);
   AttentionPolicy dense = AttentionPolicy::dense();
   return relative_l2(load_model(path, kCpu)->forward(kCpu, inputs, dense), file.tensor("expected"));
 }

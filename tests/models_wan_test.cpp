@@ -3,30 +3,20 @@
 // policies run through the model and record what they did.
 #include <gtest/gtest.h>
 
-#include <cmath>
-
 #include "io/safetensors.h"
+#include "model_fixtures.h"
 #include "models/model.h"
 #include "models/wan/wan_model.h"
 
 namespace vdit {
 namespace {
 
+using test::reference_inputs;
+using test::relative_l2;
+
 const std::string kModel = std::string(VDIT_TEST_DATA) + "/models/wan/transformer";
 const std::string kReference = std::string(VDIT_TEST_DATA) + "/models/wan/reference.safetensors";
 const ExecContext kCpu{};
-
-double relative_l2(const Tensor& actual, const Tensor& expected) {
-  const Tensor a = actual.to(DType::f32).contiguous(), e = expected.to(DType::f32).contiguous();
-  EXPECT_EQ(a.shape(), e.shape());
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < std::min(a.numel(), e.numel()); ++i) {
-    const double d = a.data<float>()[i] - e.data<float>()[i];
-    diff += d * d;
-    norm += static_cast<double>(e.data<float>()[i]) * e.data<float>()[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 struct Reference {
   ModelInputs inputs;
@@ -35,8 +25,7 @@ struct Reference {
 
 Reference load_reference() {
   const SafetensorsFile file = SafetensorsFile::open(kReference);
-  return {{file.tensor("hidden_states"), file.tensor("timestep"), file.tensor("encoder_hidden_states")},
-          file.tensor("expected")};
+  return {reference_inputs(file), file.tensor("expected")};
 }
 
 TEST(WanModel, ConfigFromCheckpoint) {

@@ -6,26 +6,17 @@
 
 #include <cuda_runtime_api.h>
 
-#include <cmath>
 #include <cstdlib>
 
 #include "io/safetensors.h"
+#include "model_fixtures.h"
 #include "models/model.h"
 
 namespace vdit {
 namespace {
 
-double relative_l2(const Tensor& actual, const Tensor& expected) {
-  const Tensor a = actual.to(Device::cpu()).to(DType::f32).contiguous(), e = expected.to(DType::f32).contiguous();
-  EXPECT_EQ(a.shape(), e.shape());
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < std::min(a.numel(), e.numel()); ++i) {
-    const double d = a.data<float>()[i] - e.data<float>()[i];
-    diff += d * d;
-    norm += static_cast<double>(e.data<float>()[i]) * e.data<float>()[i];
-  }
-  return std::sqrt(diff / norm);
-}
+using test::reference_inputs;
+using test::relative_l2;
 
 class ModelsCuda : public ::testing::TestWithParam<const char*> {
  protected:
@@ -45,8 +36,7 @@ TEST_P(ModelsCuda, Bf16MatchesDiffusers) {
   const SafetensorsFile file = SafetensorsFile::open(folder_ + "/reference.safetensors");
   auto model = load_model(folder_ + "/transformer", gpu, DType::bf16);
   AttentionPolicy dense = AttentionPolicy::dense();
-  const Tensor out = model->forward(
-      gpu, {file.tensor("hidden_states"), file.tensor("timestep"), file.tensor("encoder_hidden_states")}, dense);
+  const Tensor out = model->forward(gpu, reference_inputs(file), dense);
   EXPECT_EQ(out.dtype(), DType::bf16);
   const double error = relative_l2(out, file.tensor("expected"));
   std::printf("%s on the GPU in bf16 vs diffusers float32: relative L2 error %.3e\n", GetParam(), error);
