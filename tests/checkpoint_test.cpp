@@ -4,26 +4,22 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include "temp_dir.h"
+#include "test_util.h"
+
 namespace vdit {
 namespace {
 
+using test::expect_error;
+
 namespace fs = std::filesystem;
 
-class CheckpointTest : public ::testing::Test {
+class CheckpointTest : public test::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "vdit_checkpoint_XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
-
   // A tensor whose element i is `first + i`.
   static Tensor iota(const Shape& shape, float first) {
     Tensor t = Tensor::empty(shape, DType::f32);
@@ -45,21 +41,7 @@ class CheckpointTest : public ::testing::Test {
   static constexpr const char* kGoodMap =
       R"({"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",
           "c": "model-00002-of-00002.safetensors"})";
-  fs::path dir_;
 };
-
-// Expects `f` to throw vdit::Error with `code` whose message holds every one of `parts`.
-template <typename F>
-void expect_error(F f, ErrorCode code, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << *parts.begin();
-  } catch (const Error& e) {
-    EXPECT_EQ(error_code_name(e.code()), std::string(error_code_name(code))) << e.what();
-    for (const std::string& part : parts)
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "'" << part << "' not in: " << e.what();
-  }
-}
 
 bool equal_floats(const Tensor& t, const Tensor& want) {
   return t.shape() == want.shape() && t.dtype() == want.dtype() &&

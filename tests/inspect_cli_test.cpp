@@ -3,17 +3,16 @@
 #include <sys/wait.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
+#include "temp_dir.h"
 
 namespace vdit {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 struct Result {
@@ -35,18 +34,7 @@ Result run_vdit(const std::string& arguments, bool with_stderr) {
   return result;
 }
 
-class InspectCliTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "vdit_inspect_XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
-
-  fs::path dir_;
-};
+using InspectCliTest = test::TempDirTest;
 
 // 6 + 20 + 7 + 3 = 36 parameters; 6*4 + 20*2 + 7*8 + 3*1 = 123 bytes.
 std::vector<std::pair<std::string, Tensor>> sample_tensors() {

@@ -4,31 +4,24 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "temp_dir.h"
+#include "test_util.h"
+
 namespace vdit {
 namespace {
+
+using test::expect_error;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-class SafetensorsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "vdit_safetensors_XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
-
-  fs::path dir_;
-};
+using SafetensorsTest = test::TempDirTest;
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -57,18 +50,6 @@ Tensor random_tensor(const Shape& shape, DType dtype, std::mt19937& rng) {
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0;
-}
-
-// Expects `f` to throw vdit::Error with `code` whose message holds every one of `parts`.
-template <typename F>
-void expect_error(F f, ErrorCode code, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << *parts.begin();
-  } catch (const Error& e) {
-    EXPECT_EQ(error_code_name(e.code()), std::string(error_code_name(code))) << e.what();
-    for (const std::string& part : parts) EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
 }
 
 TEST_F(SafetensorsTest, RoundTripsEveryDTypeAgainstAnIndependentHeaderParse) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <vector>
@@ -55,15 +56,23 @@ inline double relative_l2_error(std::span<const double> got, std::span<const dou
   return norm == 0.0 ? std::sqrt(err) : std::sqrt(err / norm);
 }
 
-// `run` must throw a vdit::Error of `code` whose message contains `text`.
-inline void expect_error(const std::function<void()>& run, ErrorCode code, const std::string& text) {
+// `run` must throw a vdit::Error of `code` whose message contains every one of `parts`.
+inline void expect_error(const std::function<void()>& run, ErrorCode code,
+                         std::initializer_list<std::string> parts) {
   try {
     run();
-    ADD_FAILURE() << "no error; expected one saying: " << text;
+    ADD_FAILURE() << "no error; expected one mentioning " << *parts.begin();
   } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    EXPECT_EQ(error_code_name(e.code()), std::string(error_code_name(code))) << e.what();
+    for (const std::string& part : parts) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "'" << part << "' not in: " << e.what();
+    }
   }
+}
+
+// `run` must throw a vdit::Error of `code` whose message contains `text`.
+inline void expect_error(const std::function<void()>& run, ErrorCode code, const std::string& text) {
+  expect_error(run, code, {text});
 }
 
 }  // namespace vdit::test
