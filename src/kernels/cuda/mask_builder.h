@@ -9,11 +9,7 @@
 
 #include <cuda_runtime_api.h>
 
-#ifdef __CUDACC__
-#define VDIT_HOST_DEVICE __host__ __device__
-#else
-#define VDIT_HOST_DEVICE
-#endif
+#include "ops/host_device.h"
 
 namespace vdit::cuda {
 
