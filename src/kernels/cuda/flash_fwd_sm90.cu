@@ -29,6 +29,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/flash_fwd.h"
+#include "kernels/cuda/fragment_math.h"
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #include "kernels/cuda/wgmma_sm90.h"
@@ -197,23 +198,6 @@ __device__ __forceinline__ uint64_t make_descriptor(uint32_t address, uint32_t l
          static_cast<uint64_t>((sbo >> 4) & 0x3fff) << 32 | 1ull << 62;
 }
 
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
-template <bool kBf16>
-__device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
-  if constexpr (kBf16) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  } else {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-}
-
 // S[64 x 128] = Q[64 x D] K[128 x D]^T for this consumer's 64 rows; K-major operands.
 template <class Tr>
 __device__ __forceinline__ void issue_qk(float (&s)[Tr::kBlockN / 2], uint32_t q_address, uint32_t k_address) {
@@ -298,13 +282,13 @@ struct Softmax {
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
       float m_new = fmaxf(m[r], tile_max[r] * scale_log2);
       bias[r] = m_new == -INFINITY ? 0.f : m_new;
-      correction[r] = fast_exp2(m[r] - bias[r]);
+      correction[r] = exp2_approx(m[r] - bias[r]);
       m[r] = m_new;
     }
 #pragma unroll
     for (int j = 0; j < Tr::kBlockN / 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[4 * j + e] = fast_exp2(fmaf(s[4 * j + e], scale_log2, -bias[e / 2]));
+      for (int e = 0; e < 4; ++e) s[4 * j + e] = exp2_approx(fmaf(s[4 * j + e], scale_log2, -bias[e / 2]));
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float v[Tr::kBlockN / 8];
@@ -320,7 +304,7 @@ __device__ __forceinline__ void convert_p(const float (&s)[Tr::kBlockN / 2], uin
 #pragma unroll
   for (int kk = 0; kk < Tr::kBlockN / 16; ++kk)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) p[kk][i] = pack_pair<Tr::kBf16>(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+    for (int i = 0; i < 4; ++i) p[kk][i] = pack2<Tr::kBf16>(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
 }
 
 template <class Tr>
@@ -482,7 +466,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem,
           const int col = 8 * j + 2 * (lane % 4);
           if (Tr::kHeadDim == p.head_dim || col < p.head_dim)
             *reinterpret_cast<uint32_t*>(out + col) =
-                pack_pair<Tr::kBf16>(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);
+                pack2<Tr::kBf16>(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);
         }
         if (p.lse && lane % 4 == 0)
           p.lse[(static_cast<int64_t>(wi.b) * p.heads + wi.h) * p.seqlen + row] =
