@@ -23,23 +23,14 @@ shapes="${SHAPES:-cogvideox,wan,opensora,hunyuan}"
 runs="${RUNS:-10}"
 work=/tmp/vdit_attention_bench
 summary=()
-root="$PWD/.deps/root"
-export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu/openblas-pthread:${LD_LIBRARY_PATH:-}"
-export PATH="$PATH:/usr/local/cuda/bin"
+source scripts/device/lib.sh
 test_bin=build-device/tests/attention_cuda_test
 bench_bin=build-device/bench/bench_attention
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
 
 if has build; then
   start=$SECONDS
-  generator=()
-  command -v ninja >/dev/null && generator=(-G Ninja)
-  cmake -S . -B build-device "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DVDIT_CUDA=ON \
-    -DCMAKE_PREFIX_PATH="$root/usr" -DCMAKE_INCLUDE_PATH="$root/usr/include" \
-    -DCMAKE_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu;$root/usr/lib/x86_64-linux-gnu/openblas-pthread" \
-    >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
-  cmake --build build-device -j "$(nproc)" --target attention_cuda_test bench_attention >>"$out/build.log" 2>&1 ||
-    { grep -B2 -A12 -m5 "error" "$out/build.log"; tail -20 "$out/build.log"; exit 1; }
+  build_device_targets "$out/build.log" attention_cuda_test bench_attention || exit 1
   summary+=("build: $((SECONDS - start)) s")
 fi
 

@@ -6,8 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp}"
-root="$PWD/.deps/root"
-export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu/openblas-pthread:${LD_LIBRARY_PATH:-}"
+source scripts/device/lib.sh
 # The test is built on its own (the kernel, the CPU reference and mask builders it needs), so that
 # work in progress elsewhere in the library cannot break this script. The CMake build (CI) builds
 # the same test as build/tests/flash_sm90_test.
@@ -40,7 +39,6 @@ status=0
 timeout 150 "$test" --gtest_filter='FlashSm90.Dense:FlashSm90.Sparse' 2>&1 | tee "$out/test.log" | grep -v "^\[ *RUN\|^\[ *OK" || status=1
 grep -q "FAILED\|PASSED" "$out/test.log" || { echo "test did not finish (hang?)"; exit 1; }
 grep -q "FAILED" "$out/test.log" && status=1
-export PATH="$PATH:/usr/local/cuda/bin"
 if command -v compute-sanitizer >/dev/null; then
   for tool in ${SANITIZERS-memcheck racecheck}; do
     timeout 120 compute-sanitizer --tool "$tool" "$test" --gtest_filter='FlashSm90.Dense' >"$out/$tool.log" 2>&1

@@ -14,9 +14,7 @@ out="${OUT:-$PWD/layout-ops-logs}"
 mkdir -p "$out"
 phases=" ${*:-build test sanitize bench} "
 has() { [[ "$phases" == *" $1 "* ]]; }
-root="$PWD/.deps/root"
-export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu/openblas-pthread:${LD_LIBRARY_PATH:-}"
-export PATH="$PATH:/usr/local/cuda/bin"
+source scripts/device/lib.sh
 tests=(permute_cuda_test mask_builder_cuda_test profiler_cuda_test)
 bin="${BIN:-build-device}"
 [ -d "$bin/lib" ] && export LD_LIBRARY_PATH="$PWD/$bin/lib:$LD_LIBRARY_PATH"
@@ -25,16 +23,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total 
 
 if has build; then
   start=$SECONDS
-  generator=()
-  command -v ninja >/dev/null && generator=(-G Ninja)
-  # The same configuration as scripts/device/build.sh, building only this script's targets.
-  cmake -S . -B build-device "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DVDIT_CUDA=ON \
-    -DCMAKE_PREFIX_PATH="$root/usr" -DCMAKE_INCLUDE_PATH="$root/usr/include" \
-    -DCMAKE_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu;$root/usr/lib/x86_64-linux-gnu/openblas-pthread" \
-    -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20 -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20 \
-    >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
-  cmake --build build-device -j "$(nproc)" --target "${tests[@]}" bench_layout_ops >>"$out/build.log" 2>&1 ||
-    { grep -B2 -A12 -m5 "error" "$out/build.log"; tail -20 "$out/build.log"; exit 1; }
+  build_device_targets "$out/build.log" "${tests[@]}" bench_layout_ops || exit 1
   summary+=("build: $((SECONDS - start)) s")
 fi
 
@@ -60,18 +49,17 @@ fi
 if has sanitize; then
   : >"$out/sanitize.log"
   start=$SECONDS
-  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin"/tests/mask_builder_cuda_test \
-    --gtest_filter='*Rebuilds*:*Capacity*' >>"$out/sanitize.log" 2>&1
-  summary+=("memcheck mask builder: exit $?, $(grep -E 'ERROR SUMMARY' "$out/sanitize.log" | tail -1)")
-  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin"/tests/permute_cuda_test \
-    --gtest_filter='*Undoes*' >>"$out/sanitize.log" 2>&1
-  summary+=("memcheck permute: exit $?, $(grep -E 'ERROR SUMMARY' "$out/sanitize.log" | tail -1)")
-  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin"/tests/profiler_cuda_test \
-    --gtest_filter='*DenseFallback*' >>"$out/sanitize.log" 2>&1
-  summary+=("memcheck profiler: exit $?, $(grep -E 'ERROR SUMMARY' "$out/sanitize.log" | tail -1)")
-  timeout 60 compute-sanitizer --tool racecheck --error-exitcode 9 "$bin"/tests/profiler_cuda_test \
-    --gtest_filter='*DenseFallback*' >>"$out/sanitize.log" 2>&1
-  summary+=("racecheck profiler: exit $?, $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$out/sanitize.log" | tail -1) ($((SECONDS - start)) s)")
+  # sanitize TOOL LABEL TEST FILTER: one compute-sanitizer run and its summary line.
+  sanitize() {
+    timeout 60 compute-sanitizer --tool "$1" --error-exitcode 9 "$bin/tests/$3" --gtest_filter="$4" \
+      >>"$out/sanitize.log" 2>&1
+    summary+=("$1 $2: exit $?, $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$out/sanitize.log" | tail -1)")
+  }
+  sanitize memcheck "mask builder" mask_builder_cuda_test '*Rebuilds*:*Capacity*'
+  sanitize memcheck permute permute_cuda_test '*Undoes*'
+  sanitize memcheck profiler profiler_cuda_test '*DenseFallback*'
+  sanitize racecheck profiler profiler_cuda_test '*DenseFallback*'
+  summary+=("sanitize: $((SECONDS - start)) s")
 fi
 
 echo
