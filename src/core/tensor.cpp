@@ -8,6 +8,8 @@
 
 #ifdef VDIT_HAVE_CUDA
 #include <cuda_runtime_api.h>
+
+#include "core/allocator_cuda.h"
 #endif
 
 namespace vdit {
@@ -100,16 +102,8 @@ std::shared_ptr<Buffer> allocate(size_t bytes, Device device) {
     return buffer;
   }
 #ifdef VDIT_HAVE_CUDA
-  int previous = 0;
-  cudaGetDevice(&previous);
-  cudaSetDevice(device.index);
-  void* p = nullptr;
-  cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
-  cudaSetDevice(previous);
-  VDIT_CHECK(err == cudaSuccess, ErrorCode::cuda, "cudaMalloc of {} bytes on {}: {}", bytes,
-             device.to_string(), cudaGetErrorString(err));
-  buffer->data = p;
-  buffer->owner = std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+  buffer->owner = cuda_allocate(bytes, device);  // the device's caching arena (core/allocator_cuda.h)
+  buffer->data = buffer->owner.get();
   return buffer;
 #else
   fail(ErrorCode::unsupported, "{} tensors need a build with CUDA (-DVDIT_CUDA=ON)", device.to_string());
