@@ -35,6 +35,11 @@ unsigned grid_for(int64_t n) {
   return static_cast<unsigned>(blocks < (int64_t{1} << 20) ? (blocks > 0 ? blocks : 1) : (int64_t{1} << 20));
 }
 
+// Blocks for a loop over `rows` rows, one block per row up to 2^20 rows.
+unsigned row_grid(int64_t rows) {
+  return static_cast<unsigned>(rows < (int64_t{1} << 20) ? (rows > 0 ? rows : 1) : (int64_t{1} << 20));
+}
+
 #define VDIT_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < (n); i += int64_t{gridDim.x} * blockDim.x)
 
@@ -56,35 +61,23 @@ __device__ float block_sum(float v) {
   return total;
 }
 
-__device__ float block_max(float v) {
-  __shared__ float partial[33];
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < warps ? partial[lane] : -INFINITY;
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    if (lane == 0) partial[32] = v;
-  }
-  __syncthreads();
-  const float total = partial[32];
-  __syncthreads();
-  return total;
-}
-
-// One block per row.
+// One warp per row (rows are short: the text tokens of a cross-attention); the second and third
+// reads of a row hit L1.
 template <typename T>
-__global__ void softmax_kernel(const float* scores, T* probs, int64_t cols) {
-  const float* s = scores + blockIdx.x * cols;
-  T* p = probs + blockIdx.x * cols;
-  float m = -INFINITY;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, s[i]);
-  m = block_max(m);
-  float sum = 0.0f;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) sum += expf(s[i] - m);
-  const float inv = 1.0f / block_sum(sum);
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) p[i] = store<T>(expf(s[i] - m) * inv);
+__global__ void softmax_kernel(const float* scores, T* probs, int64_t rows, int64_t cols) {
+  const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
+  for (int64_t row = blockIdx.x * int64_t{warps} + threadIdx.x / 32; row < rows; row += int64_t{gridDim.x} * warps) {
+    const float* s = scores + row * cols;
+    T* p = probs + row * cols;
+    float m = -INFINITY;
+    for (int64_t i = lane; i < cols; i += 32) m = fmaxf(m, s[i]);
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    float sum = 0.0f;
+    for (int64_t i = lane; i < cols; i += 32) sum += expf(s[i] - m);
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float inv = 1.0f / sum;
+    for (int64_t i = lane; i < cols; i += 32) p[i] = store<T>(expf(s[i] - m) * inv);
+  }
 }
 
 // One block per row.
@@ -124,12 +117,18 @@ __global__ void modulate_kernel(const T* x, T* y, const T* shift, const T* scale
   }
 }
 
+// Blocks over token rows, threads along the row: no 64-bit division per element.
 template <typename T>
 __global__ void gated_add_kernel(T* x, const T* y, const T* gate, TokenArgs a) {
-  VDIT_GRID_STRIDE(i, a.batch * a.tokens * a.dim) {
-    const int64_t c = i % a.dim, token = i / a.dim % a.tokens, item = i / (a.dim * a.tokens);
-    const float g = gate ? load(gate[item * a.row_stride + c]) : 1.0f;
-    x[i] = store<T>(load(x[i]) + g * load(y[item * a.y_item + token * a.y_token + c]));
+  for (int64_t r = blockIdx.x; r < a.batch * a.tokens; r += gridDim.x) {
+    const int64_t item = r / a.tokens, token = r - item * a.tokens;
+    T* xr = x + r * a.dim;
+    const T* yr = y + item * a.y_item + token * a.y_token;
+    const T* gr = gate ? gate + item * a.row_stride : nullptr;
+    for (int64_t c = threadIdx.x; c < a.dim; c += blockDim.x) {
+      const float g = gr ? load(gr[c]) : 1.0f;
+      xr[c] = store<T>(load(xr[c]) + g * load(yr[c]));
+    }
   }
 }
 
@@ -175,16 +174,24 @@ __global__ void timestep_kernel(const T* timesteps, float* out, TimestepArgs a) 
   }
 }
 
+// Blocks over (batch item, token) rows, threads over the row's heads * pairs pairs (pair i of the
+// row is head i / pairs, pair i % pairs): no 64-bit division per element.
 template <typename T>
 __global__ void rope_kernel(T* x, const float* cos_table, const float* sin_table, RopeArgs a) {
-  VDIT_GRID_STRIDE(i, a.batch * a.tokens * a.heads * a.pairs) {
-    const int64_t p = i % a.pairs, h = i / a.pairs % a.heads, t = i / (a.pairs * a.heads) % a.tokens,
-                  b = i / (a.pairs * a.heads * a.tokens);
-    T* v = x + ((b * a.seq + a.offset + t) * a.heads + h) * a.pairs * 2 + 2 * p;
-    const float c = cos_table[t * a.pairs + p], s = sin_table[t * a.pairs + p];
-    const float x0 = load(v[0]), x1 = load(v[1]);
-    v[0] = store<T>(x0 * c - x1 * s);
-    v[1] = store<T>(x0 * s + x1 * c);
+  const int pairs = static_cast<int>(a.pairs), row_pairs = static_cast<int>(a.heads * a.pairs);
+  for (int64_t r = blockIdx.x; r < a.batch * a.tokens; r += gridDim.x) {
+    const int64_t b = r / a.tokens, t = r - b * a.tokens;
+    T* row = x + (b * a.seq + a.offset + t) * 2 * row_pairs;
+    const float* cos_row = cos_table + t * pairs;
+    const float* sin_row = sin_table + t * pairs;
+    for (int i = threadIdx.x; i < row_pairs; i += blockDim.x) {
+      const int p = i % pairs;
+      T* v = row + 2 * i;
+      const float c = cos_row[p], s = sin_row[p];
+      const float x0 = load(v[0]), x1 = load(v[1]);
+      v[0] = store<T>(x0 * c - x1 * s);
+      v[1] = store<T>(x0 * s + x1 * c);
+    }
   }
 }
 
@@ -206,7 +213,7 @@ cudaError_t softmax_rows(Float type, const float* scores, void* probs, int64_t r
   if (rows == 0 || cols == 0) return cudaSuccess;
   dispatch(type, [&](auto zero) {
     using T = decltype(zero);
-    softmax_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(scores, static_cast<T*>(probs), cols);
+    softmax_kernel<T><<<grid_for(rows * 32), kThreads, 0, stream>>>(scores, static_cast<T*>(probs), rows, cols);
   });
   return cudaGetLastError();
 }
@@ -229,8 +236,8 @@ cudaError_t gated_add(Float type, void* x, const void* y, const void* gate, cons
   if (n == 0) return cudaSuccess;
   dispatch(type, [&](auto zero) {
     using T = decltype(zero);
-    gated_add_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(static_cast<T*>(x), static_cast<const T*>(y),
-                                                               static_cast<const T*>(gate), args);
+    gated_add_kernel<T><<<row_grid(args.batch * args.tokens), kThreads, 0, stream>>>(
+        static_cast<T*>(x), static_cast<const T*>(y), static_cast<const T*>(gate), args);
   });
   return cudaGetLastError();
 }
@@ -295,7 +302,8 @@ cudaError_t rope(Float type, void* x, const float* cos_table, const float* sin_t
   if (n == 0) return cudaSuccess;
   dispatch(type, [&](auto zero) {
     using T = decltype(zero);
-    rope_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(static_cast<T*>(x), cos_table, sin_table, args);
+    rope_kernel<T><<<row_grid(args.batch * args.tokens), kThreads, 0, stream>>>(static_cast<T*>(x), cos_table,
+                                                                                 sin_table, args);
   });
   return cudaGetLastError();
 }

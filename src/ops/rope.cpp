@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "ops/common.h"
@@ -19,25 +20,29 @@ RopeTable rope_table_3d(const std::array<int, 3>& axis_dims, const std::array<st
   }
   const int64_t frames = static_cast<int64_t>(positions[0].size()), height = static_cast<int64_t>(positions[1].size()),
                 width = static_cast<int64_t>(positions[2].size()), tokens = frames * height * width;
-  // Per axis and pair, the angle at each position along that axis.
-  std::array<std::vector<double>, 3> angles;
+  // Per axis and pair, cos and sin of the angle at each position along that axis; a token's row is
+  // three of these runs side by side (computing them per token cost ~50 ms a forward at 32k tokens).
+  std::array<std::vector<float>, 3> cos_axis, sin_axis;
   for (int a = 0; a < 3; ++a) {
     const int n = axis_dims[a] / 2;
-    for (double pos : positions[a])
-      for (int j = 0; j < n; ++j) angles[a].push_back(pos * std::pow(theta, -2.0 * j / axis_dims[a]));
+    for (double pos : positions[a]) {
+      for (int j = 0; j < n; ++j) {
+        const double angle = pos * std::pow(theta, -2.0 * j / axis_dims[a]);
+        cos_axis[a].push_back(static_cast<float>(std::cos(angle)));
+        sin_axis[a].push_back(static_cast<float>(std::sin(angle)));
+      }
+    }
   }
   RopeTable table{Tensor::empty(Shape{tokens, pairs}, DType::f32), Tensor::empty(Shape{tokens, pairs}, DType::f32)};
   float *cp = table.cos.data<float>(), *sp = table.sin.data<float>();
   for (int64_t t = 0; t < tokens; ++t) {
     const std::array<int64_t, 3> at = {t / (height * width), t / width % height, t % width};
-    int64_t p = 0;
+    int64_t p = t * pairs;
     for (int a = 0; a < 3; ++a) {
-      const int n = axis_dims[a] / 2;
-      for (int j = 0; j < n; ++j, ++p) {
-        const double angle = angles[a][at[a] * n + j];
-        cp[t * pairs + p] = static_cast<float>(std::cos(angle));
-        sp[t * pairs + p] = static_cast<float>(std::sin(angle));
-      }
+      const int64_t n = axis_dims[a] / 2;
+      std::copy_n(cos_axis[a].data() + at[a] * n, n, cp + p);
+      std::copy_n(sin_axis[a].data() + at[a] * n, n, sp + p);
+      p += n;
     }
   }
   return table;
