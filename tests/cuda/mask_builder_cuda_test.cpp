@@ -81,22 +81,32 @@ void expect_same(const BlockMask& got, const BlockMask& want, const std::string&
   ASSERT_EQ(got.key_blocks, want.key_blocks) << what;
 }
 
+// The rule's inputs for a case, worked out here from the layout and the pattern (with the CPU
+// builder's band width).
+cuda::MaskGeometry rule_geometry(const Case& c) {
+  return {c.layout.tokens(), c.layout.video_begin(), c.layout.video_tokens(), c.layout.frames,
+          c.layout.frame_tokens(), c.block_q, c.block_k, (c.layout.tokens() + c.block_q - 1) / c.block_q,
+          (c.layout.tokens() + c.block_k - 1) / c.block_k};
+}
+
+cuda::MaskPattern rule_pattern(const Case& c, const Pattern& pattern) {
+  cuda::MaskPattern p;
+  p.kind = static_cast<int32_t>(pattern.kind);
+  p.global_frames = pattern.global_frames;
+  p.sink = pattern.sink;
+  p.permuted = pattern.permuted();
+  if (pattern.kind == Pattern::Kind::spatial || pattern.kind == Pattern::Kind::temporal)
+    p.band = band_width(c.layout, pattern, c.block_k);
+  return p;
+}
+
 // The shared host/device rule, run on the host: each pattern's rows equal the CPU builder's.
 TEST(MaskBuilderRule, RowsEqualCpuBuilderOnHost) {
   for (const Case& c : kCases) {
-    const cuda::MaskGeometry g{c.layout.tokens(), c.layout.video_begin(), c.layout.video_tokens(), c.layout.frames,
-                               c.layout.frame_tokens(), c.block_q, c.block_k,
-                               (c.layout.tokens() + c.block_q - 1) / c.block_q,
-                               (c.layout.tokens() + c.block_k - 1) / c.block_k};
+    const cuda::MaskGeometry g = rule_geometry(c);
     for (const Pattern& pattern : candidates_for(c.layout.frames)) {
       const BlockMask want = build_block_mask(c.layout, pattern, 1, c.block_q, c.block_k);
-      cuda::MaskPattern p;
-      p.kind = static_cast<int32_t>(pattern.kind);
-      p.global_frames = pattern.global_frames;
-      p.sink = pattern.sink;
-      p.permuted = pattern.permuted();
-      if (pattern.kind == Pattern::Kind::spatial || pattern.kind == Pattern::Kind::temporal)
-        p.band = band_width(c.layout, pattern, c.block_k);
+      const cuda::MaskPattern p = rule_pattern(c, pattern);
       std::vector<int32_t> blocks;
       for (int64_t qb = 0; qb < g.q_blocks; ++qb) {
         cuda::RowDedup dedup;
@@ -117,17 +127,10 @@ TEST(MaskBuilderRule, RowsEqualCpuBuilderOnHost) {
 // the row walk, and none past the last block.
 TEST(MaskBuilderRule, BandRowsKeepTheWalkedBlocks) {
   for (const Case& c : kCases) {
-    const cuda::MaskGeometry g{c.layout.tokens(), c.layout.video_begin(), c.layout.video_tokens(), c.layout.frames,
-                               c.layout.frame_tokens(), c.block_q, c.block_k,
-                               (c.layout.tokens() + c.block_q - 1) / c.block_q,
-                               (c.layout.tokens() + c.block_k - 1) / c.block_k};
+    const cuda::MaskGeometry g = rule_geometry(c);
     for (const Pattern& pattern : candidates_for(c.layout.frames)) {
       if (pattern.kind == Pattern::Kind::tile) continue;
-      cuda::MaskPattern p;
-      p.kind = static_cast<int32_t>(pattern.kind);
-      p.sink = pattern.sink;
-      p.permuted = pattern.permuted();
-      if (pattern.kind != Pattern::Kind::dense) p.band = band_width(c.layout, pattern, c.block_k);
+      const cuda::MaskPattern p = rule_pattern(c, pattern);
       for (int64_t qb = 0; qb < g.q_blocks; ++qb) {
         std::vector<uint8_t> walked(g.k_blocks + 1, 0);
         cuda::walk_mask_row(g, p, qb, [&](int64_t first, int64_t last) {
