@@ -109,6 +109,109 @@ __global__ void norm_kernel(const T* x, T* y, const T* weight, const T* bias, co
   }
 }
 
+// 16-byte vectors of T: kVec<T> elements.
+template <typename T> constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+template <typename T>
+__device__ __forceinline__ void load_vec(const T* p, float (&v)[kVec<T>]) {
+  alignas(16) T e[kVec<T>];
+  *reinterpret_cast<uint4*>(e) = *reinterpret_cast<const uint4*>(p);
+#pragma unroll
+  for (int i = 0; i < kVec<T>; ++i) v[i] = load(e[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ void store_vec(T* p, const float (&v)[kVec<T>]) {
+  alignas(16) T e[kVec<T>];
+#pragma unroll
+  for (int i = 0; i < kVec<T>; ++i) e[i] = store<T>(v[i]);
+  *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(e);
+}
+
+// Sum of v over a group of `group` consecutive threads (a power of two; above 32, whole warps, using
+// partial[blockDim.x / 32]); every thread of the group gets it. Every thread of the block calls it.
+__device__ __forceinline__ float group_sum(float v, int group, float* partial) {
+  for (int o = (group < 32 ? group : 32) / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (group <= 32) return v;
+  const int warp = threadIdx.x / 32, per_group = group / 32, first = warp - warp % per_group;
+  __syncthreads();  // the previous sum's reads of partial are done
+  if (threadIdx.x % 32 == 0) partial[warp] = v;
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < per_group; ++w) total += partial[first + w];
+  return total;
+}
+
+// One group of threads per row, each thread holding up to VPT 16-byte vectors of the row in
+// registers between the reductions and the write: x is read once and y written once. Vector j of a
+// thread is vector lane + j * group of the row (coalesced). The row's vectors, the weight, bias,
+// shift and scale must be 16-byte aligned (checked by the launcher).
+template <typename T, int VPT>
+__global__ void norm_rows_kernel(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale,
+                                 NormArgs a, int group) {
+  constexpr int V = kVec<T>;
+  __shared__ float partial[32];
+  const int lane = threadIdx.x % group, rows_per_block = blockDim.x / group;
+  const int vectors = static_cast<int>(a.dim / V);
+  for (int64_t base = blockIdx.x * int64_t{rows_per_block}; base < a.rows; base += int64_t{gridDim.x} * rows_per_block) {
+    const int64_t row = base + threadIdx.x / group;
+    const bool valid = row < a.rows;
+    float v[VPT][V];
+    float sum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < VPT; ++j) {
+      const int c = lane + j * group;
+      if (valid && c < vectors) {
+        load_vec(x + row * a.dim + int64_t{c} * V, v[j]);
+#pragma unroll
+        for (int i = 0; i < V; ++i) sum += v[j][i];
+      }
+    }
+    float mean = 0.0f;
+    if (a.center) mean = group_sum(sum, group, partial) / static_cast<float>(a.dim);
+    float squares = 0.0f;
+#pragma unroll
+    for (int j = 0; j < VPT; ++j) {
+      if (valid && lane + j * group < vectors) {
+#pragma unroll
+        for (int i = 0; i < V; ++i) {
+          v[j][i] -= mean;
+          squares += v[j][i] * v[j][i];
+        }
+      }
+    }
+    const float inv = rsqrtf(group_sum(squares, group, partial) / static_cast<float>(a.dim) + a.eps);
+    if (!valid) continue;
+    const int64_t mod = row / a.rows_per_item * a.mod_stride;
+#pragma unroll
+    for (int j = 0; j < VPT; ++j) {
+      const int c = lane + j * group;
+      if (c >= vectors) continue;
+      const int64_t at = int64_t{c} * V;
+      float w[V], b[V], sh[V], sc[V];
+#pragma unroll
+      for (int i = 0; i < V; ++i) v[j][i] *= inv;
+      if (weight) {
+        load_vec(weight + at, w);
+#pragma unroll
+        for (int i = 0; i < V; ++i) v[j][i] *= w[i];
+      }
+      if (bias) {
+        load_vec(bias + at, b);
+#pragma unroll
+        for (int i = 0; i < V; ++i) v[j][i] += b[i];
+      }
+      if (scale) {
+        load_vec(scale + mod + at, sc);
+        load_vec(shift + mod + at, sh);
+#pragma unroll
+        for (int i = 0; i < V; ++i) v[j][i] = v[j][i] * (1.0f + sc[i]) + sh[i];
+      }
+      store_vec(y + row * a.dim + at, v[j]);
+    }
+  }
+}
+
 template <typename T>
 __global__ void modulate_kernel(const T* x, T* y, const T* shift, const T* scale, TokenArgs a) {
   VDIT_GRID_STRIDE(i, a.batch * a.tokens * a.dim) {
@@ -195,6 +298,43 @@ __global__ void rope_kernel(T* x, const float* cos_table, const float* sin_table
   }
 }
 
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The register-resident row kernel when the row fits (at most 8 vectors for each of 1024 threads) and
+// every operand is 16-byte aligned; false otherwise (the caller falls back to norm_kernel).
+// Threads per row: the smallest power of two giving each at most 8 vectors, and at least 32 (or the
+// row's vector count rounded up to a power of two, for short rows); 256-thread blocks hold several rows.
+template <typename T>
+bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale,
+                      const NormArgs& a, cudaStream_t stream) {
+  constexpr int V = kVec<T>, kMaxVpt = 8;
+  if (a.dim % V != 0 || a.dim / V > 1024 * kMaxVpt || a.mod_stride % V != 0) return false;
+  for (const void* p : {static_cast<const void*>(x), static_cast<const void*>(y), static_cast<const void*>(weight),
+                        static_cast<const void*>(bias), static_cast<const void*>(shift),
+                        static_cast<const void*>(scale)})
+    if (!aligned16(p)) return false;
+  const int vectors = static_cast<int>(a.dim / V);
+  int group = 1;
+  while (group < 32 && group < vectors) group *= 2;
+  while (group * kMaxVpt < vectors) group *= 2;
+  const int vpt = (vectors + group - 1) / group;
+  const int threads = group > 256 ? group : 256, rows_per_block = threads / group;
+  const int64_t blocks = (a.rows + rows_per_block - 1) / rows_per_block;
+  const unsigned grid = static_cast<unsigned>(blocks < (int64_t{1} << 30) ? blocks : (int64_t{1} << 30));
+  auto launch = [&](auto kernel) { kernel<<<grid, threads, 0, stream>>>(x, y, weight, bias, shift, scale, a, group); };
+  switch (vpt) {
+    case 1: launch(norm_rows_kernel<T, 1>); break;
+    case 2: launch(norm_rows_kernel<T, 2>); break;
+    case 3: launch(norm_rows_kernel<T, 3>); break;
+    case 4: launch(norm_rows_kernel<T, 4>); break;
+    case 5: launch(norm_rows_kernel<T, 5>); break;
+    case 6: launch(norm_rows_kernel<T, 6>); break;
+    case 7: launch(norm_rows_kernel<T, 7>); break;
+    default: launch(norm_rows_kernel<T, 8>); break;
+  }
+  return true;
+}
+
 }  // namespace
 
 cudaError_t norm(Float type, const void* x, void* y, const void* weight, const void* bias, const void* shift,
@@ -202,6 +342,10 @@ cudaError_t norm(Float type, const void* x, void* y, const void* weight, const v
   if (args.rows == 0) return cudaSuccess;
   dispatch(type, [&](auto zero) {
     using T = decltype(zero);
+    if (launch_norm_rows<T>(static_cast<const T*>(x), static_cast<T*>(y), static_cast<const T*>(weight),
+                            static_cast<const T*>(bias), static_cast<const T*>(shift), static_cast<const T*>(scale),
+                            args, stream))
+      return;
     norm_kernel<T><<<static_cast<unsigned>(args.rows), kThreads, 0, stream>>>(
         static_cast<const T*>(x), static_cast<T*>(y), static_cast<const T*>(weight), static_cast<const T*>(bias),
         static_cast<const T*>(shift), static_cast<const T*>(scale), args);

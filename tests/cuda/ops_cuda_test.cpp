@@ -7,9 +7,11 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "ops/ops.h"
+#include "vdit/attention.h"
 
 namespace vdit {
 namespace {
@@ -95,6 +97,31 @@ TEST_F(OpsCuda, NormsAndModulation) {
   }
 }
 
+// The model widths (Wan 1.3B 1536, CogVideoX 3072, Wan 14B 5120), a ragged one that still takes
+// 16-byte vectors (1000), one that does not (1001), short rows several to a warp (24, 64: head
+// norms), and a row of more than 8 vectors for each of 512 threads (40000).
+TEST_F(OpsCuda, NormsAtModelWidths) {
+  for (DType dt : kDtypes) {
+    for (int64_t d : {1536, 3072, 5120, 1000, 1001, 24, 64, 40000}) {
+      const int64_t tokens = d > 8192 ? 1 : (d < 128 ? 37 : 9);
+      const Tensor x = random_tensor({2, tokens, d}, dt, 20), w = random_tensor({d}, dt, 21);
+      const Tensor b = random_tensor({d}, dt, 22), table = random_tensor({2, 6, d}, dt, 23), table_gpu = gpu(table);
+      EXPECT_LT(max_error(layer_norm(kGpu, gpu(x), gpu(w), gpu(b), 1e-5f), layer_norm(kCpu, x, w, b, 1e-5f)), bound(dt))
+          << dtype_name(dt) << " layer_norm D=" << d;
+      EXPECT_LT(max_error(layer_norm(kGpu, gpu(x), {}, {}, 1e-6f), layer_norm(kCpu, x, {}, {}, 1e-6f)), bound(dt))
+          << dtype_name(dt) << " layer_norm without affine D=" << d;
+      EXPECT_LT(max_error(rms_norm(kGpu, gpu(x), gpu(w), 1e-6f), rms_norm(kCpu, x, w, 1e-6f)), bound(dt))
+          << dtype_name(dt) << " rms_norm D=" << d;
+      EXPECT_LT(max_error(rms_norm(kGpu, gpu(x), {}, 1e-6f), rms_norm(kCpu, x, {}, 1e-6f)), bound(dt))
+          << dtype_name(dt) << " rms_norm without weight D=" << d;
+      EXPECT_LT(max_error(layer_norm_modulate(kGpu, gpu(x), {}, {}, 1e-6f, table_gpu.select(1, 3), table_gpu.select(1, 4)),
+                          layer_norm_modulate(kCpu, x, {}, {}, 1e-6f, table.select(1, 3), table.select(1, 4))),
+                bound(dt))
+          << dtype_name(dt) << " layer_norm_modulate D=" << d;
+    }
+  }
+}
+
 TEST_F(OpsCuda, ElementWise) {
   for (DType dt : kDtypes) {
     const Tensor x = random_tensor({5, 1031}, dt, 9, -6.0f, 6.0f), z = random_tensor({5, 1031}, dt, 10);
@@ -159,6 +186,30 @@ TEST_F(OpsCuda, CrossAttention) {
     const Tensor v = random_tensor({2, 77, 4, 64}, dt, 25);
     EXPECT_LT(max_error(cross_attention(kGpu, gpu(q), gpu(k), gpu(v)), cross_attention(kCpu, q, k, v)), bound(dt))
         << dtype_name(dt);
+  }
+}
+
+// bf16/f16 at head dims 64, 96 and 128 run the flash kernel (vdit::attention, K/V shorter or longer
+// than Q): its output is that of vdit::attention bit for bit, and within the bound of the CPU op.
+TEST_F(OpsCuda, CrossAttentionFlashPath) {
+  const struct {
+    int64_t queries, keys, dim;
+    DType dtype;
+  } shapes[] = {{1000, 512, 128, DType::bf16}, {333, 77, 96, DType::f16}, {50, 300, 64, DType::bf16},
+                {259, 512, 128, DType::f16}};
+  uint32_t seed = 30;
+  for (const auto& s : shapes) {
+    const Tensor q = random_tensor({2, s.queries, 3, s.dim}, s.dtype, seed++);
+    const Tensor k = random_tensor({2, s.keys, 3, s.dim}, s.dtype, seed++);
+    const Tensor v = random_tensor({2, s.keys, 3, s.dim}, s.dtype, seed++);
+    const Tensor out = cross_attention(kGpu, gpu(q), gpu(k), gpu(v));
+    EXPECT_LT(max_error(out, cross_attention(kCpu, q, k, v)), bound(s.dtype))
+        << dtype_name(s.dtype) << " Sq " << s.queries << " Sk " << s.keys << " D " << s.dim;
+    const Tensor flash = attention(gpu(q), gpu(k), gpu(v)).to(Device::cpu());
+    const Tensor got = out.to(Device::cpu());
+    ASSERT_EQ(got.nbytes(), flash.nbytes());
+    EXPECT_EQ(std::memcmp(got.raw_data(), flash.raw_data(), got.nbytes()), 0)
+        << "cross_attention did not take the flash path: " << dtype_name(s.dtype) << " D " << s.dim;
   }
 }
 
