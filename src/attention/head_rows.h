@@ -27,4 +27,27 @@ struct HeadKeys {
   void load(const Tensor& k, const Tensor& v_in, int64_t b, int64_t h, const char* caller);
 };
 
+// out[x] += sum_t c[t] * row(t)[x] for x < n and t < count, the terms added one by one in order of
+// t; row(t) points at row t. Four terms are folded into each output per pass, so that the
+// vectorised loop over x loads and stores its output once per four multiply-adds.
+template <class RowOf>
+void add_weighted_rows(const float* c, int64_t count, RowOf row, int64_t n, float* out) {
+  int64_t t = 0;
+  for (; t + 4 <= count; t += 4) {
+    const float *r0 = row(t), *r1 = row(t + 1), *r2 = row(t + 2), *r3 = row(t + 3);
+    for (int64_t x = 0; x < n; ++x) {
+      float acc = out[x];
+      acc += c[t] * r0[x];
+      acc += c[t + 1] * r1[x];
+      acc += c[t + 2] * r2[x];
+      acc += c[t + 3] * r3[x];
+      out[x] = acc;
+    }
+  }
+  for (; t < count; ++t) {
+    const float* r = row(t);
+    for (int64_t x = 0; x < n; ++x) out[x] += c[t] * r[x];
+  }
+}
+
 }  // namespace vdit

@@ -85,7 +85,6 @@ void row_scores(const float* q, int64_t rows, const float* k_t, int64_t keys, in
 }
 
 // out = softmax over `keys` of the scores s, applied to the value rows v [S, D]; p is scratch.
-// Four keys are folded per pass so the vectorised loop over d loads and stores `out` once per four.
 void masked_output(const float* s, const std::vector<int64_t>& keys, const float* v, int64_t dim,
                    std::vector<float>& p, float* out) {
   std::fill(out, out + dim, 0.0f);
@@ -99,23 +98,7 @@ void masked_output(const float* s, const std::vector<int64_t>& keys, const float
     p[i] = std::exp(s[keys[i]] - max);
     sum += p[i];
   }
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const float *v0 = v + keys[i] * dim, *v1 = v + keys[i + 1] * dim, *v2 = v + keys[i + 2] * dim,
-                *v3 = v + keys[i + 3] * dim;
-    for (int64_t d = 0; d < dim; ++d) {
-      float acc = out[d];
-      acc += p[i] * v0[d];
-      acc += p[i + 1] * v1[d];
-      acc += p[i + 2] * v2[d];
-      acc += p[i + 3] * v3[d];
-      out[d] = acc;
-    }
-  }
-  for (; i < n; ++i) {
-    const float* vk = v + keys[i] * dim;
-    for (int64_t d = 0; d < dim; ++d) out[d] += p[i] * vk[d];
-  }
+  add_weighted_rows(p.data(), n, [&](int64_t i) { return v + keys[i] * dim; }, dim, out);
   for (int64_t d = 0; d < dim; ++d) out[d] /= sum;
 }
 

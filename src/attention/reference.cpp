@@ -39,40 +39,17 @@ struct RowsState {
   std::vector<float> scores;         // one row's scores against a key block [block_k]
 };
 
-// out[x] += sum_t c[t] * rows[t * row_stride + x] for x < n, the terms added one by one in order
-// of t. Four terms are folded into each output per pass, so that the vectorised loop over x loads
-// and stores its output once per four multiply-adds.
-void add_weighted_rows(const float* c, int64_t count, const float* rows, int64_t row_stride, int64_t n,
-                       float* out) {
-  int64_t t = 0;
-  for (; t + 4 <= count; t += 4) {
-    const float* r0 = rows + t * row_stride;
-    const float *r1 = r0 + row_stride, *r2 = r1 + row_stride, *r3 = r2 + row_stride;
-    for (int64_t x = 0; x < n; ++x) {
-      float acc = out[x];
-      acc += c[t] * r0[x];
-      acc += c[t + 1] * r1[x];
-      acc += c[t + 2] * r2[x];
-      acc += c[t + 3] * r3[x];
-      out[x] = acc;
-    }
-  }
-  for (; t < count; ++t) {
-    for (int64_t x = 0; x < n; ++x) out[x] += c[t] * rows[t * row_stride + x];
-  }
-}
-
 // s[j] = q . k_j for the nk keys whose transposed rows start at k_t (row stride `key_stride`).
 void block_scores(const float* q, const float* k_t, int64_t key_stride, int64_t dim, int64_t nk, float* s) {
   std::fill(s, s + nk, 0.0f);
-  add_weighted_rows(q, dim, k_t, key_stride, nk, s);
+  add_weighted_rows(q, dim, [&](int64_t d) { return k_t + d * key_stride; }, nk, s);
 }
 
 // out[d] = out[d] * correction + sum_j p[j] * v[j][d], for nk value rows v [nk, D].
 void accumulate_values(const float* p, const float* v, int64_t nk, int64_t dim, float correction,
                        float* out) {
   for (int64_t d = 0; d < dim; ++d) out[d] *= correction;
-  add_weighted_rows(p, nk, v, dim, dim, out);
+  add_weighted_rows(p, nk, [&](int64_t j) { return v + j * dim; }, dim, out);
 }
 
 // Folds key block [k0, k0 + nk) into the state of `rows` query rows q [rows, D].
