@@ -100,6 +100,22 @@ TEST(AttentionPolicy, FixedPatternsMatchTheLibraryByHand) {
   EXPECT_LT(permuted.records().back().density, 1.0);
 }
 
+TEST(MaskCache, BuildsEachMaskOnceAndKeepsTheNewest) {
+  MaskCache cache(2);
+  const std::vector<Pattern> spatial(3, Pattern::spatial(0.4)), temporal(3, Pattern::temporal(0.4));
+  const auto first = cache.get(kCpu, kLayout, spatial, kBlock, kBlock);
+  EXPECT_EQ(cache.get(kCpu, kLayout, spatial, kBlock, kBlock), first);
+  EXPECT_EQ(first->mask.key_blocks, build_block_mask(kLayout, spatial, kBlock, kBlock).key_blocks);
+  EXPECT_DOUBLE_EQ(first->density, build_block_mask(kLayout, spatial, kBlock, kBlock).density());
+  EXPECT_FALSE(first->any_permuted);
+  const auto permuted = cache.get(kCpu, kLayout, temporal, kBlock, kBlock);
+  EXPECT_NE(permuted, first);
+  EXPECT_TRUE(permuted->any_permuted);
+  EXPECT_NE(cache.get(kCpu, kLayout, spatial, kBlock, 2 * kBlock), first);  // other blocks: a third mask
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_NE(cache.get(kCpu, kLayout, spatial, kBlock, kBlock), first);  // the oldest was dropped
+}
+
 TEST(AttentionPolicy, ProfiledRunsDenseDuringWarmUpThenWhatItChose) {
   const Tensor q = random_tensor({2, 53, 3, 8}, 4), k = random_tensor({2, 53, 3, 8}, 5), v = random_tensor({2, 53, 3, 8}, 6);
   ProfiledOptions options;

@@ -1,5 +1,6 @@
 #include "models/attention_policy.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -30,32 +31,38 @@ void check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, const Attentio
   }
 }
 
+bool same_layout(const VideoLayout& a, const VideoLayout& b) {
+  return a.frames == b.frames && a.height == b.height && a.width == b.width && a.text == b.text &&
+         a.text_position == b.text_position;
+}
+
 // Attention under per-slot `patterns`: H of them (shared by the batch) or B*H (slot b*H + h), the
-// temporal slots permuted to token-major order around the call. Returns O and the mask's density.
-Tensor attend_patterns(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+// temporal slots permuted to token-major order around the call, the mask from `masks`. Returns O and
+// the mask's density.
+Tensor attend_patterns(const ExecContext& ctx, MaskCache& masks, const Tensor& q, const Tensor& k, const Tensor& v,
                        const VideoLayout& layout, std::span<const Pattern> patterns, int block_q, int block_k,
                        double* density) {
-  const BlockMask mask = build_block_mask(layout, patterns, block_q, block_k);
-  *density = mask.density();
-  std::vector<uint8_t> permute(patterns.size());
-  bool any = false;
-  for (size_t slot = 0; slot < patterns.size(); ++slot) any |= (permute[slot] = patterns[slot].permuted()) != 0;
+  const std::shared_ptr<const MaskCache::Entry> cached = masks.get(ctx, layout, patterns, block_q, block_k);
+  const MaskCache::Entry& entry = *cached;
+  *density = entry.density;
 #ifdef VDIT_HAVE_CUDA
-  if (ctx.device.is_cuda()) return policy_cuda::attend_masked(ctx, q, k, v, layout, mask, permute);
+  if (ctx.device.is_cuda()) return policy_cuda::attend_masked(ctx, q, k, v, layout, entry.gpu_mask, entry.gpu_permute);
 #endif
-  if (!any) return run_attention(ctx, q, k, v, &mask);
+  if (!entry.any_permuted) return run_attention(ctx, q, k, v, &entry.mask);
   const int64_t batch = q.size(0), heads = q.size(2);
   if (static_cast<int64_t>(patterns.size()) == heads) {
-    const Tensor o = run_attention(ctx, gather_to_token_major(q, layout, permute), gather_to_token_major(k, layout, permute),
-                                   gather_to_token_major(v, layout, permute), &mask);
+    const std::span<const uint8_t> permute = entry.permute;
+    const Tensor o =
+        run_attention(ctx, gather_to_token_major(q, layout, permute), gather_to_token_major(k, layout, permute),
+                      gather_to_token_major(v, layout, permute), &entry.mask);
     return scatter_from_token_major(o, layout, permute);
   }
   // Per-item patterns with permuted slots: one item at a time (the CPU permutation takes H flags).
   Tensor out;
   for (int64_t b = 0; b < batch; ++b) {
     double item_density = 0.0;
-    const Tensor ob = attend_patterns(ctx, q.slice(0, b, b + 1), k.slice(0, b, b + 1), v.slice(0, b, b + 1), layout,
-                                      patterns.subspan(b * heads, heads), block_q, block_k, &item_density);
+    const Tensor ob = attend_patterns(ctx, masks, q.slice(0, b, b + 1), k.slice(0, b, b + 1), v.slice(0, b, b + 1),
+                                      layout, patterns.subspan(b * heads, heads), block_q, block_k, &item_density);
     if (!out.defined()) out = Tensor::empty(q.shape(), ob.dtype(), ob.device());
     out.slice(0, b, b + 1).copy_from(ob);
   }
@@ -63,6 +70,38 @@ Tensor attend_patterns(const ExecContext& ctx, const Tensor& q, const Tensor& k,
 }
 
 }  // namespace
+
+std::shared_ptr<const MaskCache::Entry> MaskCache::get(const ExecContext& ctx, const VideoLayout& layout,
+                                                       std::span<const Pattern> patterns, int block_q, int block_k) {
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
+    const Entry& e = **it;
+    if (e.block_q == block_q && e.block_k == block_k && e.device == ctx.device && same_layout(e.layout, layout) &&
+        std::equal(e.patterns.begin(), e.patterns.end(), patterns.begin(), patterns.end()))
+      return *it;
+  }
+  auto entry = std::make_shared<Entry>();
+  entry->layout = layout;
+  entry->patterns.assign(patterns.begin(), patterns.end());
+  entry->block_q = block_q;
+  entry->block_k = block_k;
+  entry->device = ctx.device;
+  entry->mask = build_block_mask(layout, patterns, block_q, block_k);
+  entry->density = entry->mask.density();
+  entry->permute.resize(patterns.size());
+  for (size_t slot = 0; slot < patterns.size(); ++slot)
+    entry->any_permuted |= (entry->permute[slot] = patterns[slot].permuted()) != 0;
+  if (ctx.device.is_cuda()) {
+    entry->gpu_mask = upload_block_mask(entry->mask, ctx.device);
+    if (entry->any_permuted) {
+      Tensor flags = Tensor::empty(Shape{static_cast<int64_t>(patterns.size())}, DType::u8);
+      std::copy(entry->permute.begin(), entry->permute.end(), flags.data<uint8_t>());
+      entry->gpu_permute = flags.to(ctx.device);
+    }
+  }
+  if (entries_.size() >= capacity_ && !entries_.empty()) entries_.erase(entries_.begin());
+  entries_.push_back(entry);
+  return entry;
+}
 
 const Pattern& LayerPlan::at(int layer) const {
   auto it = layers.find(layer);
@@ -166,7 +205,7 @@ Tensor AttentionPolicy::attend_uniform(const ExecContext& ctx, const Tensor& q, 
   const std::vector<Pattern> patterns(heads, pattern);
   Tensor o = pattern == Pattern::dense()
                  ? run_attention(ctx, q, k, v, nullptr)
-                 : attend_patterns(ctx, q, k, v, site.layout, patterns, block_q_, block_k_, &record.density);
+                 : attend_patterns(ctx, masks_, q, k, v, site.layout, patterns, block_q_, block_k_, &record.density);
   records_.push_back(std::move(record));
   return o;
 }
@@ -179,7 +218,7 @@ Tensor AttentionPolicy::attend_profiled(const ExecContext& ctx, const Tensor& q,
   const ProfileResult result =
       profile_heads(host(q), host(k), host(v), site.layout, profiled_.candidates, profiled_.profile);
   AttentionRecord record{site.step, site.layer, result.patterns(profiled_.candidates), 1.0};
-  Tensor o = attend_patterns(ctx, q, k, v, site.layout, record.heads, block_q_, block_k_, &record.density);
+  Tensor o = attend_patterns(ctx, masks_, q, k, v, site.layout, record.heads, block_q_, block_k_, &record.density);
   records_.push_back(std::move(record));
   return o;
 }

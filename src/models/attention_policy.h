@@ -4,6 +4,8 @@
 #pragma once
 
 #include <map>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -46,6 +48,34 @@ struct ProfiledOptions {
   ProfileOptions profile;         // rows sampled, seed, dense fallback, block sizes
 };
 
+// Block masks by (layout, per-slot patterns, block sizes, device): each is built, and on a GPU
+// uploaded with its permute flags, once, then reused by every layer and step that asks for it.
+// Holds the `capacity` most recently built masks.
+class MaskCache {
+ public:
+  struct Entry {
+    VideoLayout layout;
+    std::vector<Pattern> patterns;
+    int block_q = 0, block_k = 0;
+    Device device;
+    BlockMask mask;                // on the host
+    double density = 1.0;          // mask.density()
+    std::vector<uint8_t> permute;  // per slot: its pattern is permuted (temporal)
+    bool any_permuted = false;
+    GpuBlockMask gpu_mask;  // on a GPU device: the uploaded mask
+    Tensor gpu_permute;     // and the permute flags (u8 [slots]) when any_permuted
+  };
+
+  explicit MaskCache(size_t capacity = 32) : capacity_(capacity) {}
+  std::shared_ptr<const Entry> get(const ExecContext& ctx, const VideoLayout& layout,
+                                   std::span<const Pattern> patterns, int block_q, int block_k);
+  size_t size() const { return entries_.size(); }
+
+ private:
+  size_t capacity_;
+  std::vector<std::shared_ptr<const Entry>> entries_;  // oldest first; entries never change once built
+};
+
 class AttentionPolicy {
  public:
   enum class Kind { dense, fixed, plan, profiled };
@@ -61,7 +91,8 @@ class AttentionPolicy {
   // Self-attention O = softmax(Q K^T / sqrt(D)) V of q, k, v [B, S, H, D] (S = site.layout.tokens())
   // under the policy's patterns at `site`; O is [B, S, H, D]. Appends a record. On the CPU it runs
   // the reference attention; on a GPU the flash kernels, with masks uploaded and temporal heads
-  // permuted on the GPU (the profiler itself runs on host copies of Q, K, V for now).
+  // permuted on the GPU (the profiler itself runs on host copies of Q, K, V for now). Masks come
+  // from the policy's MaskCache: a pattern seen before is neither rebuilt nor uploaded again.
   Tensor attend(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionSite& site);
 
   const std::vector<AttentionRecord>& records() const { return records_; }
@@ -79,6 +110,7 @@ class AttentionPolicy {
   ProfiledOptions profiled_;
   int block_q_ = 128, block_k_ = 128;
   std::vector<AttentionRecord> records_;
+  MaskCache masks_;
 };
 
 }  // namespace vdit
