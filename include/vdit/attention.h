@@ -260,9 +260,11 @@ GpuBlockMask upload_block_mask(const BlockMask& mask, Device device = Device::cu
 
 // O = softmax(scale * Q K^T) V, dense or over the key blocks a mask keeps (scale 0: 1/sqrt(D)).
 // CPU tensors run attention_reference (O is f32). CUDA tensors run the flash kernel for the
-// device (sm_90a on Hopper when it supports the call, else sm_80): Q, K, V bf16 or f16 of one
-// shape [B, S, H, D], D = 64, 96 or 128, unit stride along D; O is contiguous, of Q's dtype. A host
-// mask in `options` is uploaded for this one call, and freeing that copy waits for the kernel.
+// device (sm_90a on Hopper when it supports the call, else sm_80): Q [B, S, H, D], K and V
+// [B, S_k, H, D], bf16 or f16, D = 64, 96 or 128, unit stride along D; O is contiguous, of Q's
+// shape and dtype. S_k may differ from S only without a mask (dense cross-attention; such calls
+// run on sm_80). A host mask in `options` is uploaded for this one call, and freeing that copy
+// waits for the kernel.
 // `lse`, if non-null, receives the natural-log LSE, f32 [B, H, S]; a row that keeps no key block
 // gets O = 0 and LSE = -inf. `stream` is a cudaStream_t (null: the default stream).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options = {},

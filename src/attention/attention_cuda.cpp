@@ -20,18 +20,35 @@ void check_cuda(cudaError_t err, const char* what) {
   VDIT_CHECK(err == cudaSuccess, ErrorCode::cuda, "attention: {}: {}", what, cudaGetErrorString(err));
 }
 
-void check_operand(const Tensor& t, const char* name, const Tensor& q) {
+// `t` must have q's device and dtype and the shape `expected` (q's, or k's for v).
+void check_operand(const Tensor& t, const char* name, const Tensor& q, const Tensor& expected,
+                   const char* expected_name) {
   VDIT_CHECK(t.defined(), ErrorCode::invalid_argument, "attention: {} is undefined", name);
-  VDIT_CHECK(t.device() == q.device() && t.dtype() == q.dtype() && t.shape() == q.shape(),
-             ErrorCode::invalid_argument, "attention: {} is {}, expected q's {}", name, describe_operand(t),
-             describe_operand(q));
+  VDIT_CHECK(t.device() == q.device() && t.dtype() == q.dtype() && t.shape() == expected.shape(),
+             ErrorCode::invalid_argument, "attention: {} is {}, expected {}'s {}", name, describe_operand(t),
+             expected_name, describe_operand(expected));
   VDIT_CHECK(t.stride(3) == 1, ErrorCode::invalid_argument,
              "attention: {} ({}) has stride {} along D; the GPU kernels need unit stride", name,
              describe_operand(t), t.stride(3));
 }
 
-void check_mask(const GpuBlockMask& mask, const Tensor& q) {
+// K may have another S than Q (cross-attention) but must match it elsewhere: [B, S_k, H, D].
+void check_keys(const Tensor& k, const Tensor& q) {
+  VDIT_CHECK(k.defined(), ErrorCode::invalid_argument, "attention: k is undefined");
+  VDIT_CHECK(k.device() == q.device() && k.dtype() == q.dtype() && k.rank() == 4 && k.size(0) == q.size(0) &&
+                 k.size(2) == q.size(2) && k.size(3) == q.size(3),
+             ErrorCode::invalid_argument, "attention: k is {}, expected {}[{}, S_k, {}, {}] on {} (q is {})",
+             describe_operand(k), dtype_name(q.dtype()), q.size(0), q.size(2), q.size(3), q.device().to_string(),
+             describe_operand(q));
+  VDIT_CHECK(k.size(1) > 0 && k.size(1) <= INT_MAX / 2, ErrorCode::unsupported,
+             "attention: k is {}, outside the key counts the GPU kernels index", describe_operand(k));
+}
+
+void check_mask(const GpuBlockMask& mask, const Tensor& q, const Tensor& k) {
   const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2);
+  VDIT_CHECK(k.size(1) == tokens, ErrorCode::invalid_argument,
+             "attention: a block mask needs as many keys as queries; q is {}, k is {}", describe_operand(q),
+             describe_operand(k));
   VDIT_CHECK(mask.tokens == tokens, ErrorCode::invalid_argument,
              "attention: mask covers {} tokens, q is {} (S = {})", mask.tokens, describe_operand(q), tokens);
   VDIT_CHECK(mask.slots == heads || mask.slots == batch * heads, ErrorCode::invalid_argument,
@@ -117,13 +134,14 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
                  batch * heads * ((tokens + 127) / 128) <= INT_MAX,
              ErrorCode::unsupported, "attention: q is {}, outside the sizes the GPU kernels index",
              describe_operand(q));
-  check_operand(q, "q", q);
-  check_operand(k, "k", q);
-  check_operand(v, "v", q);
-  check_operand(out, "out", q);
+  check_keys(k, q);
+  check_operand(q, "q", q, q, "q");
+  check_operand(k, "k", q, k, "k");
+  check_operand(v, "v", q, k, "k");
+  check_operand(out, "out", q, q, "q");
   VDIT_CHECK(std::isfinite(scale) && scale >= 0.0f, ErrorCode::invalid_argument,
              "attention: scale is {}, expected a positive value (0 for 1/sqrt(D))", scale);
-  if (mask) check_mask(*mask, q);
+  if (mask) check_mask(*mask, q, k);
 
   DeviceGuard guard(q.device().index);
   if (lse) {
@@ -147,6 +165,7 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
   params.batch = static_cast<int>(batch);
   params.heads = static_cast<int>(heads);
   params.seqlen = static_cast<int>(tokens);
+  params.seqlen_k = static_cast<int>(k.size(1));
   params.head_dim = static_cast<int>(dim);
   params.bf16 = q.dtype() == DType::bf16;
   params.scale = scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(dim));
@@ -164,8 +183,9 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
                                                                                : FlashKernel::sm80;
   if (kernel == FlashKernel::sm90) {
     VDIT_CHECK(cuda::flash_fwd_sm90_supports(params), ErrorCode::unsupported,
-               "attention: the sm90 kernel does not support q {} (mask blocks {}x{}) on this device",
-               describe_operand(q), params.mask_block_q, params.mask_block_k);
+               "attention: the sm90 kernel does not support q {}, k {} (mask blocks {}x{}; keys must number "
+               "as many as queries) on this device",
+               describe_operand(q), describe_operand(k), params.mask_block_q, params.mask_block_k);
   } else {
     VDIT_CHECK(cuda::flash_fwd_sm80_supports(params), ErrorCode::unsupported,
                "attention: the sm80 kernel does not support q {}, k {}, v {}, out {} with strides {}/{}/{} "

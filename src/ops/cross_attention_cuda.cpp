@@ -1,12 +1,17 @@
-// cross_attention on CUDA: per batch item and chunk of queries, scores S = scale Q K^T for all heads
-// in one batched cuBLASLt call (f32 out), a row softmax into P (the inputs' dtype), and O = P V in a
-// second batched call. Heads are the batch: their matrices sit D elements apart in [.., H, D] rows.
+// cross_attention on CUDA. bf16/f16 with head dim 64, 96 or 128: the dense flash kernel
+// (vdit::attention, K/V of another length than Q), which never writes the scores out. Otherwise,
+// per batch item and chunk of queries, scores S = scale Q K^T for all heads in one batched cuBLASLt
+// call (f32 out), a row softmax into P (the inputs' dtype), and O = P V in a second batched call.
+// Heads are the batch: their matrices sit D elements apart in [.., H, D] rows.
 #include <cuda_runtime_api.h>
+
+#include <cstdint>
 
 #include "ops/blas_cuda.h"
 #include "ops/common.h"
 #include "ops/kernels_cuda.h"
 #include "ops/ops_cuda.h"
+#include "vdit/attention.h"
 
 namespace vdit::ops::cuda {
 namespace {
@@ -17,6 +22,16 @@ kernels::Float float_of(DType dtype) {
   return dtype == DType::f32 ? kernels::Float::f32 : dtype == DType::f16 ? kernels::Float::f16 : kernels::Float::bf16;
 }
 
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
+
+// What the flash kernel takes (contiguous inputs are checked by the caller): 16-bit floats, its
+// head dims, 16-byte aligned data, a positive scale.
+bool flash_applies(const Tensor& q, const Tensor& k, const Tensor& v, float scale) {
+  const int64_t dim = q.size(3);
+  return (q.dtype() == DType::bf16 || q.dtype() == DType::f16) && (dim == 64 || dim == 96 || dim == 128) &&
+         aligned16(q) && aligned16(k) && aligned16(v) && scale > 0.0f;
+}
+
 }  // namespace
 
 Tensor cross_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, float scale) {
@@ -25,6 +40,11 @@ Tensor cross_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k,
     VDIT_CHECK(t->dtype() == dtype && t->is_contiguous(), ErrorCode::invalid_argument,
                "cross_attention on CUDA: {} is {}, expected a contiguous {} tensor", arg, t->describe(),
                dtype_name(dtype));
+  }
+  if (flash_applies(q, k, v, scale)) {
+    vdit::AttentionOptions options;
+    options.scale = scale;
+    return vdit::attention(q, k, v, options, nullptr, ctx.stream);
   }
   const cudaDataType_t type = blas_type(dtype, "cross_attention");
   const int64_t batch = q.size(0), sq = q.size(1), heads = q.size(2), dim = q.size(3), sk = k.size(1);

@@ -82,7 +82,8 @@ Tensor cast(const ExecContext& ctx, const Tensor& x, DType dtype);
 // ---- Attention to a short key sequence ------------------------------------------------------
 
 // Dense softmax(scale Q K^T) V of q [B, Sq, H, D] over k, v [B, Sk, H, D] with Sk small (the
-// cross-attention to text tokens): per head two GEMMs with the scores in f32, over chunks of queries.
+// cross-attention to text tokens): per head two GEMMs with the scores in f32, over chunks of queries;
+// on CUDA in bf16/f16 at head dims 64, 96 and 128, the dense flash kernel (vdit::attention) instead.
 // scale 0: 1/sqrt(D). Returns [B, Sq, H, D]. Self-attention goes through the attention policy.
 Tensor cross_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, float scale = 0.0f);
 

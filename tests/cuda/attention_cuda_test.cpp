@@ -1,6 +1,7 @@
 // The flash-attention kernels against the CPU reference (attention_reference) on random inputs:
 // dense and block-sparse, ragged S, text first/last, head dims 64/96/128, bf16 and f16, per-head
-// and per-(batch, head) masks, random CSR masks with empty rows, strided inputs.
+// and per-(batch, head) masks, random CSR masks with empty rows, strided inputs, and dense
+// cross-attention (K/V of another length than Q, through the dispatch, which picks sm80).
 //
 // Error rule (FlashAttention's): the kernel's max error against the f32 reference must stay within
 // 2x the max error of a plain same-precision implementation (inputs in bf16/f16, f32 scores and
@@ -77,8 +78,9 @@ BlockMask random_mask(int64_t tokens, int slots, int block, double density, doub
 }
 
 // The plain same-precision attention (see the file comment), output rounded to `dtype`, f32.
+// K and V may have another S (S_k) than Q when there is no mask.
 Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask* mask, float scale) {
-  const int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3);
+  const int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), S_k = k.size(1);
   const DType dtype = q.dtype();
   const Tensor qf = q.to(DType::f32).contiguous(), kf = k.to(DType::f32).contiguous(),
                vf = v.to(DType::f32).contiguous();
@@ -95,10 +97,10 @@ Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
         const int slot = static_cast<int>(mask->heads == H ? h : b * H + h);
         for (int32_t kb : mask->row(slot, i / mask->block_q)) {
           const int64_t first = int64_t{kb} * mask->block_k;
-          for (int64_t j = first; j < std::min<int64_t>(S, first + mask->block_k); ++j) keys.push_back(j);
+          for (int64_t j = first; j < std::min<int64_t>(S_k, first + mask->block_k); ++j) keys.push_back(j);
         }
       } else {
-        for (int64_t j = 0; j < S; ++j) keys.push_back(j);
+        for (int64_t j = 0; j < S_k; ++j) keys.push_back(j);
       }
       float* o = op + ((b * S + i) * H + h) * D;
       if (keys.empty()) {
@@ -109,7 +111,7 @@ Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
       scores.resize(keys.size());
       float mx = -INFINITY;
       for (size_t n = 0; n < keys.size(); ++n) {
-        const float* kj = kp + ((b * S + keys[n]) * H + h) * D;
+        const float* kj = kp + ((b * S_k + keys[n]) * H + h) * D;
         float s = 0.0f;
         for (int64_t d = 0; d < D; ++d) s += qi[d] * kj[d];
         scores[n] = s * scale;
@@ -120,7 +122,7 @@ Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (size_t n = 0; n < keys.size(); ++n) {
         const float p = round_to(dtype, scores[n] / sum);
-        const float* vj = vp + ((b * S + keys[n]) * H + h) * D;
+        const float* vj = vp + ((b * S_k + keys[n]) * H + h) * D;
         for (int64_t d = 0; d < D; ++d) acc[d] += p * vj[d];
       }
       for (int64_t d = 0; d < D; ++d) o[d] = round_to(dtype, acc[d]);
@@ -145,6 +147,7 @@ struct Case {
   int block = 128;
   float q_scale = 1.0f;
   bool packed_qkv = false;        // Q, K, V as strided views of one [B, S, 3, H, D] tensor
+  int64_t keys = 0;               // > 0: K and V have this many tokens (dense cross-attention)
 };
 
 // GoogleTest prints a parameter in test listings; the name says everything, the bytes nothing.
@@ -237,6 +240,32 @@ std::vector<Case> cases() {
     x.batch = 1; x.heads = 2; x.dim = 64; x.dtype = DType::f16; x.layout = s777; x.random_density = 0.5;
     x.block = 256;
   });
+  // Dense cross-attention: fewer keys than queries (Wan's 512 text tokens; 77, a ragged last key
+  // tile) and more (300 keys for 50 queries, one ragged query tile).
+  add("cross_s4133_k512_d128_bf16", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 128; x.layout = s4133_text_first; x.keys = 512;
+  });
+  add("cross_s4133_k512_d64_f16", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 64; x.dtype = DType::f16; x.layout = s4133_text_first; x.keys = 512;
+  });
+  add("cross_s1000_k77_d64_bf16", [&](Case& x) {
+    x.batch = 2; x.heads = 3; x.dim = 64; x.layout = s1000; x.keys = 77;
+  });
+  add("cross_s1000_k77_d96_f16", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 96; x.dtype = DType::f16; x.layout = s1000; x.keys = 77;
+  });
+  add("cross_s1000_k77_d128_bf16_peaky", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 128; x.layout = s1000; x.keys = 77; x.q_scale = 4.0f;
+  });
+  add("small_cross_s50_k300_d96_bf16", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 96; x.layout = s50; x.keys = 300;
+  });
+  add("small_cross_s50_k300_d128_f16", [&](Case& x) {
+    x.batch = 2; x.heads = 1; x.dim = 128; x.dtype = DType::f16; x.layout = s50; x.keys = 300;
+  });
+  add("small_cross_s50_k300_d64_bf16", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 64; x.layout = s50; x.keys = 300;
+  });
   return c;
 }
 
@@ -258,6 +287,7 @@ TEST_P(AttentionCuda, MatchesReference) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   const Case& c = GetParam();
   const int64_t B = c.batch, S = c.layout.tokens(), H = c.heads, D = c.dim;
+  const int64_t S_k = c.keys > 0 ? c.keys : S;
   const uint64_t seed = std::hash<std::string>{}(c.name);
 
   Tensor q, k, v;
@@ -269,8 +299,8 @@ TEST_P(AttentionCuda, MatchesReference) {
     v = packed.select(2, 2);
   } else {
     q = random_input({B, S, H, D}, c.dtype, seed + 1, c.q_scale);
-    k = random_input({B, S, H, D}, c.dtype, seed + 2, 1.0f);
-    v = random_input({B, S, H, D}, c.dtype, seed + 3, 1.0f);
+    k = random_input({B, S_k, H, D}, c.dtype, seed + 2, 1.0f);
+    v = random_input({B, S_k, H, D}, c.dtype, seed + 3, 1.0f);
   }
 
   BlockMask mask;
@@ -311,7 +341,14 @@ TEST_P(AttentionCuda, MatchesReference) {
   GpuBlockMask gpu_mask;
   if (masked) gpu_mask = upload_block_mask(mask, gpu);
 
-  for (FlashKernel kernel : kernels_to_test()) {
+  // Cross-attention (S_k != S) is sm80's alone: it runs through the dispatch, which must pick sm80.
+  const bool cross = S_k != S;
+  std::vector<FlashKernel> kernels = kernels_to_test();
+  if (cross) {
+    const bool sm80 = std::find(kernels.begin(), kernels.end(), FlashKernel::sm80) != kernels.end();
+    kernels = sm80 ? std::vector<FlashKernel>{FlashKernel::automatic} : std::vector<FlashKernel>{};
+  }
+  for (FlashKernel kernel : kernels) {
     SCOPED_TRACE(flash_kernel_name(kernel));
     Tensor out = Tensor::empty({B, S, H, D}, c.dtype, gpu);
     Tensor lse = Tensor::empty({B, H, S}, DType::f32, gpu);
@@ -319,7 +356,7 @@ TEST_P(AttentionCuda, MatchesReference) {
     ASSERT_EQ(cudaMemset(lse.raw_data(), 0xff, lse.nbytes()), cudaSuccess);
     const FlashKernel ran =
         attention_cuda(qd, kd, vd, masked ? &gpu_mask : nullptr, 0.0f, out, &lse, nullptr, kernel);
-    EXPECT_EQ(ran, kernel);
+    EXPECT_EQ(ran, cross ? FlashKernel::sm80 : kernel);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 
     const Tensor got = out.to(Device::cpu()).to(DType::f32);
@@ -346,8 +383,10 @@ TEST_P(AttentionCuda, MatchesReference) {
       lse_bad += !(e <= 1e-3 + 1e-4 * std::fabs(rl[i]));
     }
     EXPECT_EQ(lse_bad, 0) << "LSE mismatches; max error " << lse_err << ", empty rows " << empty_rows;
-    std::printf("[ %-40s %s ] S=%lld err %.3g (plain %.3g, ratio %.2f) lse err %.2g, empty rows %lld, density %.3f\n",
-                c.name.c_str(), flash_kernel_name(kernel), static_cast<long long>(S), err, plain_err,
+    std::printf("[ %-40s %s ] S=%lld S_k=%lld err %.3g (plain %.3g, ratio %.2f) lse err %.2g, empty rows %lld, "
+                "density %.3f\n",
+                c.name.c_str(), flash_kernel_name(ran), static_cast<long long>(S), static_cast<long long>(S_k), err,
+                plain_err,
                 plain_err > 0 ? err / plain_err : 0.0, lse_err, static_cast<long long>(empty_rows),
                 masked ? mask.density() : 1.0);
   }
@@ -385,6 +424,56 @@ TEST(AttentionCudaApi, PublicEntryPoints) {
   EXPECT_THROW(attention(qd, kd, vd.to(Device::cpu()), options), Error);  // mixed devices
   const Tensor q32 = random_input({1, S, H, 32}, DType::bf16, 14, 1.0f).to(Device::cuda());
   EXPECT_THROW(attention(q32, q32, q32), Error);  // head dim 32
+}
+
+// Error text names both shapes; `call` must throw.
+void expect_error_naming(const std::function<void()>& call, const std::string& a, const std::string& b) {
+  try {
+    call();
+    ADD_FAILURE() << "expected an error naming " << a << " and " << b;
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(a), std::string::npos) << what;
+    EXPECT_NE(what.find(b), std::string::npos) << what;
+  }
+}
+
+// K/V of another length than Q: dense through the public entry point (on sm80 on any GPU); a
+// mask, K/V of another batch, head count or head dim, or V of another shape than K are refused.
+TEST(AttentionCudaApi, CrossAttentionShapes) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const VideoLayout layout = grid(3, 10, 10);
+  const int64_t S = layout.tokens(), S_k = 77, H = 2, D = 64;
+  const Tensor q = random_input({2, S, H, D}, DType::bf16, 21, 1.0f);
+  const Tensor k = random_input({2, S_k, H, D}, DType::bf16, 22, 1.0f);
+  const Tensor v = random_input({2, S_k, H, D}, DType::bf16, 23, 1.0f);
+  const Tensor cpu = attention(q, k, v);
+  const Tensor qd = q.to(Device::cuda()), kd = k.to(Device::cuda()), vd = v.to(Device::cuda());
+  Tensor lse;
+  const Tensor out = attention(qd, kd, vd, {}, &lse);
+  EXPECT_EQ(out.shape(), q.shape());
+  EXPECT_EQ(lse.shape(), Shape({2, H, S}));
+  const Tensor got = out.to(Device::cpu()).to(DType::f32);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_LT(max_abs_diff(got.data<float>(), cpu.data<float>(), got.numel()), 0.02);
+
+  const BlockMask mask = build_block_mask(layout, Pattern::tile(0), static_cast<int>(H));
+  AttentionOptions masked;
+  masked.mask = &mask;
+  const std::string q_shape = q.shape().to_string(), k_shape = k.shape().to_string();
+  expect_error_naming([&] { attention(qd, kd, vd, masked); }, q_shape, k_shape);
+  expect_error_naming([&] { attention(qd, kd, vd, upload_block_mask(mask)); }, q_shape, k_shape);
+  const Tensor k_heads = random_input({2, S_k, H + 1, D}, DType::bf16, 24, 1.0f).to(Device::cuda());
+  expect_error_naming([&] { attention(qd, k_heads, k_heads); }, q_shape, k_heads.shape().to_string());
+  const Tensor k_batch = random_input({1, S_k, H, D}, DType::bf16, 25, 1.0f).to(Device::cuda());
+  expect_error_naming([&] { attention(qd, k_batch, k_batch); }, q_shape, k_batch.shape().to_string());
+  const Tensor v_longer = random_input({2, S_k + 1, H, D}, DType::bf16, 26, 1.0f).to(Device::cuda());
+  expect_error_naming([&] { attention(qd, kd, v_longer); }, k_shape, v_longer.shape().to_string());
+  if (flash_kernel_available(FlashKernel::sm90, Device::cuda())) {
+    const Tensor o = Tensor::empty(q.shape(), DType::bf16, Device::cuda());
+    expect_error_naming([&] { attention_cuda(qd, kd, vd, nullptr, 0.0f, o, nullptr, nullptr, FlashKernel::sm90); },
+                        q_shape, k_shape);
+  }
 }
 
 }  // namespace

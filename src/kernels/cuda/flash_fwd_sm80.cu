@@ -2,7 +2,8 @@
 // block-sparse. One CTA of 4 warps owns a (batch, head, 128-query tile); each warp owns 32 query
 // rows (two m16 tiles), so every K/V fragment read from shared memory feeds two MMAs. K/V tiles
 // are double-buffered: the copy of tile j+1 is in flight while tile j is computed. A sparse CTA
-// walks the CSR key-block list of its mask row, so skipped tiles cost nothing.
+// walks the CSR key-block list of its mask row, so skipped tiles cost nothing. Dense calls may have
+// fewer or more keys than queries (seqlen_k, cross-attention); masks need as many as queries.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -194,20 +195,21 @@ __global__ void __launch_bounds__(T::kThreads, 2) flash_fwd_sm80_kernel(const Fl
   const int tid = threadIdx.x;
   const int warp = tid / 32;
   const int lane = tid % 32;
-  const int S = p.seqlen;
+  const int S = p.seqlen;                                 // queries
+  const int S_k = p.seqlen_k > 0 ? p.seqlen_k : p.seqlen;  // keys; == S when masked
   const int q0 = work.q_tile * kBlockQ;
 
   // Key tiles to visit: dense, all; sparse, each listed mask block split into kernel tiles, the
-  // ones past S dropped (only the last mask block can be ragged, and lists are sorted).
+  // ones past S_k dropped (only the last mask block can be ragged, and lists are sorted).
   const int sub_k = p.mask_block_k / kBlockK;
   int n_tiles;
   if (work.key_blocks == nullptr) {
-    n_tiles = ceil_div(S, kBlockK);
+    n_tiles = ceil_div(S_k, kBlockK);
   } else if (work.listed == 0) {
     n_tiles = 0;
   } else {
     const int last = work.key_blocks[work.listed - 1];
-    const int last_valid = min(sub_k, ceil_div(S - last * p.mask_block_k, kBlockK));
+    const int last_valid = min(sub_k, ceil_div(S_k - last * p.mask_block_k, kBlockK));
     n_tiles = (work.listed - 1) * sub_k + last_valid;
   }
   auto key_tile = [&](int j) {
@@ -226,8 +228,8 @@ __global__ void __launch_bounds__(T::kThreads, 2) flash_fwd_sm80_kernel(const Fl
   load_rows<T, kBlockQ>(s_q, q, p.q_row_stride, q0, S, tid);
   int next_tile = n_tiles > 0 ? key_tile(0) : 0;
   if (n_tiles > 0) {
-    load_rows<T, kBlockK>(s_k, k, p.k_row_stride, next_tile * kBlockK, S, tid);
-    load_rows<T, kBlockK>(s_v, v, p.v_row_stride, next_tile * kBlockK, S, tid);
+    load_rows<T, kBlockK>(s_k, k, p.k_row_stride, next_tile * kBlockK, S_k, tid);
+    load_rows<T, kBlockK>(s_v, v, p.v_row_stride, next_tile * kBlockK, S_k, tid);
   }
   cp_async_commit();
 
@@ -261,8 +263,8 @@ __global__ void __launch_bounds__(T::kThreads, 2) flash_fwd_sm80_kernel(const Fl
     if (j + 1 < n_tiles) {
       next_tile = key_tile(j + 1);
       const int nstage = (j + 1) % T::kStages;
-      load_rows<T, kBlockK>(s_k + nstage * T::kKVElems * 2, k, p.k_row_stride, next_tile * kBlockK, S, tid);
-      load_rows<T, kBlockK>(s_v + nstage * T::kKVElems * 2, v, p.v_row_stride, next_tile * kBlockK, S, tid);
+      load_rows<T, kBlockK>(s_k + nstage * T::kKVElems * 2, k, p.k_row_stride, next_tile * kBlockK, S_k, tid);
+      load_rows<T, kBlockK>(s_v + nstage * T::kKVElems * 2, v, p.v_row_stride, next_tile * kBlockK, S_k, tid);
     }
     cp_async_commit();
     if constexpr (T::kQInRegisters) {
@@ -308,15 +310,15 @@ __global__ void __launch_bounds__(T::kThreads, 2) flash_fwd_sm80_kernel(const Fl
       }
     }
 
-    // Keys past S in a ragged last tile score -inf.
+    // Keys past S_k in a ragged last tile score -inf.
     const int key0 = tile * kBlockK;
-    if (key0 + kBlockK > S) {
+    if (key0 + kBlockK > S_k) {
 #pragma unroll
       for (int nt = 0; nt < kNTiles; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int key = key0 + nt * 8 + (lane % 4) * 2 + e % 2;
-          if (key >= S)
+          if (key >= S_k)
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) s[mt][nt][e] = -INFINITY;
         }
@@ -500,7 +502,9 @@ bool flash_fwd_sm80_supports(const FlashParams& p) {
                          p.k_head_stride, p.v_batch_stride, p.v_row_stride, p.v_head_stride, p.o_batch_stride,
                          p.o_row_stride, p.o_head_stride})
     if (stride % 8 != 0) return false;
+  if (p.seqlen_k < 0) return false;
   if (p.row_offsets != nullptr) {
+    if (p.seqlen_k != 0 && p.seqlen_k != p.seqlen) return false;  // a mask covers S x S tokens
     if (p.mask_block_q <= 0 || p.mask_block_q % kSm80MaskBlockMultiple != 0) return false;
     if (p.mask_block_k <= 0 || p.mask_block_k % kSm80MaskBlockMultiple != 0) return false;
     if (p.mask_heads != p.heads && p.mask_heads != p.batch * p.heads) return false;

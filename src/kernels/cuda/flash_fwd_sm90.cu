@@ -670,6 +670,7 @@ bool flash_fwd_sm90_supports(const FlashParams& p) {
   if (major != 9 || minor != 0) return false;
   if (p.head_dim != 64 && p.head_dim != 96 && p.head_dim != 128) return false;
   if (p.batch < 1 || p.heads < 1 || p.seqlen < 1 || !(p.scale > 0.f)) return false;
+  if (p.seqlen_k != 0 && p.seqlen_k != p.seqlen) return false;  // keys == queries only (sm80 takes the rest)
   if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v) || reinterpret_cast<uintptr_t>(p.o) % 4 != 0)
     return false;
   if (!strides_ok(p.q_batch_stride, p.q_row_stride, p.q_head_stride, p.batch) ||

@@ -1,8 +1,9 @@
 // The one parameter struct of the flash-attention forward kernels (dense and block-sparse, sm_80
 // and sm_90a), passed by value. Plain C++: included by host code and by .cu files.
 //
-// Layout: Q, K, V, O are [B, S, H, D] with arbitrary batch/row/head strides (elements) and unit
-// stride along D; LSE (optional) is f32 [B, H, S], natural log of sum(exp(scale * q.k)).
+// Layout: Q and O are [B, S, H, D], K and V [B, S_k, H, D], with arbitrary batch/row/head strides
+// (elements) and unit stride along D; LSE (optional) is f32 [B, H, S], natural log of
+// sum(exp(scale * q.k)).
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,8 @@ struct FlashParams {
 
   int batch = 0;
   int heads = 0;
-  int seqlen = 0;     // S, queries and keys
+  int seqlen = 0;     // S, queries (and keys when seqlen_k is 0)
+  int seqlen_k = 0;   // keys/values; 0 means seqlen. Block-sparse masks need seqlen_k == seqlen
   int head_dim = 0;   // 64, 96 or 128
   bool bf16 = true;   // else fp16
   float scale = 0.f;  // softmax scale (usually 1/sqrt(D))
