@@ -240,6 +240,18 @@ __global__ void activation_kernel(const T* x, T* y, int64_t n, Activation act) {
   VDIT_GRID_STRIDE(i, n) y[i] = store<T>(activate(act, load(x[i])));
 }
 
+// 16-byte vectors of x and y (n a multiple of kVec<T>, both aligned).
+template <typename T>
+__global__ void activation_vec_kernel(const T* x, T* y, int64_t vectors, Activation act) {
+  VDIT_GRID_STRIDE(i, vectors) {
+    float v[kVec<T>];
+    load_vec(x + i * kVec<T>, v);
+#pragma unroll
+    for (int j = 0; j < kVec<T>; ++j) v[j] = activate(act, v[j]);
+    store_vec(y + i * kVec<T>, v);
+  }
+}
+
 template <typename From, typename To>
 __global__ void convert_kernel(const From* x, To* y, int64_t n) {
   VDIT_GRID_STRIDE(i, n) y[i] = store<To>(load(x[i]));
@@ -390,6 +402,11 @@ cudaError_t activation(Float type, const void* x, void* y, int64_t n, Activation
   if (n == 0) return cudaSuccess;
   dispatch(type, [&](auto zero) {
     using T = decltype(zero);
+    if (n % kVec<T> == 0 && aligned16(x) && aligned16(y)) {
+      activation_vec_kernel<T><<<grid_for(n / kVec<T>), kThreads, 0, stream>>>(static_cast<const T*>(x),
+                                                                                static_cast<T*>(y), n / kVec<T>, act);
+      return;
+    }
     activation_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(y), n, act);
   });
   return cudaGetLastError();

@@ -34,6 +34,7 @@ cudaError_t modulate(Float type, const void* x, void* y, const void* shift, cons
 // x += gate * y in place (gate null: 1).
 cudaError_t gated_add(Float type, void* x, const void* y, const void* gate, const TokenArgs& args, cudaStream_t stream);
 
+// y[i] = activation(x[i]); x == y works in place.
 cudaError_t activation(Float type, const void* x, void* y, int64_t n, Activation activation, cudaStream_t stream);
 // y[i] = x[i] converted from `from` to `to`.
 cudaError_t convert(Float from, Float to, const void* x, void* y, int64_t n, cudaStream_t stream);

@@ -113,6 +113,13 @@ Tensor activation(const ExecContext& ctx, const Tensor& x, Activation act) {
   return y;
 }
 
+void activation_in_place(const ExecContext& ctx, Tensor& x, Activation act) {
+  check_operand(x, x.dtype(), "activation", "x");
+  check_launch(kernels::activation(float_type(x.dtype(), "activation"), x.raw_data(), x.raw_data(), x.numel(), act,
+                                   stream_of(ctx)),
+               "activation");
+}
+
 Tensor cast(const ExecContext& ctx, const Tensor& x, DType dtype) {
   VDIT_CHECK(x.is_contiguous(), ErrorCode::invalid_argument, "cast on CUDA: x {} must be contiguous", x.describe());
   Tensor y = Tensor::empty(x.shape(), dtype, ctx.device);

@@ -20,6 +20,7 @@ Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, f
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale);
 void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate);
 Tensor activation(const ExecContext& ctx, const Tensor& x, Activation activation);
+void activation_in_place(const ExecContext& ctx, Tensor& x, Activation activation);
 Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b);
 Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b);
 // x (contiguous, any float dtype) converted to `dtype`.

@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -70,6 +71,27 @@ TEST_F(OpsCuda, Linear) {
   }
 }
 
+// VDIT_LINEAR_GELU=pass: the GELU as an in-place pass after a bias-only matmul, at a width whose
+// rows take 16-byte vectors (and one whose rows do not).
+TEST_F(OpsCuda, LinearWithGeluPass) {
+  ASSERT_EQ(setenv("VDIT_LINEAR_GELU", "pass", 1), 0);
+  for (DType dt : kDtypes) {
+    for (int64_t n : {64, 45}) {
+      const Tensor x = random_tensor({2, 37, 96}, dt, 24), w = random_tensor({n, 96}, dt, 25, -0.2f, 0.2f);
+      const Tensor b = random_tensor({n}, dt, 26);
+      EXPECT_LT(max_error(linear(kGpu, gpu(x), gpu(w), gpu(b), Activation::gelu_tanh),
+                          linear(kCpu, x, w, b, Activation::gelu_tanh)),
+                bound(dt))
+          << dtype_name(dt) << " N=" << n;
+      EXPECT_LT(max_error(linear(kGpu, gpu(x), gpu(w), {}, Activation::gelu_tanh),
+                          linear(kCpu, x, w, {}, Activation::gelu_tanh)),
+                bound(dt))
+          << dtype_name(dt) << " N=" << n << " without bias";
+    }
+  }
+  unsetenv("VDIT_LINEAR_GELU");
+}
+
 TEST_F(OpsCuda, NormsAndModulation) {
   for (DType dt : kDtypes) {
     const Tensor x = random_tensor({2, 19, 77}, dt, 4), w = random_tensor({77}, dt, 5), b = random_tensor({77}, dt, 6);
@@ -130,6 +152,10 @@ TEST_F(OpsCuda, ElementWise) {
     EXPECT_LT(max_error(add(kGpu, gpu(x), gpu(z)), add(kCpu, x, z)), bound(dt));
     const Tensor row = random_tensor({1031}, dt, 11);
     EXPECT_LT(max_error(add(kGpu, gpu(x), gpu(row)), add(kCpu, x, row)), bound(dt));
+    // Rows of whole 16-byte vectors: the vectorised pass.
+    const Tensor wide = random_tensor({3, 1536}, dt, 27, -6.0f, 6.0f);
+    EXPECT_LT(max_error(gelu_tanh(kGpu, gpu(wide)), gelu_tanh(kCpu, wide)), bound(dt));
+    EXPECT_LT(max_error(silu(kGpu, gpu(wide)), silu(kCpu, wide)), bound(dt));
     const Tensor a = random_tensor({3, 7, 33}, dt, 12), b = random_tensor({3, 11, 33}, dt, 13);
     EXPECT_EQ(max_error(concat_tokens(kGpu, gpu(a), gpu(b)), concat_tokens(kCpu, a, b)), 0.0);
   }
