@@ -222,12 +222,9 @@ void replay_wan(const ExecContext& ctx, const WanConfig& c, const WanReplayWeigh
     Tensor q = w.q(ctx, h), k = w.k(ctx, h);
     const Tensor v = heads(w.v(ctx, h));
     timeline.mark("linear: self QKV");
-    q = heads(rms_norm(ctx, q, w.norm_q, c.eps));
-    k = heads(rms_norm(ctx, k, w.norm_k, c.eps));
-    timeline.mark("RMSNorm Q/K");
-    apply_rope(ctx, q, rope);
-    apply_rope(ctx, k, rope);
-    timeline.mark("RoPE");
+    q = rms_norm_rope(ctx, q, w.norm_q, c.eps, c.heads, rope);
+    k = rms_norm_rope(ctx, k, w.norm_k, c.eps, c.heads, rope);
+    timeline.mark("RMSNorm + RoPE Q/K (self)");
     const Tensor o = policy.attend(ctx, q, k, v, site);
     timeline.mark("self-attention");
     const Tensor out = w.o(ctx, merge(o));

@@ -183,6 +183,8 @@ __global__ void norm_rows_kernel(const T* x, T* y, const T* weight, const T* bia
     const float inv = rsqrtf(group_sum(squares, group, partial) / static_cast<float>(a.dim) + a.eps);
     if (!valid) continue;
     const int64_t mod = row / a.rows_per_item * a.mod_stride;
+    const int64_t rope_token = a.rope_cos ? row % a.seq - a.rope_offset : -1;
+    const bool rotate = rope_token >= 0 && rope_token < a.rope_tokens;
 #pragma unroll
     for (int j = 0; j < VPT; ++j) {
       const int c = lane + j * group;
@@ -206,6 +208,16 @@ __global__ void norm_rows_kernel(const T* x, T* y, const T* weight, const T* bia
         load_vec(shift + mod + at, sh);
 #pragma unroll
         for (int i = 0; i < V; ++i) v[j][i] = v[j][i] * (1.0f + sc[i]) + sh[i];
+      }
+      if (rotate) {  // the vector lies within one head (head_dim % V == 0)
+        const int64_t pairs = a.head_dim / 2, first = rope_token * pairs + at % a.head_dim / 2;
+#pragma unroll
+        for (int i = 0; i < V / 2; ++i) {
+          const float c = a.rope_cos[first + i], s = a.rope_sin[first + i];
+          const float x0 = v[j][2 * i], x1 = v[j][2 * i + 1];
+          v[j][2 * i] = x0 * c - x1 * s;
+          v[j][2 * i + 1] = x0 * s + x1 * c;
+        }
       }
       store_vec(y + row * a.dim + at, v[j]);
     }
@@ -321,6 +333,7 @@ bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T*
                       const NormArgs& a, cudaStream_t stream) {
   constexpr int V = kVec<T>, kMaxVpt = 8;
   if (a.dim % V != 0 || a.dim / V > 1024 * kMaxVpt || a.mod_stride % V != 0) return false;
+  if (a.rope_cos && (a.head_dim % V != 0 || a.seq <= 0)) return false;
   for (const void* p : {static_cast<const void*>(x), static_cast<const void*>(y), static_cast<const void*>(weight),
                         static_cast<const void*>(bias), static_cast<const void*>(shift),
                         static_cast<const void*>(scale)})
@@ -361,6 +374,12 @@ cudaError_t norm(Float type, const void* x, void* y, const void* weight, const v
     norm_kernel<T><<<static_cast<unsigned>(args.rows), kThreads, 0, stream>>>(
         static_cast<const T*>(x), static_cast<T*>(y), static_cast<const T*>(weight), static_cast<const T*>(bias),
         static_cast<const T*>(shift), static_cast<const T*>(scale), args);
+    if (args.rope_cos && args.rope_tokens > 0) {  // a second pass where the fused kernel does not apply
+      const RopeArgs r{args.rows / args.seq, args.seq, args.dim / args.head_dim, args.head_dim / 2, args.rope_tokens,
+                       args.rope_offset};
+      rope_kernel<T><<<row_grid(r.batch * r.tokens), kThreads, 0, stream>>>(static_cast<T*>(y), args.rope_cos,
+                                                                            args.rope_sin, r);
+    }
   });
   return cudaGetLastError();
 }

@@ -124,6 +124,26 @@ Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, f
   return y;
 }
 
+Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, int64_t heads,
+                     const RopeTable& table, int64_t token_offset) {
+  check_tokens(ctx, x, "rms_norm_rope", "x");
+  check_affine(ctx, weight, x.size(-1), "rms_norm_rope", "weight");
+  ops::check_input(ctx, table.cos, "rms_norm_rope", "table.cos");
+  ops::check_input(ctx, table.sin, "rms_norm_rope", "table.sin");
+  ops::check_shape(table.sin, table.cos.shape(), "rms_norm_rope", "table.sin");
+  VDIT_CHECK(heads > 0 && x.size(2) == heads * 2 * table.pairs() && token_offset >= 0 &&
+                 token_offset + table.tokens() <= x.size(1),
+             ErrorCode::invalid_argument,
+             "rms_norm_rope: x {} ([B, N, heads * D]) does not hold {} heads of dim {} for {} tokens from token {}",
+             x.shape().to_string(), heads, 2 * table.pairs(), table.tokens(), token_offset);
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::rms_norm_rope(ctx, x, weight, eps, heads, table, token_offset);
+#endif
+  Tensor y = rms_norm(ctx, x, weight, eps).view({x.size(0), x.size(1), heads, x.size(2) / heads});
+  apply_rope(ctx, y, table, token_offset);
+  return y;
+}
+
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale) {
   check_tokens(ctx, x, "modulate", "x");
   check_modulation(ctx, x, shift, "modulate", "shift");

@@ -53,6 +53,12 @@ Tensor layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight,
 // RMSNorm over the last dimension: x / sqrt(mean(x^2) + eps) * weight (weight [D] optional).
 Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps);
 
+// rms_norm of x [B, N, heads * D] over its last dimension, viewed as [B, N, heads, D], then
+// apply_rope(table, token_offset): Wan's Q and K. One pass over x on CUDA. Returns [B, N, heads, D].
+struct RopeTable;
+Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, int64_t heads,
+                     const RopeTable& table, int64_t token_offset = 0);
+
 // adaLN modulation x * (1 + scale) + shift, per batch item: x [B, N, D], shift and scale [B, D].
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale);
 

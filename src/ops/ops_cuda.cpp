@@ -79,6 +79,23 @@ Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, f
   return run_norm(ctx, x, weight, {}, {}, {}, args, "rms_norm");
 }
 
+Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, int64_t heads,
+                     const RopeTable& table, int64_t token_offset) {
+  check_operand(table.cos, DType::f32, "rms_norm_rope", "table.cos");
+  check_operand(table.sin, DType::f32, "rms_norm_rope", "table.sin");
+  kernels::NormArgs args;
+  args.eps = eps;
+  args.center = false;
+  args.rope_cos = static_cast<const float*>(table.cos.raw_data());
+  args.rope_sin = static_cast<const float*>(table.sin.raw_data());
+  args.seq = x.size(1);
+  args.rope_offset = token_offset;
+  args.rope_tokens = table.tokens();
+  args.head_dim = x.size(2) / heads;
+  const Tensor y = run_norm(ctx, x, weight, {}, {}, {}, args, "rms_norm_rope");
+  return y.view({x.size(0), x.size(1), heads, args.head_dim});
+}
+
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale) {
   const DType dtype = x.dtype();
   check_operand(x, dtype, "modulate", "x");

@@ -17,6 +17,8 @@ Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, con
 Tensor layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
                   const Tensor& shift, const Tensor& scale);
 Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps);
+Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, int64_t heads,
+                     const RopeTable& table, int64_t token_offset);
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale);
 void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate);
 Tensor activation(const ExecContext& ctx, const Tensor& x, Activation activation);

@@ -6,10 +6,12 @@
 
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <vector>
 
 #include "ops/ops.h"
 #include "vdit/attention.h"
@@ -140,6 +142,32 @@ TEST_F(OpsCuda, NormsAtModelWidths) {
                           layer_norm_modulate(kCpu, x, {}, {}, 1e-6f, table.select(1, 3), table.select(1, 4))),
                 bound(dt))
           << dtype_name(dt) << " layer_norm_modulate D=" << d;
+    }
+  }
+}
+
+// Wan's Q/K: RMSNorm across 12 heads of 128 with RoPE in one pass; heads of 16 after 5 text tokens
+// (rows several to a warp); heads of 6 (vectors would straddle heads: the two-pass fallback).
+TEST_F(OpsCuda, RmsNormRope) {
+  auto positions = [](int n) {
+    std::vector<double> p(n);
+    for (int i = 0; i < n; ++i) p[i] = i;
+    return p;
+  };
+  struct Case {
+    std::array<int, 3> axes;
+    int64_t heads, offset, extra;
+  };
+  for (const Case& c : {Case{{44, 42, 42}, 12, 0, 0}, Case{{4, 6, 6}, 3, 5, 2}, Case{{2, 2, 2}, 5, 1, 0}}) {
+    const RopeTable table = rope_table_3d(c.axes, {positions(2), positions(3), positions(4)});
+    const RopeTable table_gpu = table.to(Device::cuda(0));
+    const int64_t head_dim = c.axes[0] + c.axes[1] + c.axes[2], tokens = c.offset + table.tokens() + c.extra;
+    for (DType dt : kDtypes) {
+      const Tensor x = random_tensor({2, tokens, c.heads * head_dim}, dt, 28), w = random_tensor({c.heads * head_dim}, dt, 29);
+      EXPECT_LT(max_error(rms_norm_rope(kGpu, gpu(x), gpu(w), 1e-6f, c.heads, table_gpu, c.offset),
+                          rms_norm_rope(kCpu, x, w, 1e-6f, c.heads, table, c.offset)),
+                bound(dt))
+          << dtype_name(dt) << " heads " << c.heads << " x " << head_dim;
     }
   }
 }

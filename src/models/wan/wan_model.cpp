@@ -151,11 +151,9 @@ void WanModel::block(const ExecContext& ctx, const Block& b, Tensor& x, const Te
   // Self-attention.
   const Tensor h = layer_norm_modulate(ctx, x, {}, {}, c.eps, chunk(0), chunk(1));
   const Attention& a1 = b.attn1;
-  Tensor q = split_heads(rms_norm(ctx, a1.to_q(ctx, h), a1.norm_q.weight, c.eps), c.heads);
-  Tensor k = split_heads(rms_norm(ctx, a1.to_k(ctx, h), a1.norm_k.weight, c.eps), c.heads);
+  const Tensor q = rms_norm_rope(ctx, a1.to_q(ctx, h), a1.norm_q.weight, c.eps, c.heads, rope);
+  const Tensor k = rms_norm_rope(ctx, a1.to_k(ctx, h), a1.norm_k.weight, c.eps, c.heads, rope);
   const Tensor v = split_heads(a1.to_v(ctx, h), c.heads);
-  apply_rope(ctx, q, rope);
-  apply_rope(ctx, k, rope);
   gated_residual_add(ctx, x, a1.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site))), chunk(2));
 
   // Cross-attention to the text.
