@@ -142,13 +142,18 @@ __device__ __forceinline__ float group_sum(float v, int group, float* partial) {
   return total;
 }
 
+// At most 512 threads a row: with 1024 the kernel's registers exceeded the multiprocessor's file
+// ("too many resources requested for launch" on H100); the launch bound keeps 512 always launchable.
+constexpr int kNormRowsMaxThreads = 512;
+
 // One group of threads per row, each thread holding up to VPT 16-byte vectors of the row in
 // registers between the reductions and the write: x is read once and y written once. Vector j of a
 // thread is vector lane + j * group of the row (coalesced). The row's vectors, the weight, bias,
 // shift and scale must be 16-byte aligned (checked by the launcher).
 template <typename T, int VPT>
-__global__ void norm_rows_kernel(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale,
-                                 NormArgs a, int group) {
+__global__ void __launch_bounds__(kNormRowsMaxThreads)
+    norm_rows_kernel(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale, NormArgs a,
+                     int group) {
   constexpr int V = kVec<T>;
   __shared__ float partial[32];
   const int lane = threadIdx.x % group, rows_per_block = blockDim.x / group;
@@ -324,7 +329,7 @@ __global__ void rope_kernel(T* x, const float* cos_table, const float* sin_table
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// The register-resident row kernel when the row fits (at most 8 vectors for each of 1024 threads) and
+// The register-resident row kernel when the row fits (at most 8 vectors for each of 512 threads) and
 // every operand is 16-byte aligned; false otherwise (the caller falls back to norm_kernel).
 // Threads per row: the smallest power of two giving each at most 8 vectors, and at least 32 (or the
 // row's vector count rounded up to a power of two, for short rows); 256-thread blocks hold several rows.
@@ -332,7 +337,7 @@ template <typename T>
 bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale,
                       const NormArgs& a, cudaStream_t stream) {
   constexpr int V = kVec<T>, kMaxVpt = 8;
-  if (a.dim % V != 0 || a.dim / V > 1024 * kMaxVpt || a.mod_stride % V != 0) return false;
+  if (a.dim % V != 0 || a.dim / V > kNormRowsMaxThreads * kMaxVpt || a.mod_stride % V != 0) return false;
   if (a.rope_cos && (a.head_dim % V != 0 || a.seq <= 0)) return false;
   for (const void* p : {static_cast<const void*>(x), static_cast<const void*>(y), static_cast<const void*>(weight),
                         static_cast<const void*>(bias), static_cast<const void*>(shift),
