@@ -229,11 +229,8 @@ void replay_wan(const ExecContext& ctx, const WanConfig& c, const WanReplayWeigh
     timeline.mark("self-attention");
     const Tensor out = w.o(ctx, merge(o));
     timeline.mark("linear: self out");
-    gated_residual_add(ctx, x, out, chunk(2));
-    timeline.mark("residual adds");
-
-    const Tensor n = layer_norm(ctx, x, w.norm2_weight, w.norm2_bias, c.eps);
-    timeline.mark("norms + adaLN");
+    const Tensor n = gated_residual_add_layer_norm(ctx, x, out, chunk(2), w.norm2_weight, w.norm2_bias, c.eps);
+    timeline.mark("residual add + norm");
     Tensor cq = w.cross_q(ctx, n), ck = w.cross_k(ctx, text);
     const Tensor cv = heads(w.cross_v(ctx, text));
     timeline.mark("linear: cross Q/K/V/out");
@@ -244,11 +241,8 @@ void replay_wan(const ExecContext& ctx, const WanConfig& c, const WanReplayWeigh
     timeline.mark("cross-attention");
     const Tensor cross_out = w.cross_o(ctx, merge(co));
     timeline.mark("linear: cross Q/K/V/out");
-    gated_residual_add(ctx, x, cross_out, {});
-    timeline.mark("residual adds");
-
-    const Tensor f = layer_norm_modulate(ctx, x, {}, {}, c.eps, chunk(3), chunk(4));
-    timeline.mark("norms + adaLN");
+    const Tensor f = gated_residual_add_layer_norm(ctx, x, cross_out, {}, {}, {}, c.eps, chunk(3), chunk(4));
+    timeline.mark("residual add + norm");
     const Tensor hidden = w.ffn_in(ctx, f, Activation::gelu_tanh);
     timeline.mark("linear: FFN in + GELU");
     const Tensor ffn = w.ffn_out(ctx, hidden);

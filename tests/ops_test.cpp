@@ -175,6 +175,31 @@ TEST(Ops, GatedResidualAdd) {
   EXPECT_LT(max_error(x, plain), 1e-2);  // y rounded to bf16
 }
 
+// Exactly the two separate ops on the CPU, plain and modulated, with the gate and y strided views.
+TEST(Ops, GatedResidualAddLayerNormIsTheTwoOps) {
+  Tensor table = random_tensor({2, 6, 9}, 25), x = random_tensor({2, 5, 9}, 26), joint = random_tensor({2, 7, 9}, 27);
+  Tensor w = random_tensor({9}, 28), b = random_tensor({9}, 29);
+  const Tensor y = joint.slice(1, 2, 7), gate = table.select(1, 2), shift = table.select(1, 3), scale = table.select(1, 4);
+
+  Tensor fused_x = x.clone(), split_x = x.clone();
+  const Tensor fused = gated_residual_add_layer_norm(kCpu, fused_x, y, gate, w, b, 1e-6f);
+  gated_residual_add(kCpu, split_x, y, gate);
+  const Tensor split = layer_norm(kCpu, split_x, w, b, 1e-6f);
+  EXPECT_EQ(values(fused_x), values(split_x));
+  EXPECT_EQ(values(fused), values(split));
+
+  Tensor fused_mod_x = x.clone(), split_mod_x = x.clone();
+  const Tensor fused_mod = gated_residual_add_layer_norm(kCpu, fused_mod_x, y, {}, {}, {}, 1e-6f, shift, scale);
+  gated_residual_add(kCpu, split_mod_x, y, {});
+  const Tensor split_mod = layer_norm_modulate(kCpu, split_mod_x, {}, {}, 1e-6f, shift, scale);
+  EXPECT_EQ(values(fused_mod_x), values(split_mod_x));
+  EXPECT_EQ(values(fused_mod), values(split_mod));
+
+  Tensor ragged = x.clone();
+  EXPECT_THROW(gated_residual_add_layer_norm(kCpu, ragged, y, gate, w, b, 1e-6f, shift, {}), Error);
+  EXPECT_THROW(gated_residual_add_layer_norm(kCpu, ragged, joint, gate, w, b, 1e-6f), Error);
+}
+
 TEST(Ops, ElementWise) {
   Tensor x = random_tensor({3, 4099}, 25, -6.0f, 6.0f), z = random_tensor({3, 4099}, 26);
   auto xv = values(x), zv = values(z);

@@ -142,6 +142,15 @@ __device__ __forceinline__ float group_sum(float v, int group, float* partial) {
   return total;
 }
 
+// The residual update of gated_add_norm: x += gate * y (gate null: 1) per token row; x null: none.
+template <typename T>
+struct Residual {
+  T* x = nullptr;
+  const T* y = nullptr;
+  const T* gate = nullptr;
+  int64_t tokens = 1, y_item = 0, y_token = 0, gate_stride = 0;
+};
+
 // At most 512 threads a row: with 1024 the kernel's registers exceeded the multiprocessor's file
 // ("too many resources requested for launch" on H100); the launch bound keeps 512 always launchable.
 constexpr int kNormRowsMaxThreads = 512;
@@ -153,7 +162,7 @@ constexpr int kNormRowsMaxThreads = 512;
 template <typename T, int VPT>
 __global__ void __launch_bounds__(kNormRowsMaxThreads)
     norm_rows_kernel(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale, NormArgs a,
-                     int group) {
+                     int group, Residual<T> r) {
   constexpr int V = kVec<T>;
   __shared__ float partial[32];
   const int lane = threadIdx.x % group, rows_per_block = blockDim.x / group;
@@ -163,11 +172,36 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
     const bool valid = row < a.rows;
     float v[VPT][V];
     float sum = 0.0f;
+    // With a residual update, the row's x, y and gate (x written back, rounded as gated_add_kernel rounds it).
+    T* rx = nullptr;
+    const T *ry = nullptr, *rg = nullptr;
+    if (r.x && valid) {
+      const int64_t item = row / r.tokens, token = row - item * r.tokens;
+      rx = r.x + row * a.dim;
+      ry = r.y + item * r.y_item + token * r.y_token;
+      rg = r.gate ? r.gate + item * r.gate_stride : nullptr;
+    }
 #pragma unroll
     for (int j = 0; j < VPT; ++j) {
       const int c = lane + j * group;
       if (valid && c < vectors) {
-        load_vec(x + row * a.dim + int64_t{c} * V, v[j]);
+        const int64_t at = int64_t{c} * V;
+        if (rx) {
+          float y_in[V], g[V];
+          load_vec(rx + at, v[j]);
+          load_vec(ry + at, y_in);
+          if (rg) {
+            load_vec(rg + at, g);
+          } else {
+#pragma unroll
+            for (int i = 0; i < V; ++i) g[i] = 1.0f;
+          }
+#pragma unroll
+          for (int i = 0; i < V; ++i) v[j][i] = load(store<T>(v[j][i] + g[i] * y_in[i]));
+          store_vec(rx + at, v[j]);
+        } else {
+          load_vec(x + row * a.dim + at, v[j]);
+        }
 #pragma unroll
         for (int i = 0; i < V; ++i) sum += v[j][i];
       }
@@ -333,15 +367,19 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 // every operand is 16-byte aligned; false otherwise (the caller falls back to norm_kernel).
 // Threads per row: the smallest power of two giving each at most 8 vectors, and at least 32 (or the
 // row's vector count rounded up to a power of two, for short rows); 256-thread blocks hold several rows.
+// With r.x set, x is null and each row is first updated through r (whose strides must also be whole
+// vectors).
 template <typename T>
 bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale,
-                      const NormArgs& a, cudaStream_t stream) {
+                      const NormArgs& a, cudaStream_t stream, const Residual<T>& r = {}) {
   constexpr int V = kVec<T>, kMaxVpt = 8;
   if (a.dim % V != 0 || a.dim / V > kNormRowsMaxThreads * kMaxVpt || a.mod_stride % V != 0) return false;
   if (a.rope_cos && (a.head_dim % V != 0 || a.seq <= 0)) return false;
+  if (r.x && (r.tokens <= 0 || r.y_item % V != 0 || r.y_token % V != 0 || r.gate_stride % V != 0)) return false;
   for (const void* p : {static_cast<const void*>(x), static_cast<const void*>(y), static_cast<const void*>(weight),
                         static_cast<const void*>(bias), static_cast<const void*>(shift),
-                        static_cast<const void*>(scale)})
+                        static_cast<const void*>(scale), static_cast<const void*>(r.x),
+                        static_cast<const void*>(r.y), static_cast<const void*>(r.gate)})
     if (!aligned16(p)) return false;
   const int vectors = static_cast<int>(a.dim / V);
   int group = 1;
@@ -351,7 +389,7 @@ bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T*
   const int threads = group > 256 ? group : 256, rows_per_block = threads / group;
   const int64_t blocks = (a.rows + rows_per_block - 1) / rows_per_block;
   const unsigned grid = static_cast<unsigned>(blocks < (int64_t{1} << 30) ? blocks : (int64_t{1} << 30));
-  auto launch = [&](auto kernel) { kernel<<<grid, threads, 0, stream>>>(x, y, weight, bias, shift, scale, a, group); };
+  auto launch = [&](auto kernel) { kernel<<<grid, threads, 0, stream>>>(x, y, weight, bias, shift, scale, a, group, r); };
   switch (vpt) {
     case 1: launch(norm_rows_kernel<T, 1>); break;
     case 2: launch(norm_rows_kernel<T, 2>); break;
@@ -387,6 +425,25 @@ cudaError_t norm(Float type, const void* x, void* y, const void* weight, const v
     }
   });
   return cudaGetLastError();
+}
+
+cudaError_t gated_add_norm(Float type, void* x, const void* residual, const void* gate, const TokenArgs& add, void* y,
+                           const void* weight, const void* bias, const void* shift, const void* scale,
+                           const NormArgs& args, cudaStream_t stream) {
+  if (args.rows == 0) return cudaSuccess;
+  bool fused = false;
+  dispatch(type, [&](auto zero) {
+    using T = decltype(zero);
+    const Residual<T> r{static_cast<T*>(x), static_cast<const T*>(residual), static_cast<const T*>(gate), add.tokens,
+                        add.y_item, add.y_token, add.row_stride};
+    fused = launch_norm_rows<T>(nullptr, static_cast<T*>(y), static_cast<const T*>(weight),
+                                static_cast<const T*>(bias), static_cast<const T*>(shift),
+                                static_cast<const T*>(scale), args, stream, r);
+  });
+  if (fused) return cudaGetLastError();
+  const cudaError_t err = gated_add(type, x, residual, gate, add, stream);
+  if (err != cudaSuccess) return err;
+  return norm(type, x, y, weight, bias, shift, scale, args, stream);
 }
 
 cudaError_t softmax_rows(Float type, const float* scores, void* probs, int64_t rows, int64_t cols, cudaStream_t stream) {

@@ -36,6 +36,12 @@ cudaError_t norm(Float type, const void* x, void* y, const void* weight, const v
 struct TokenArgs {
   int64_t batch = 0, tokens = 0, dim = 0, row_stride = 0, y_item = 0, y_token = 0;
 };
+// gated_add(x, residual, gate, add) then norm(x, y, ...) with `args` as norm() takes them (x [add.batch *
+// add.tokens, add.dim]), in one pass over x where the register-resident row kernel applies: each row of x
+// is updated and stored as gated_add() stores it, and that stored value is normalised.
+cudaError_t gated_add_norm(Float type, void* x, const void* residual, const void* gate, const TokenArgs& add, void* y,
+                           const void* weight, const void* bias, const void* shift, const void* scale,
+                           const NormArgs& args, cudaStream_t stream);
 cudaError_t modulate(Float type, const void* x, void* y, const void* shift, const void* scale, const TokenArgs& args,
                      cudaStream_t stream);
 // x += gate * y in place (gate null: 1).

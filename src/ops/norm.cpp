@@ -197,4 +197,29 @@ void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, cons
   });
 }
 
+Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,
+                                     const Tensor& weight, const Tensor& bias, float eps, const Tensor& shift,
+                                     const Tensor& scale) {
+  const char* op = "gated_residual_add_layer_norm";
+  check_tokens(ctx, x, op, "x");
+  ops::check_input(ctx, y, op, "y");
+  ops::check_shape(y, x.shape(), op, "y");
+  if (gate.defined()) check_modulation(ctx, x, gate, op, "gate");
+  check_affine(ctx, weight, x.size(-1), op, "weight");
+  check_affine(ctx, bias, x.size(-1), op, "bias");
+  VDIT_CHECK(shift.defined() == scale.defined(), ErrorCode::invalid_argument,
+             "{}: shift and scale must both be given or both be undefined", op);
+  if (scale.defined()) {
+    check_modulation(ctx, x, shift, op, "shift");
+    check_modulation(ctx, x, scale, op, "scale");
+  }
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda())
+    return ops::cuda::gated_residual_add_layer_norm(ctx, x, y, gate, weight, bias, eps, shift, scale);
+#endif
+  gated_residual_add(ctx, x, y, gate);
+  return scale.defined() ? layer_norm_modulate(ctx, x, weight, bias, eps, shift, scale)
+                         : layer_norm(ctx, x, weight, bias, eps);
+}
+
 }  // namespace vdit

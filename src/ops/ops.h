@@ -70,6 +70,13 @@ Tensor layer_norm_modulate(const ExecContext& ctx, const Tensor& x, const Tensor
 // means 1 (a plain residual add).
 void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate);
 
+// gated_residual_add(x, y, gate), then layer_norm of the updated x, modulated when shift and scale are
+// given (layer_norm_modulate) and plain when both are undefined. Returns the norm's output; x is
+// updated in place. On CUDA one pass over x where the row fits the register-resident norm kernel.
+Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,
+                                     const Tensor& weight, const Tensor& bias, float eps, const Tensor& shift = {},
+                                     const Tensor& scale = {});
+
 // ---- Element-wise -----------------------------------------------------------------------------
 
 Tensor gelu_tanh(const ExecContext& ctx, const Tensor& x);  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))

@@ -44,8 +44,9 @@ void check_launch(cudaError_t err, const char* op) {
 
 const void* ptr(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
 
-Tensor run_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& shift,
-                const Tensor& scale, kernels::NormArgs args, const char* op) {
+// Checks a norm's operands and fills the shape part of `args`.
+void prepare_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& shift, const Tensor& scale,
+                  kernels::NormArgs& args, const char* op) {
   const DType dtype = x.dtype();
   check_operand(x, dtype, op, "x");
   check_operand(weight, dtype, op, "weight");
@@ -56,6 +57,12 @@ Tensor run_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, c
   args.dim = x.size(-1);
   args.rows = args.dim ? x.numel() / args.dim : 0;
   args.rows_per_item = scale.defined() ? x.size(1) : 1;
+}
+
+Tensor run_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& shift,
+                const Tensor& scale, kernels::NormArgs args, const char* op) {
+  const DType dtype = x.dtype();
+  prepare_norm(x, weight, bias, shift, scale, args, op);
   Tensor y = Tensor::empty(x.shape(), dtype, ctx.device);
   check_launch(kernels::norm(float_type(dtype, op), x.raw_data(), y.raw_data(), ptr(weight), ptr(bias), ptr(shift),
                              ptr(scale), args, stream_of(ctx)),
@@ -119,6 +126,26 @@ void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, cons
   check_launch(kernels::gated_add(float_type(dtype, "gated_residual_add"), x.raw_data(), y.raw_data(), ptr(gate), args,
                                   stream_of(ctx)),
                "gated_residual_add");
+}
+
+Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,
+                                     const Tensor& weight, const Tensor& bias, float eps, const Tensor& shift,
+                                     const Tensor& scale) {
+  const char* op = "gated_residual_add_layer_norm";
+  const DType dtype = x.dtype();
+  kernels::NormArgs args;
+  args.eps = eps;
+  prepare_norm(x, weight, bias, shift, scale, args, op);
+  VDIT_CHECK(y.dtype() == dtype && y.stride(2) == 1, ErrorCode::invalid_argument,
+             "{} on CUDA: y is {}, expected {} with unit stride along D", op, y.describe(), dtype_name(dtype));
+  const kernels::TokenArgs add{x.size(0), x.size(1), x.size(2), check_rows(gate, dtype, op, "gate"), y.stride(0),
+                               y.stride(1)};
+  Tensor out = Tensor::empty(x.shape(), dtype, ctx.device);
+  check_launch(kernels::gated_add_norm(float_type(dtype, op), x.raw_data(), y.raw_data(), ptr(gate), add,
+                                       out.raw_data(), ptr(weight), ptr(bias), ptr(shift), ptr(scale), args,
+                                       stream_of(ctx)),
+               op);
+  return out;
 }
 
 Tensor activation(const ExecContext& ctx, const Tensor& x, Activation act) {

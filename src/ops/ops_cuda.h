@@ -21,6 +21,9 @@ Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weig
                      const RopeTable& table, int64_t token_offset);
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale);
 void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate);
+Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,
+                                     const Tensor& weight, const Tensor& bias, float eps, const Tensor& shift,
+                                     const Tensor& scale);
 Tensor activation(const ExecContext& ctx, const Tensor& x, Activation activation);
 void activation_in_place(const ExecContext& ctx, Tensor& x, Activation activation);
 Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b);

@@ -126,6 +126,45 @@ TEST_F(OpsCuda, NormsAtModelWidths) {
   }
 }
 
+// The residual add fused into the norm after it, at model widths (1536, 3072), a ragged width that
+// takes 16-byte vectors (1000), one that does not (1001) and one too long for the row kernel (40000):
+// the last two take the two-kernel fallback. y is a token slice of a longer joint sequence; gate,
+// shift and scale are strided rows of a [B, 6, D] table; the variants are Wan's two uses and
+// CogVideoX's. The updated x against gated_residual_add on the CPU; the norm output against the CPU
+// norm of the x the GPU stored (the GPU normalises x as stored, rounded to bf16 in bf16, as its
+// separate ops do; the CPU keeps x in f32).
+TEST_F(OpsCuda, GatedResidualAddLayerNorm) {
+  struct Variant {
+    bool gate, affine, modulate;
+    const char* name;
+  };
+  auto row = [](const Tensor& t, int i) { return t.select(1, i); };
+  auto given = [](bool on, const Tensor& t) { return on ? t : Tensor(); };
+  for (DType dt : kDtypes) {
+    for (int64_t d : {1536, 3072, 1000, 1001, 40000}) {
+      const int64_t tokens = d > 8192 ? 2 : 9;
+      const Tensor x = random_tensor({2, tokens, d}, dt, 30), joint = random_tensor({2, tokens + 3, d}, dt, 31);
+      const Tensor w = random_tensor({d}, dt, 32), b = random_tensor({d}, dt, 33), table = random_tensor({2, 6, d}, dt, 34);
+      const Tensor table_gpu = gpu(table), y = joint.slice(1, 3, tokens + 3), y_gpu = gpu(joint).slice(1, 3, tokens + 3);
+      for (const Variant& v : {Variant{true, true, false, "gate + affine"}, Variant{false, false, true, "modulate"},
+                               Variant{true, true, true, "gate + affine + modulate"}}) {
+        Tensor x_gpu = gpu(x), x_cpu = x.to(DType::f32).clone();
+        const Tensor out = gated_residual_add_layer_norm(
+            kGpu, x_gpu, y_gpu, given(v.gate, row(table_gpu, 2)), given(v.affine, gpu(w)), given(v.affine, gpu(b)),
+            1e-6f, given(v.modulate, row(table_gpu, 0)), given(v.modulate, row(table_gpu, 1)));
+        gated_residual_add(kCpu, x_cpu, y, given(v.gate, row(table, 2)));
+        EXPECT_LT(max_error(x_gpu, x_cpu), bound(dt)) << dtype_name(dt) << " " << v.name << " x, D=" << d;
+        const Tensor stored = x_gpu.to(Device::cpu());
+        const Tensor expected =
+            v.modulate ? layer_norm_modulate(kCpu, stored, given(v.affine, w), given(v.affine, b), 1e-6f, row(table, 0),
+                                             row(table, 1))
+                       : layer_norm(kCpu, stored, given(v.affine, w), given(v.affine, b), 1e-6f);
+        EXPECT_LT(max_error(out, expected), bound(dt)) << dtype_name(dt) << " " << v.name << " norm, D=" << d;
+      }
+    }
+  }
+}
+
 // Wan's Q/K: RMSNorm across 12 heads of 128 with RoPE in one pass; heads of 16 after 5 text tokens
 // (rows several to a warp); heads of 6 (vectors would straddle heads: the two-pass fallback).
 TEST_F(OpsCuda, RmsNormRope) {

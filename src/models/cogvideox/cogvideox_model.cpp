@@ -196,10 +196,16 @@ void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text,
   const Tensor v = split_heads(b.to_v(ctx, x), c.heads);
   apply_rope(ctx, q, rope, l);
   apply_rope(ctx, k, rope, l);
-  residual(b.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site))), mod1);
+  const Tensor out = b.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site)));
 
+  // The attention's gated residual add and the feed-forward's norm in one pass per stream.
   const Tensor mod2 = b.norm2.linear(ctx, time).view({batch, 6, dim});
-  residual(b.ff_out(ctx, b.ff_in(ctx, joint_input(b.norm2, mod2), Activation::gelu_tanh)), mod2);
+  const NormLayer& n2 = b.norm2.norm;
+  const Tensor video_in = gated_residual_add_layer_norm(ctx, video, out.slice(1, l, s), mod1.select(1, 2), n2.weight,
+                                                        n2.bias, c.norm_eps, mod2.select(1, 0), mod2.select(1, 1));
+  const Tensor text_in = gated_residual_add_layer_norm(ctx, text, out.slice(1, 0, l), mod1.select(1, 5), n2.weight,
+                                                       n2.bias, c.norm_eps, mod2.select(1, 3), mod2.select(1, 4));
+  residual(b.ff_out(ctx, b.ff_in(ctx, concat_tokens(ctx, text_in, video_in), Activation::gelu_tanh)), mod2);
 }
 
 }  // namespace vdit
