@@ -9,8 +9,11 @@
 // (median of 3 replays). WanTransformer3DModel only; the replay mirrors WanModel::forward and block.
 //
 // Policies: dense; mix[:D] (layer 0 dense as a profiled policy's warm-up layer, then spatial:D and
-// temporal:D on alternate layers; D 0.25 by default); plan:FILE (a layer plan); or any pattern
-// string (spatial:0.25, temporal:0.25, tile:2), used by every layer.
+// temporal:D on alternate layers; D 0.25 by default); profiled[:D] (the profiled policy: each
+// (batch item, head) of every layer after the first picks spatial:D or temporal:D online, on the GPU;
+// layer 0 runs dense as its warm-up layer; warm-up steps do not apply to a single forward, so none
+// run dense; D 0.25 by default); plan:FILE (a layer plan); or any pattern string (spatial:0.25,
+// temporal:0.25, tile:2), used by every layer.
 //
 // Usage: bench_model_forward --model DIR --inputs FILE [--policies dense,mix] [--runs 5] [--warmup 2]
 //                            [--breakdown] [--label NAME] [--json FILE]
@@ -74,6 +77,16 @@ AttentionPolicy make_policy(const std::string& name, int layers) {
     for (int layer = 1; layer < layers; ++layer)
       plan.layers[layer] = layer % 2 ? Pattern::spatial(density) : Pattern::temporal(density);
     return AttentionPolicy::plan(std::move(plan));
+  }
+  if (name == "profiled" || name.rfind("profiled:", 0) == 0) {
+    const double density = name == "profiled" ? 0.25 : std::atof(name.c_str() + 9);
+    VDIT_CHECK(density > 0.0 && density <= 1.0, ErrorCode::invalid_argument, "policy {}: density must be in (0, 1]",
+               name);
+    ProfiledOptions options;
+    options.candidates = {Pattern::spatial(density), Pattern::temporal(density)};
+    options.warmup_fraction = 0.0;  // one forward: no warm-up steps
+    options.warmup_layers = 1;      // layer 0 dense
+    return AttentionPolicy::profiled(std::move(options));
   }
   return AttentionPolicy::fixed(parse_pattern(name));
 }

@@ -210,10 +210,58 @@ Tensor AttentionPolicy::attend_uniform(const ExecContext& ctx, const Tensor& q, 
   return o;
 }
 
+const std::vector<AttentionRecord>& AttentionPolicy::records() const {
+  resolve_pending();
+  return records_;
+}
+
+void AttentionPolicy::clear_records() {
+  records_.clear();
+  pending_.clear();
+}
+
+void AttentionPolicy::resolve_pending() const {
+  if (pending_.empty()) return;
+#ifdef VDIT_HAVE_CUDA
+  policy_cuda::synchronize();
+#endif
+  const int count = static_cast<int>(profiled_.candidates.size());
+  for (const PendingRecord& p : pending_) {
+    const Tensor codes = p.choice.to(Device::cpu());
+    const int32_t* c = codes.data<int32_t>();
+    AttentionRecord& record = records_.at(p.index);
+    record.heads.clear();
+    double sum = 0.0;
+    for (int64_t slot = 0; slot < codes.numel(); ++slot) {
+      VDIT_CHECK(c[slot] >= -1 && c[slot] < count, ErrorCode::internal,
+                 "profiled policy (step {}, layer {}): GPU slot code {} outside [-1, {})", record.step,
+                 record.layer, c[slot], count);
+      record.heads.push_back(c[slot] < 0 ? Pattern::dense() : profiled_.candidates[c[slot]]);
+      sum += p.code_density.at(c[slot] + 1);
+    }
+    record.density = codes.numel() > 0 ? sum / static_cast<double>(codes.numel()) : 1.0;
+  }
+  pending_.clear();
+}
+
 // Each batch item profiles and decides for itself (e.g. the two halves of classifier-free guidance).
-// The profiler runs on the CPU; for GPU tensors Q, K and V are copied to the host for it.
+// On a GPU the profiler, mask builder and permutation run there (policy_cuda::ProfiledGpu) when they
+// take the call; the record's patterns and density are filled in from the GPU's slot codes when the
+// records are read (resolve_pending), so the per-layer path neither copies Q, K, V nor waits. Otherwise
+// the profiler runs on the CPU, on host copies of GPU tensors.
 Tensor AttentionPolicy::attend_profiled(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                                         const AttentionSite& site) {
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda() && policy_cuda::ProfiledGpu::supports(q, profiled_.candidates)) {
+    if (!gpu_profiled_) gpu_profiled_ = std::make_shared<policy_cuda::ProfiledGpu>();
+    PendingRecord pending;
+    pending.index = records_.size();
+    Tensor o = gpu_profiled_->attend(ctx, q, k, v, site.layout, profiled_, &pending.choice, &pending.code_density);
+    records_.push_back(AttentionRecord{site.step, site.layer, {}, 1.0});
+    pending_.push_back(std::move(pending));
+    return o;
+  }
+#endif
   auto host = [](const Tensor& t) { return t.device().is_cpu() ? t : t.contiguous().to(Device::cpu()); };
   const ProfileResult result =
       profile_heads(host(q), host(k), host(v), site.layout, profiled_.candidates, profiled_.profile);

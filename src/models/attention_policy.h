@@ -14,6 +14,10 @@
 
 namespace vdit {
 
+namespace policy_cuda {
+class ProfiledGpu;  // attention_policy_cuda.h (CUDA builds)
+}
+
 // Where one self-attention call sits in a run.
 struct AttentionSite {
   int step = 0, steps = 1;    // denoising step and the run's step count
@@ -91,12 +95,18 @@ class AttentionPolicy {
   // Self-attention O = softmax(Q K^T / sqrt(D)) V of q, k, v [B, S, H, D] (S = site.layout.tokens())
   // under the policy's patterns at `site`; O is [B, S, H, D]. Appends a record. On the CPU it runs
   // the reference attention; on a GPU the flash kernels, with masks uploaded and temporal heads
-  // permuted on the GPU (the profiler itself runs on host copies of Q, K, V for now). Masks come
-  // from the policy's MaskCache: a pattern seen before is neither rebuilt nor uploaded again.
+  // permuted on the GPU. Masks of fixed patterns come from the policy's MaskCache: a pattern seen
+  // before is neither rebuilt nor uploaded again. The profiled policy on a GPU (bf16/f16 Q, K, V,
+  // head dim 64, 96 or 128, 1 to 3 non-tile candidates) profiles, builds its mask and permutes on the
+  // GPU with no host copy and no wait (policy_cuda::ProfiledGpu); otherwise it profiles on host
+  // copies of Q, K, V. Policies copied from one another share that GPU state: run them on one stream.
   Tensor attend(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionSite& site);
 
-  const std::vector<AttentionRecord>& records() const { return records_; }
-  void clear_records() { records_.clear(); }
+  // The records of the calls so far. GPU-profiled calls leave their chosen codes on the GPU; the
+  // first records() after such calls waits for the GPU (cudaDeviceSynchronize) and copies the codes
+  // back to fill in their patterns and densities. Not to be called while another thread uses the policy.
+  const std::vector<AttentionRecord>& records() const;
+  void clear_records();
 
  private:
   Tensor attend_uniform(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -109,8 +119,17 @@ class AttentionPolicy {
   LayerPlan plan_;
   ProfiledOptions profiled_;
   int block_q_ = 128, block_k_ = 128;
-  std::vector<AttentionRecord> records_;
+  // A GPU-profiled record whose patterns and density wait for its slot codes (i32 [B*H] on the GPU).
+  struct PendingRecord {
+    size_t index = 0;                  // into records_
+    Tensor choice;                     // slot codes, -1 dense, else a candidate index
+    std::vector<double> code_density;  // one slot's density by code + 1
+  };
+  void resolve_pending() const;
+  mutable std::vector<AttentionRecord> records_;
+  mutable std::vector<PendingRecord> pending_;
   MaskCache masks_;
+  std::shared_ptr<policy_cuda::ProfiledGpu> gpu_profiled_;  // created by the first GPU-profiled call
 };
 
 }  // namespace vdit
