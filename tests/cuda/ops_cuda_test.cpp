@@ -159,7 +159,10 @@ TEST_F(OpsCuda, GatedResidualAddLayerNorm) {
             v.modulate ? layer_norm_modulate(kCpu, stored, given(v.affine, w), given(v.affine, b), 1e-6f, row(table, 0),
                                              row(table, 1))
                        : layer_norm(kCpu, stored, given(v.affine, w), given(v.affine, b), 1e-6f);
-        EXPECT_LT(max_error(out, expected), bound(dt)) << dtype_name(dt) << " " << v.name << " norm, D=" << d;
+        // f32: the GPU and CPU sum a row's D terms in different orders, which differ by about
+        // sqrt(D) ulp (seen on H100: 1.3e-5 at D = 40000 with modulation), so the bound grows with it.
+        const double norm_bound = bound(dt) * std::max(1.0, std::sqrt(static_cast<double>(d) / 4096.0));
+        EXPECT_LT(max_error(out, expected), norm_bound) << dtype_name(dt) << " " << v.name << " norm, D=" << d;
       }
     }
   }
