@@ -189,23 +189,29 @@ void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text,
     gated_residual_add(ctx, text, out.slice(1, 0, l), mod.select(1, 5));
   };
 
+  // Attention in its own scope, so that its activations are freed before the feed-forward (whose
+  // hidden layer is the forward's peak). Its gated residual add runs fused with the feed-forward's
+  // norm, one pass per stream.
   const Tensor mod1 = b.norm1.linear(ctx, time).view({batch, 6, dim});
-  const Tensor x = joint_input(b.norm1, mod1);
-  Tensor q = layer_norm(ctx, split_heads(b.to_q(ctx, x), c.heads), b.norm_q.weight, b.norm_q.bias, kQkNormEps);
-  Tensor k = layer_norm(ctx, split_heads(b.to_k(ctx, x), c.heads), b.norm_k.weight, b.norm_k.bias, kQkNormEps);
-  const Tensor v = split_heads(b.to_v(ctx, x), c.heads);
-  apply_rope(ctx, q, rope, l);
-  apply_rope(ctx, k, rope, l);
-  const Tensor out = b.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site)));
-
-  // The attention's gated residual add and the feed-forward's norm in one pass per stream.
   const Tensor mod2 = b.norm2.linear(ctx, time).view({batch, 6, dim});
-  const NormLayer& n2 = b.norm2.norm;
-  const Tensor video_in = gated_residual_add_layer_norm(ctx, video, out.slice(1, l, s), mod1.select(1, 2), n2.weight,
-                                                        n2.bias, c.norm_eps, mod2.select(1, 0), mod2.select(1, 1));
-  const Tensor text_in = gated_residual_add_layer_norm(ctx, text, out.slice(1, 0, l), mod1.select(1, 5), n2.weight,
-                                                       n2.bias, c.norm_eps, mod2.select(1, 3), mod2.select(1, 4));
-  residual(b.ff_out(ctx, b.ff_in(ctx, concat_tokens(ctx, text_in, video_in), Activation::gelu_tanh)), mod2);
+  Tensor ff_input;
+  {
+    const Tensor x = joint_input(b.norm1, mod1);
+    Tensor q = layer_norm(ctx, split_heads(b.to_q(ctx, x), c.heads), b.norm_q.weight, b.norm_q.bias, kQkNormEps);
+    Tensor k = layer_norm(ctx, split_heads(b.to_k(ctx, x), c.heads), b.norm_k.weight, b.norm_k.bias, kQkNormEps);
+    const Tensor v = split_heads(b.to_v(ctx, x), c.heads);
+    apply_rope(ctx, q, rope, l);
+    apply_rope(ctx, k, rope, l);
+    const Tensor out = b.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site)));
+    const NormLayer& n2 = b.norm2.norm;
+    const Tensor video_in = gated_residual_add_layer_norm(ctx, video, out.slice(1, l, s), mod1.select(1, 2),
+                                                          n2.weight, n2.bias, c.norm_eps, mod2.select(1, 0),
+                                                          mod2.select(1, 1));
+    const Tensor text_in = gated_residual_add_layer_norm(ctx, text, out.slice(1, 0, l), mod1.select(1, 5), n2.weight,
+                                                         n2.bias, c.norm_eps, mod2.select(1, 3), mod2.select(1, 4));
+    ff_input = concat_tokens(ctx, text_in, video_in);
+  }
+  residual(b.ff_out(ctx, b.ff_in(ctx, ff_input, Activation::gelu_tanh)), mod2);
 }
 
 }  // namespace vdit

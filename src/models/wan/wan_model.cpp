@@ -148,29 +148,38 @@ void WanModel::block(const ExecContext& ctx, const Block& b, Tensor& x, const Te
   const Tensor mod = add(ctx, modulation, b.scale_shift_table);  // [B, 6, dim]
   auto chunk = [&](int i) { return mod.select(1, i); };            // shift, scale, gate; then for the FFN
 
-  // Self-attention.
-  const Tensor h = layer_norm_modulate(ctx, x, {}, {}, c.eps, chunk(0), chunk(1));
-  const Attention& a1 = b.attn1;
-  const Tensor q = rms_norm_rope(ctx, a1.to_q(ctx, h), a1.norm_q.weight, c.eps, c.heads, rope);
-  const Tensor k = rms_norm_rope(ctx, a1.to_k(ctx, h), a1.norm_k.weight, c.eps, c.heads, rope);
-  const Tensor v = split_heads(a1.to_v(ctx, h), c.heads);
-  const Tensor attn_out = a1.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site)));
-
-  // Cross-attention to the text; its norm in one pass with the self-attention's residual add.
+  // Each stage in its own scope, so that its activations are freed before the next one (the
+  // feed-forward's hidden layer is the forward's peak).
+  // Self-attention; its gated residual add runs fused with the cross-attention's norm.
   Tensor n = x;
-  if (c.cross_attn_norm) {
-    n = gated_residual_add_layer_norm(ctx, x, attn_out, chunk(2), b.norm2.weight, b.norm2.bias, c.eps);
-  } else {
-    gated_residual_add(ctx, x, attn_out, chunk(2));
+  {
+    const Tensor h = layer_norm_modulate(ctx, x, {}, {}, c.eps, chunk(0), chunk(1));
+    const Attention& a1 = b.attn1;
+    const Tensor q = rms_norm_rope(ctx, a1.to_q(ctx, h), a1.norm_q.weight, c.eps, c.heads, rope);
+    const Tensor k = rms_norm_rope(ctx, a1.to_k(ctx, h), a1.norm_k.weight, c.eps, c.heads, rope);
+    const Tensor v = split_heads(a1.to_v(ctx, h), c.heads);
+    const Tensor attn_out = a1.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site)));
+    if (c.cross_attn_norm) {
+      n = gated_residual_add_layer_norm(ctx, x, attn_out, chunk(2), b.norm2.weight, b.norm2.bias, c.eps);
+    } else {
+      gated_residual_add(ctx, x, attn_out, chunk(2));
+    }
   }
-  const Attention& a2 = b.attn2;
-  const Tensor cq = split_heads(rms_norm(ctx, a2.to_q(ctx, n), a2.norm_q.weight, c.eps), c.heads);
-  const Tensor ck = split_heads(rms_norm(ctx, a2.to_k(ctx, text), a2.norm_k.weight, c.eps), c.heads);
-  const Tensor cv = split_heads(a2.to_v(ctx, text), c.heads);
-  const Tensor cross_out = a2.to_out(ctx, merge_heads(cross_attention(ctx, cq, ck, cv)));
 
-  // Feed-forward; its norm in one pass with the cross-attention's residual add.
+  // Cross-attention to the text; its residual add runs fused with the feed-forward's norm.
+  Tensor cross_out;
+  {
+    const Attention& a2 = b.attn2;
+    const Tensor cq = split_heads(rms_norm(ctx, a2.to_q(ctx, n), a2.norm_q.weight, c.eps), c.heads);
+    n = Tensor();
+    const Tensor ck = split_heads(rms_norm(ctx, a2.to_k(ctx, text), a2.norm_k.weight, c.eps), c.heads);
+    const Tensor cv = split_heads(a2.to_v(ctx, text), c.heads);
+    cross_out = a2.to_out(ctx, merge_heads(cross_attention(ctx, cq, ck, cv)));
+  }
+
+  // Feed-forward.
   const Tensor f = gated_residual_add_layer_norm(ctx, x, cross_out, {}, {}, {}, c.eps, chunk(3), chunk(4));
+  cross_out = Tensor();
   gated_residual_add(ctx, x, b.ffn_out(ctx, b.ffn_in(ctx, f, Activation::gelu_tanh)), chunk(5));
 }
 
