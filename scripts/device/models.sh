@@ -24,10 +24,8 @@ policies="${POLICIES:-dense,mix}"
 work=/tmp/vdit_models
 bin=build-device
 summary=()
-root="$PWD/.deps/root"
-lib="$root/usr/lib/x86_64-linux-gnu"
-export LD_LIBRARY_PATH="$lib:$lib/openblas-pthread:${LD_LIBRARY_PATH:-}"
-export PATH="$PATH:/usr/local/cuda/bin"
+# shellcheck source=scripts/device/lib.sh
+source scripts/device/lib.sh  # the .deps environment and configure_build_device (into build-device/)
 export PYTHONUNBUFFERED=1
 # Seconds a step may take: `want`, or what is left before the deadline (at least 10).
 limit() { local left=$((deadline - SECONDS)); ((left < 10)) && left=10; echo $(($1 < left ? $1 : left)); }
@@ -50,13 +48,8 @@ fi
 
 if has build; then
   start=$SECONDS
-  generator=()
-  command -v ninja >/dev/null && generator=(-G Ninja)
   # The configuration of scripts/device/build.sh, building only this script's targets.
-  cmake -S . -B "$bin" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DVDIT_CUDA=ON \
-    -DCMAKE_PREFIX_PATH="$root/usr" -DCMAKE_INCLUDE_PATH="$root/usr/include" \
-    -DCMAKE_LIBRARY_PATH="$lib;$lib/openblas-pthread" \
-    >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
+  configure_build_device >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
   timeout "$(limit 300)" cmake --build "$bin" -j "$(nproc)" --target ops_cuda_test allocator_cuda_test \
     models_cuda_test bench_model_forward >>"$out/build.log" 2>&1 ||
     { grep -B2 -A12 -m5 "error" "$out/build.log"; tail -20 "$out/build.log"; exit 1; }
