@@ -36,12 +36,12 @@ test="$build/flash_sm90_test"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
 
 status=0
-timeout 150 "$test" --gtest_filter='FlashSm90.Dense:FlashSm90.Sparse' 2>&1 | tee "$out/test.log" | grep -v "^\[ *RUN\|^\[ *OK" || status=1
+timeout 150 "$test" --gtest_filter='FlashSm90.Dense:FlashSm90.CrossAttention:FlashSm90.Sparse' 2>&1 | tee "$out/test.log" | grep -v "^\[ *RUN\|^\[ *OK" || status=1
 grep -q "FAILED\|PASSED" "$out/test.log" || { echo "test did not finish (hang?)"; exit 1; }
 grep -q "FAILED" "$out/test.log" && status=1
 if command -v compute-sanitizer >/dev/null; then
   for tool in ${SANITIZERS-memcheck racecheck}; do
-    timeout 120 compute-sanitizer --tool "$tool" "$test" --gtest_filter='FlashSm90.Dense' >"$out/$tool.log" 2>&1
+    timeout 120 compute-sanitizer --tool "$tool" "$test" --gtest_filter='FlashSm90.Dense:FlashSm90.CrossAttention' >"$out/$tool.log" 2>&1
     echo "compute-sanitizer $tool: exit $?; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/$tool.log" | tail -1)"
   done
 fi

@@ -112,15 +112,15 @@ BlockMask random_mask(int64_t tokens, int slots, int block, double density, uint
 // The plain same-precision implementation, O as f32 (already rounded to the element type).
 Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask* mask, float scale,
                        bool bf16) {
-  const int64_t batch = q.size(0), seqlen = q.size(1), heads = q.size(2), dim = q.size(3);
+  const int64_t batch = q.size(0), seqlen = q.size(1), heads = q.size(2), dim = q.size(3), keys = k.size(1);
   Tensor out = Tensor::empty(q.shape(), DType::f32);
   const float* qp = q.data<float>();
   const float* kp = k.data<float>();
   const float* vp = v.data<float>();
   float* op = out.data<float>();
   parallel_for(batch * heads * seqlen, [&](int64_t begin, int64_t end) {
-    std::vector<float> s(seqlen), p(seqlen), acc(dim);
-    std::vector<char> keep(seqlen);
+    std::vector<float> s(keys), p(keys), acc(dim);
+    std::vector<char> keep(keys);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / (heads * seqlen), h = item / seqlen % heads, i = item % seqlen;
       if (mask) {
@@ -134,9 +134,9 @@ Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
       }
       const float* qi = qp + ((b * seqlen + i) * heads + h) * dim;
       float mx = -INFINITY;
-      for (int64_t j = 0; j < seqlen; ++j) {
+      for (int64_t j = 0; j < keys; ++j) {
         if (!keep[j]) continue;
-        const float* kj = kp + ((b * seqlen + j) * heads + h) * dim;
+        const float* kj = kp + ((b * keys + j) * heads + h) * dim;
         float dot = 0.f;
         for (int64_t d = 0; d < dim; ++d) dot += qi[d] * kj[d];
         s[j] = dot * scale;
@@ -144,12 +144,12 @@ Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
       }
       float sum = 0.f;
       std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t j = 0; j < seqlen; ++j) {
+      for (int64_t j = 0; j < keys; ++j) {
         if (!keep[j]) continue;
         float e = std::exp(s[j] - mx);
         sum += e;
         float pr = round_to(e, bf16);
-        const float* vj = vp + ((b * seqlen + j) * heads + h) * dim;
+        const float* vj = vp + ((b * keys + j) * heads + h) * dim;
         for (int64_t d = 0; d < dim; ++d) acc[d] += pr * vj[d];
       }
       float* oi = op + ((b * seqlen + i) * heads + h) * dim;
@@ -171,6 +171,7 @@ struct Case {
   int block = 128;       // mask == random: mask block
   double density = 0.3;  // mask == random
   bool per_batch = false;
+  int keys = 0;  // S_k of a dense cross-attention; 0: S
 };
 
 // Flash parameters for contiguous [B, S, H, D] device tensors.
@@ -181,13 +182,15 @@ cuda::FlashParams make_params(const Case& c, const void* q, const void* k, const
   p.v = v;
   p.o = o;
   p.lse = lse;
-  const int64_t row = int64_t{c.heads} * c.dim, batch = row * c.seqlen;
-  p.q_batch_stride = p.k_batch_stride = p.v_batch_stride = p.o_batch_stride = batch;
+  const int64_t row = int64_t{c.heads} * c.dim, batch = row * c.seqlen, kv_batch = row * (c.keys ? c.keys : c.seqlen);
+  p.q_batch_stride = p.o_batch_stride = batch;
+  p.k_batch_stride = p.v_batch_stride = kv_batch;
   p.q_row_stride = p.k_row_stride = p.v_row_stride = p.o_row_stride = row;
   p.q_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = c.dim;
   p.batch = c.batch;
   p.heads = c.heads;
   p.seqlen = c.seqlen;
+  p.seqlen_k = c.keys;
   p.head_dim = c.dim;
   p.bf16 = c.bf16;
   p.scale = 1.0f / std::sqrt(static_cast<float>(c.dim));
@@ -223,14 +226,16 @@ struct DeviceMask {
 void run_case(const Case& c) {
   SCOPED_TRACE(c.name);
   const int64_t n = int64_t{c.batch} * c.seqlen * c.heads * c.dim;
+  const int keys = c.keys ? c.keys : c.seqlen;
+  const int64_t n_kv = int64_t{c.batch} * keys * c.heads * c.dim;
   Input q = random_input(c.batch, c.seqlen, c.heads, c.dim, c.bf16, 2.0f, 1);
-  Input k = random_input(c.batch, c.seqlen, c.heads, c.dim, c.bf16, 2.0f, 2);
-  Input v = random_input(c.batch, c.seqlen, c.heads, c.dim, c.bf16, 1.0f, 3);
+  Input k = random_input(c.batch, keys, c.heads, c.dim, c.bf16, 2.0f, 2);
+  Input v = random_input(c.batch, keys, c.heads, c.dim, c.bf16, 1.0f, 3);
 
-  DeviceBuffer dq(n * 2), dk(n * 2), dv(n * 2), dout(n * 2), dlse(int64_t{c.batch} * c.heads * c.seqlen * 4);
+  DeviceBuffer dq(n * 2), dk(n_kv * 2), dv(n_kv * 2), dout(n * 2), dlse(int64_t{c.batch} * c.heads * c.seqlen * 4);
   CUDA_OK(cudaMemcpy(dq.data, q.bits.data(), n * 2, cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemcpy(dk.data, k.bits.data(), n * 2, cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemcpy(dv.data, v.bits.data(), n * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dk.data, k.bits.data(), n_kv * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dv.data, v.bits.data(), n_kv * 2, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemset(dout.data, 0xff, n * 2));  // NaN in bf16 and fp16
   CUDA_OK(cudaMemset(dlse.data, 0xff, int64_t{c.batch} * c.heads * c.seqlen * 4));
 
@@ -310,6 +315,20 @@ TEST(FlashSm90, Dense) {
   for (const Case& c : cases) run_case(c);
 }
 
+// Dense cross-attention: more or fewer keys than queries, ragged key tails.
+TEST(FlashSm90, CrossAttention) {
+  if (!have_sm90()) GTEST_SKIP() << "no sm_90 GPU";
+  Case text512{"cross bf16 d128 S1000 S_k 512", 2, 3, 1000, 128, true, MaskKind::dense};
+  text512.keys = 512;
+  Case text226{"cross fp16 d64 S4133 S_k 226", 1, 4, 4133, 64, false, MaskKind::dense};
+  text226.keys = 226;
+  Case short_keys{"cross bf16 d96 S300 S_k 77", 2, 2, 300, 96, true, MaskKind::dense};
+  short_keys.keys = 77;
+  Case more_keys{"cross bf16 d64 S200 S_k 1500", 1, 2, 200, 64, true, MaskKind::dense};
+  more_keys.keys = 1500;
+  for (const Case& c : {text512, text226, short_keys, more_keys}) run_case(c);
+}
+
 TEST(FlashSm90, Sparse) {
   if (!have_sm90()) GTEST_SKIP() << "no sm_90 GPU";
   Case spatial{"spatial:0.3+sink bf16 d64 S4133", 1, 2, 4133, 64, true, MaskKind::pattern, "spatial:0.3+sink",
@@ -347,8 +366,9 @@ TEST(FlashSm90, Timing) {
       {"Wan 1.3B", {21, 30, 52, 0, TextPosition::none}, 12, 128},
       {"CogVideoX 5B", {13, 30, 45, 0, TextPosition::none}, 48, 64},
   };
-  const char* patterns[] = {"dense", "spatial:0.25", "spatial:0.15", "spatial:0.10", "temporal:0.10", "tile:1",
-                            "tile:2", "random:0.10"};
+  // "cross:N": dense cross-attention to the first N keys (a text of N tokens).
+  const char* patterns[] = {"dense",  "spatial:0.25", "spatial:0.15", "spatial:0.10", "temporal:0.10",
+                            "tile:1", "tile:2",       "random:0.10",  "cross:512"};
   std::string table = "| shape | S | H | D | mask | density | ms | TFLOP/s dense-eq | effective TFLOP/s |\n"
                       "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
   for (const Shape& s : shapes) {
@@ -370,7 +390,10 @@ TEST(FlashSm90, Timing) {
       BlockMask mask;
       std::unique_ptr<DeviceMask> device_mask;
       double density = 1.0;
-      if (std::string(pattern) != "dense") {
+      const bool cross = std::string(pattern).rfind("cross:", 0) == 0;
+      if (cross) {
+        p.seqlen_k = std::stoi(std::string(pattern).substr(6));
+      } else if (std::string(pattern) != "dense") {
         mask = std::string(pattern) == "random:0.10" ? random_mask(seqlen, s.heads, 128, 0.10, 9)
                                                      : build_block_mask(s.layout, parse_pattern(pattern), s.heads);
         density = mask.density();
@@ -399,7 +422,7 @@ TEST(FlashSm90, Timing) {
       }
       CUDA_OK(cudaGetLastError());
       const float ms = median(times);
-      const double flops = 4.0 * seqlen * double(seqlen) * s.dim * s.heads;
+      const double flops = 4.0 * seqlen * double(cross ? p.seqlen_k : seqlen) * s.dim * s.heads;
       char line[256];
       std::snprintf(line, sizeof line, "| %s | %d | %d | %d | %s | %.3f | %.3f | %.0f | %.0f |\n", s.name, seqlen,
                     s.heads, s.dim, pattern, density, ms, flops / ms / 1e9, flops * density / ms / 1e9);

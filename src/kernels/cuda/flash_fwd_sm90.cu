@@ -10,8 +10,11 @@
 //   together, and the softmax of tile j runs while the P V GEMM does (intra-warpgroup overlap);
 //   setmaxnreg moves registers to the consumers. (FA3's inter-warpgroup pingpong measured slower
 //   here: 588 vs 651 TFLOP/s dense at d = 128.)
-// - Ragged tails: TMA fills out-of-bounds rows with zeros; keys >= S are masked to -inf; rows
-//   >= S are not stored. Rows with no kept block get O = 0 and LSE = -inf.
+// - Ragged tails: TMA fills out-of-bounds rows with zeros; keys >= S_k are masked to -inf; rows
+//   >= S are not stored. Rows with no kept block get O = 0 and LSE = -inf. Dense attention may
+//   have any number of keys (cross-attention); block-sparse masks need S_k = S.
+// - Epilogue: O goes through shared memory (the item's last K/V stage) and a TMA store. The
+//   producer hands each item's tile count to the consumers in shared memory.
 // - d = 96 runs on the d = 128 kernel: the tensor maps' head dim is 96, so TMA zero-fills columns
 //   96..127 and the extra columns of O are never stored.
 //
@@ -75,7 +78,7 @@ struct Sm90Traits {
   static constexpr int kKOffset = kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
   // mbarriers: q_full, q_empty, then k_full, v_full, kv_empty for each stage; then the work slot
-  // and one word per consumer thread (see order_after).
+  // (ItemSlot) and one word per consumer thread (see order_after).
   static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
   static constexpr int kBarCount = 2 + 3 * kStages;
   static constexpr int kSlotOffset = kBarOffset + 8 * kBarCount;
@@ -91,6 +94,7 @@ struct Sm90Work {
   int* counter;         // next work-item index, zeroed before the launch
   const int* order;     // work items longest first, or null for the natural order (dense)
   int total;            // batch * heads * q_tiles
+  int keys;             // S_k: S, or the keys of a dense cross-attention
   int q_tiles;
   int k_tiles;
   int mask_q_blocks;
@@ -123,6 +127,14 @@ __device__ inline TileList tile_list(const FlashParams& p, const Sm90Work& w, in
 
 struct WorkItem {
   int b, h, t;
+};
+
+// What the producer tells the consumers about the item whose Q it loads (in shared memory, read
+// after q_full), so that they need no global-memory lookups of their own between items.
+struct ItemSlot {
+  int item;        // -1: no more work
+  int tiles;       // key tiles to visit
+  int last_valid;  // keys of the last tile below S
 };
 
 __device__ inline WorkItem decode_item(int item, int heads, int q_tiles) {
@@ -168,6 +180,18 @@ __device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap* map
       " [%0], [%1, {%3, %4, %5, %6}], [%2];" ::"r"(dst),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
       : "memory");
+}
+
+__device__ __forceinline__ void tma_store_4d(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2, int c3) {
+  asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+               : "memory");
+}
+
+// Barrier over `threads` threads of the CTA (ids above 0; __syncthreads is 0).
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
@@ -317,7 +341,7 @@ __device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const fl
 
 template <class Tr>
 __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensorMap* tm_q, const CUtensorMap* tm_k,
-                         const CUtensorMap* tm_v, uint32_t smem, volatile int* work_slot) {
+                         const CUtensorMap* tm_v, uint32_t smem, volatile ItemSlot* slot) {
   const uint32_t q_full = smem + Tr::kBarOffset, q_empty = q_full + 8;
   const uint32_t k_full = q_full + 16, v_full = k_full + 8 * Tr::kStages, kv_empty = v_full + 8 * Tr::kStages;
   int stage = 0;
@@ -353,11 +377,14 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
     }
     mbar_wait(q_empty, q_phase ^ 1);
     q_phase ^= 1;
-    *work_slot = item;
+    slot->item = item;
     if (item < 0) {
       mbar_arrive(q_full);
       return;
     }
+    slot->tiles = tiles.count;
+    // Only the last tile of a row can hold keys >= S (key blocks are sorted).
+    slot->last_valid = tiles.count > 0 ? min(Tr::kBlockN, w.keys - tiles.tile(tiles.count - 1) * Tr::kBlockN) : 0;
     mbar_expect_tx(q_full, Tr::kQBytes);
 #pragma unroll
     for (int c = 0; c < Tr::kChunks; ++c)
@@ -367,8 +394,42 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
   }
 }
 
+// O / l of this warpgroup's 64 rows to global memory: written as 16-bit values into the K/V stage
+// that the item's last tile used (its V has been consumed by both warpgroups; 128-byte swizzled
+// like a TMA load), then stored by TMA, which clips rows >= S and columns >= D. The stage is
+// released only once TMA has read it.
 template <class Tr>
-__device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem, volatile int* work_slot) {
+__device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], const float (&inv)[2], uint32_t buffer,
+                                       const CUtensorMap* tm_o, const WorkItem& wi, int group, uint32_t kv_empty) {
+  const int thread = threadIdx.x % 128, lane = thread % 32;
+  named_barrier(1, 256);  // the other warpgroup's last P V has read this V too
+  const uint32_t base = buffer + group * 64 * 128;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = (thread / 32) * 16 + lane / 4 + 8 * r;
+#pragma unroll
+    for (int j = 0; j < Tr::kHeadDim / 8; ++j) {
+      const uint32_t address = base + (j / 8) * Tr::kKVChunkBytes + row * 128 + (((j % 8) ^ (row % 8)) * 16) +
+                               4 * (lane % 4);
+      const uint32_t value = pack2<Tr::kBf16>(o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
+      asm volatile("st.shared.b32 [%0], %1;" ::"r"(address), "r"(value) : "memory");
+    }
+  }
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to TMA
+  named_barrier(2 + group, 128);
+  if (thread == 0) {
+#pragma unroll
+    for (int c = 0; c < Tr::kChunks; ++c)
+      tma_store_4d(tm_o, base + c * Tr::kKVChunkBytes, c * kChunk, wi.h, wi.t * Tr::kBlockM + group * 64, wi.b);
+    asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+  }
+  mbar_arrive(kv_empty);
+}
+
+template <class Tr>
+__device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensorMap* tm_o, uint32_t smem,
+                         volatile ItemSlot* slot) {
   const uint32_t q_full = smem + Tr::kBarOffset, q_empty = q_full + 8;
   const uint32_t k_full = q_full + 16, v_full = k_full + 8 * Tr::kStages, kv_empty = v_full + 8 * Tr::kStages;
   const int group = threadIdx.x / 128 - 1;  // consumer warpgroup: query rows 64*group ..
@@ -378,46 +439,47 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem,
   const float scale_log2 = p.scale * 1.4426950408889634f;
   const uint32_t sink = smem + Tr::kSinkOffset + 4 * (threadIdx.x - 128);
 
-
   int stage = 0;
   uint32_t phase = 0, q_phase = 0;
   for (;;) {
     mbar_wait(q_full, q_phase);
     q_phase ^= 1;
-    const int item = *work_slot;
-    if (item < 0) return;
+    const int item = slot->item;
+    if (item < 0) {
+      if (thread == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // the last O stores done
+      return;
+    }
+    const int count = slot->tiles, last_valid = slot->last_valid;
     const WorkItem wi = decode_item(item, p.heads, w.q_tiles);
-    const TileList tiles = tile_list(p, w, wi.b, wi.h, wi.t, Tr::kBlockM, Tr::kBlockN);
 
     float o[Tr::kHeadDim / 2];
 #pragma unroll
     for (int i = 0; i < Tr::kHeadDim / 2; ++i) o[i] = 0.f;
     Softmax<Tr> softmax;
     softmax.reset();
+    int prev_stage = stage;
 
-    if (tiles.count == 0) {
+    if (count == 0) {
       mbar_arrive(q_empty);
     } else {
       float s[Tr::kBlockN / 2];
       uint32_t pf[Tr::kBlockN / 16][4];
       float correction[2];
-      // Only the last tile of a row can hold keys >= S (key blocks are sorted).
-      const int last_valid = min(Tr::kBlockN, p.seqlen - tiles.tile(tiles.count - 1) * Tr::kBlockN);
 
       mbar_wait(k_full + 8 * stage, phase);
       issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
       wgmma_wait<0>();
       fence_registers(s);
-      if (tiles.count == 1) mbar_arrive(q_empty);
-      softmax.step(s, tiles.count == 1 ? last_valid : Tr::kBlockN, scale_log2, correction);
+      if (count == 1) mbar_arrive(q_empty);
+      softmax.step(s, count == 1 ? last_valid : Tr::kBlockN, scale_log2, correction);
       convert_p<Tr>(s, pf);
-      int prev_stage = stage;
+      prev_stage = stage;
       uint32_t prev_phase = phase;
       if (++stage == Tr::kStages) {
         stage = 0;
         phase ^= 1;
       }
-      for (int i = 1; i < tiles.count; ++i) {
+      for (int i = 1; i < count; ++i) {
         mbar_wait(k_full + 8 * stage, phase);
         mbar_wait(v_full + 8 * prev_stage, prev_phase);
         issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
@@ -425,8 +487,8 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem,
         issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
         wgmma_wait<1>();
         fence_registers(s);
-        if (i == tiles.count - 1) mbar_arrive(q_empty);
-        softmax.step(s, i == tiles.count - 1 ? last_valid : Tr::kBlockN, scale_log2, correction);
+        if (i == count - 1) mbar_arrive(q_empty);
+        softmax.step(s, i == count - 1 ? last_valid : Tr::kBlockN, scale_log2, correction);
         // The softmax must happen while P V runs: keep ptxas from hoisting the wait above it.
         order_after(sink, softmax.l[0] + softmax.l[1]);
         wgmma_wait<0>();
@@ -445,32 +507,40 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem,
       issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
       wgmma_wait<0>();
       fence_registers(o);
-      mbar_arrive(kv_empty + 8 * prev_stage);
     }
 
-    // Epilogue: O / l to global memory, LSE.
-    using Element = std::conditional_t<Tr::kBf16, __nv_bfloat16, __half>;
+    // Epilogue: O / l (through the last tile's stage, by TMA; rows with no kept tile store zeros
+    // directly), LSE.
     const int row_in_tile = group * 64 + (thread / 32) * 16 + lane / 4;
+    float inv[2], l[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      float l = softmax.l[r];
-      l += __shfl_xor_sync(0xffffffffu, l, 1);
-      l += __shfl_xor_sync(0xffffffffu, l, 2);
-      const float inv = l > 0.f ? 1.f / l : 0.f;
-      const int row = wi.t * Tr::kBlockM + row_in_tile + 8 * r;
-      if (row < p.seqlen) {
+      l[r] = softmax.l[r];
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+      inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
+    }
+    if (count > 0) {
+      store_o<Tr>(o, inv, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes, tm_o, wi, group,
+                  kv_empty + 8 * prev_stage);
+    } else {
+      using Element = std::conditional_t<Tr::kBf16, __nv_bfloat16, __half>;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int row = wi.t * Tr::kBlockM + row_in_tile + 8 * r;
+        if (row >= p.seqlen) continue;
         Element* out = static_cast<Element*>(p.o) + wi.b * p.o_batch_stride + row * p.o_row_stride +
                        wi.h * p.o_head_stride;
+        for (int col = 2 * (lane % 4); col < p.head_dim; col += 8) *reinterpret_cast<uint32_t*>(out + col) = 0u;
+      }
+    }
+    if (p.lse && lane % 4 == 0) {
 #pragma unroll
-        for (int j = 0; j < Tr::kHeadDim / 8; ++j) {
-          const int col = 8 * j + 2 * (lane % 4);
-          if (Tr::kHeadDim == p.head_dim || col < p.head_dim)
-            *reinterpret_cast<uint32_t*>(out + col) =
-                pack2<Tr::kBf16>(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);
-        }
-        if (p.lse && lane % 4 == 0)
+      for (int r = 0; r < 2; ++r) {
+        const int row = wi.t * Tr::kBlockM + row_in_tile + 8 * r;
+        if (row < p.seqlen)
           p.lse[(static_cast<int64_t>(wi.b) * p.heads + wi.h) * p.seqlen + row] =
-              l > 0.f ? (softmax.m[r] + log2f(l)) * 0.6931471805599453f : -INFINITY;
+              l[r] > 0.f ? (softmax.m[r] + log2f(l[r])) * 0.6931471805599453f : -INFINITY;
       }
     }
   }
@@ -478,11 +548,11 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, uint32_t smem,
 
 template <class Tr>
 __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUtensorMap* tm_q,
-                            const CUtensorMap* tm_k, const CUtensorMap* tm_v) {
+                            const CUtensorMap* tm_k, const CUtensorMap* tm_v, const CUtensorMap* tm_o) {
   extern __shared__ uint8_t smem_raw[];
   const uint32_t raw = smem_address(smem_raw);
   const uint32_t smem = (raw + 1023) & ~1023u;
-  volatile int* work_slot = reinterpret_cast<volatile int*>(smem_raw + (smem - raw) + Tr::kSlotOffset);
+  volatile ItemSlot* slot = reinterpret_cast<volatile ItemSlot*>(smem_raw + (smem - raw) + Tr::kSlotOffset);
 
   if (threadIdx.x == 0) {
     const uint32_t bars = smem + Tr::kBarOffset;
@@ -499,10 +569,10 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
 
   if (threadIdx.x < 128) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-    if (threadIdx.x == 0) producer<Tr>(p, w, tm_q, tm_k, tm_v, smem, work_slot);
+    if (threadIdx.x == 0) producer<Tr>(p, w, tm_q, tm_k, tm_v, smem, slot);
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
-    consumer<Tr>(p, w, smem, work_slot);
+    consumer<Tr>(p, w, tm_o, smem, slot);
   }
 }
 
@@ -512,24 +582,27 @@ template <int kHeadDim, bool kBf16>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_sm90_kernel(const __grid_constant__ FlashParams p, const __grid_constant__ Sm90Work w,
                           const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
-                          const __grid_constant__ CUtensorMap tm_v) {
+                          const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ CUtensorMap tm_o) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  kernel_body<Sm90Traits<kHeadDim, kBf16>>(p, w, &tm_q, &tm_k, &tm_v);
+  kernel_body<Sm90Traits<kHeadDim, kBf16>>(p, w, &tm_q, &tm_k, &tm_v, &tm_o);
 #endif
 }
 
 // Work items in order of decreasing CSR row length, in kOrderBuckets buckets of equal width, and
 // in their natural (batch, head, tile) order within a bucket, so that concurrent CTAs mostly read
-// the K/V of one head (L2 reuse). A stable counting sort in one CTA: each thread owns a contiguous
-// run of items. Also zeroes the work counter. work[0] = counter, work[1..total] = order.
-constexpr int kOrderThreads = 256;
-constexpr int kOrderBuckets = 32;
+// the K/V of one head (L2 reuse). A stable counting sort in one CTA: first the bucket sizes, then
+// chunks of 1024 items in item order, each item placed at its bucket's next free position plus its
+// rank among the chunk's earlier items of that bucket (ranks by warp match, offsets by a scan over
+// the warps). Also zeroes the work counter. work[0] = counter, work[1..total] = order.
+constexpr int kOrderThreads = 1024;
+constexpr int kOrderBuckets = 32;  // = warps of the CTA = lanes of a warp (the scans below)
 
 __global__ void __launch_bounds__(kOrderThreads)
     flash_sm90_order_kernel(const __grid_constant__ FlashParams p, const __grid_constant__ Sm90Work w, int* work) {
-  __shared__ int counts[kOrderBuckets * kOrderThreads];  // [bucket][thread]
-  __shared__ int partial[kOrderThreads];
-  const int tid = threadIdx.x;
+  __shared__ int next[kOrderBuckets];                 // next free position of each bucket
+  __shared__ int offset[kOrderBuckets][kOrderBuckets];  // [bucket][warp] within the current chunk
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const unsigned lanes_below = (1u << lane) - 1;
   auto bucket_of = [&](int item) {
     const int t = item % w.q_tiles, bh = item / w.q_tiles;
     const int b = bh / p.heads, h = bh % p.heads;
@@ -538,32 +611,49 @@ __global__ void __launch_bounds__(kOrderThreads)
     const int length = p.row_offsets[row + 1] - p.row_offsets[row];
     return kOrderBuckets - 1 - static_cast<int>(int64_t{length} * kOrderBuckets / (w.mask_k_blocks + 1));
   };
-  const int per = ceil_div(w.total, kOrderThreads);
-  const int lo = min(tid * per, w.total), hi = min(lo + per, w.total);
-  for (int b = 0; b < kOrderBuckets; ++b) counts[b * kOrderThreads + tid] = 0;
+  if (tid < kOrderBuckets) next[tid] = 0;
   if (tid == 0) work[0] = 0;
-  for (int item = lo; item < hi; ++item) ++counts[bucket_of(item) * kOrderThreads + tid];
   __syncthreads();
-  // Exclusive scan of counts in [bucket][thread] order: thread t scans entries t*32 .. t*32+31.
-  constexpr int kRun = kOrderBuckets;  // kOrderBuckets * kOrderThreads / kOrderThreads
-  int sum = 0;
-  for (int i = 0; i < kRun; ++i) sum += counts[tid * kRun + i];
-  partial[tid] = sum;
-  __syncthreads();
-  for (int offset = 1; offset < kOrderThreads; offset *= 2) {
-    const int add = tid >= offset ? partial[tid - offset] : 0;
-    __syncthreads();
-    partial[tid] += add;
-    __syncthreads();
-  }
-  int run = partial[tid] - sum;
-  for (int i = 0; i < kRun; ++i) {
-    const int count = counts[tid * kRun + i];
-    counts[tid * kRun + i] = run;
-    run += count;
+  for (int item = tid; item < w.total; item += kOrderThreads) {
+    const int bucket = bucket_of(item);
+    const unsigned peers = __match_any_sync(__activemask(), bucket);
+    if ((peers & lanes_below) == 0) atomicAdd(&next[bucket], __popc(peers));
   }
   __syncthreads();
-  for (int item = lo; item < hi; ++item) work[1 + counts[bucket_of(item) * kOrderThreads + tid]++] = item;
+  if (warp == 0) {  // sizes -> starts: exclusive scan over the 32 buckets
+    const int size = next[lane];
+    int sum = size;
+    for (int d = 1; d < 32; d *= 2) {
+      const int up = __shfl_up_sync(0xffffffffu, sum, d);
+      if (lane >= d) sum += up;
+    }
+    next[lane] = sum - size;
+  }
+  for (int base = 0; base < w.total; base += kOrderThreads) {
+    const int item = base + tid;
+    const int bucket = item < w.total ? bucket_of(item) : -1;
+    offset[warp][lane] = 0;
+    __syncthreads();
+    const unsigned peers = __match_any_sync(0xffffffffu, bucket);
+    const int rank = __popc(peers & lanes_below);
+    if (bucket >= 0 && rank == 0) offset[bucket][warp] = __popc(peers);
+    __syncthreads();
+    {  // warp k scans bucket k over the warps
+      const int count = offset[warp][lane];
+      int sum = count;
+      for (int d = 1; d < 32; d *= 2) {
+        const int up = __shfl_up_sync(0xffffffffu, sum, d);
+        if (lane >= d) sum += up;
+      }
+      offset[warp][lane] = next[warp] + sum - count;
+      const int chunk_total = __shfl_sync(0xffffffffu, sum, 31);
+      __syncwarp();
+      if (lane == 0) next[warp] += chunk_total;  // read above by this warp only
+    }
+    __syncthreads();
+    if (bucket >= 0) work[1 + offset[bucket][warp] + rank] = item;
+    __syncthreads();
+  }
 }
 
 // ---- Host side ----------------------------------------------------------------------------
@@ -589,12 +679,12 @@ EncodeTiled encode_tiled() {
 }
 
 // [B, S, H, D] as a 4-d tensor map (D, H, S, B), boxes of 64 columns x `rows` rows of one head.
-CUtensorMap make_tensor_map(EncodeTiled encode, const FlashParams& p, const void* data, int64_t batch_stride,
-                            int64_t row_stride, int64_t head_stride, int rows, const char* name) {
+CUtensorMap make_tensor_map(EncodeTiled encode, const FlashParams& p, const void* data, int tokens,
+                            int64_t batch_stride, int64_t row_stride, int64_t head_stride, int rows, const char* name) {
   CUtensorMap map;
   const cuuint64_t dims[4] = {static_cast<cuuint64_t>(p.head_dim), static_cast<cuuint64_t>(p.heads),
-                              static_cast<cuuint64_t>(p.seqlen), static_cast<cuuint64_t>(p.batch)};
-  const int64_t batch_bytes = p.batch > 1 ? batch_stride * 2 : int64_t{p.seqlen} * row_stride * 2;
+                              static_cast<cuuint64_t>(tokens), static_cast<cuuint64_t>(p.batch)};
+  const int64_t batch_bytes = p.batch > 1 ? batch_stride * 2 : int64_t{tokens} * row_stride * 2;
   const cuuint64_t strides[3] = {static_cast<cuuint64_t>(head_stride * 2), static_cast<cuuint64_t>(row_stride * 2),
                                  static_cast<cuuint64_t>(batch_bytes)};
   const cuuint32_t box[4] = {kChunk, 1, static_cast<cuuint32_t>(rows), 1};
@@ -612,8 +702,9 @@ template <int kHeadDim, bool kBf16>
 void launch(const FlashParams& p, cudaStream_t stream) {
   using Tr = Sm90Traits<kHeadDim, kBf16>;
   Sm90Work w{};
+  w.keys = p.seqlen_k > 0 ? p.seqlen_k : p.seqlen;
   w.q_tiles = ceil_div(p.seqlen, Tr::kBlockM);
-  w.k_tiles = ceil_div(p.seqlen, Tr::kBlockN);
+  w.k_tiles = ceil_div(w.keys, Tr::kBlockN);
   w.total = p.batch * p.heads * w.q_tiles;
   const bool sparse = p.row_offsets != nullptr;
   if (sparse) {
@@ -624,11 +715,13 @@ void launch(const FlashParams& p, cudaStream_t stream) {
 
   const EncodeTiled encode = encode_tiled();
   const CUtensorMap tm_q =
-      make_tensor_map(encode, p, p.q, p.q_batch_stride, p.q_row_stride, p.q_head_stride, Tr::kBlockM, "q");
+      make_tensor_map(encode, p, p.q, p.seqlen, p.q_batch_stride, p.q_row_stride, p.q_head_stride, Tr::kBlockM, "q");
   const CUtensorMap tm_k =
-      make_tensor_map(encode, p, p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride, Tr::kBlockN, "k");
+      make_tensor_map(encode, p, p.k, w.keys, p.k_batch_stride, p.k_row_stride, p.k_head_stride, Tr::kBlockN, "k");
   const CUtensorMap tm_v =
-      make_tensor_map(encode, p, p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride, Tr::kBlockN, "v");
+      make_tensor_map(encode, p, p.v, w.keys, p.v_batch_stride, p.v_row_stride, p.v_head_stride, Tr::kBlockN, "v");
+  const CUtensorMap tm_o = make_tensor_map(encode, p, p.o, p.seqlen, p.o_batch_stride, p.o_row_stride, p.o_head_stride,
+                                           Tr::kBlockM / 2, "o");
 
   int device = 0, sms = 0;
   VDIT_CUDA_OK(cudaGetDevice(&device));
@@ -648,7 +741,7 @@ void launch(const FlashParams& p, cudaStream_t stream) {
   auto kernel = flash_fwd_sm90_kernel<kHeadDim, kBf16>;
   VDIT_CUDA_OK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes));
   const int grid = w.total < sms ? w.total : sms;
-  kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(p, w, tm_q, tm_k, tm_v);
+  kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(p, w, tm_q, tm_k, tm_v, tm_o);
   VDIT_CUDA_OK(cudaGetLastError());
   VDIT_CUDA_OK(cudaFreeAsync(work, stream));
 }
@@ -670,14 +763,13 @@ bool flash_fwd_sm90_supports(const FlashParams& p) {
   if (major != 9 || minor != 0) return false;
   if (p.head_dim != 64 && p.head_dim != 96 && p.head_dim != 128) return false;
   if (p.batch < 1 || p.heads < 1 || p.seqlen < 1 || !(p.scale > 0.f)) return false;
-  if (p.seqlen_k != 0 && p.seqlen_k != p.seqlen) return false;  // keys == queries only (sm80 takes the rest)
-  if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v) || reinterpret_cast<uintptr_t>(p.o) % 4 != 0)
-    return false;
+  if (p.seqlen_k < 0 || (p.row_offsets && p.seqlen_k != 0 && p.seqlen_k != p.seqlen)) return false;
+  if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v) || !aligned16(p.o)) return false;
   if (!strides_ok(p.q_batch_stride, p.q_row_stride, p.q_head_stride, p.batch) ||
       !strides_ok(p.k_batch_stride, p.k_row_stride, p.k_head_stride, p.batch) ||
       !strides_ok(p.v_batch_stride, p.v_row_stride, p.v_head_stride, p.batch))
     return false;
-  if (p.o_row_stride % 2 != 0 || p.o_head_stride % 2 != 0 || p.o_batch_stride % 2 != 0) return false;
+  if (!strides_ok(p.o_batch_stride, p.o_row_stride, p.o_head_stride, p.batch)) return false;
   if (p.row_offsets) {
     if (!p.key_blocks || p.mask_block_q < 1 || p.mask_block_k < 1) return false;
     if (p.mask_block_q % kMaskBlockMultiple != 0 || p.mask_block_k % kMaskBlockMultiple != 0) return false;
