@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Run ON THE DEVICE (H100; carry .deps and .whl), in one call: builds the model targets with CUDA,
 # runs the CUDA op tests and the allocator test, makes GPU conformance fixtures with diffusers
-# (scripts/make_reference_fixtures.py --head-dim 64) and runs the bf16 model conformance test on them,
-# then the model benchmark: diffusers eager (bench/model_forward_peers.py) and vdit
-# (bench_model_forward) on the same random weights of the real Wan2.1-T2V-1.3B config at 480p/81
-# frames, then CogVideoX-5B at 720x480/49 frames if time is left. A summary and the table come last.
+# (scripts/make_reference_fixtures.py --head-dim 64) and runs the model conformance test on them (f32
+# and bf16, and the sparse policies in f32 against the CPU), then the model benchmark: diffusers
+# eager (bench/model_forward_peers.py) and vdit (bench_model_forward) on the same random weights of
+# the real Wan2.1-T2V-1.3B config at 480p/81 frames, then CogVideoX-5B at 720x480/49 frames if time
+# is left. A summary and the table come last. The `attention` phase (not in the default) runs
+# attention_cuda_test (flash kernels and the f32 kernel) and compute-sanitizer memcheck and
+# racecheck on the f32 kernel's small cases.
 #
-# Usage: scripts/device/models.sh [build] [test] [wan] [cogvideox]   (default: all)
+# Usage: scripts/device/models.sh [build] [test] [attention] [wan] [cogvideox]
+#        (default: build test wan cogvideox)
 # Env: RUNS (default 5), WARMUP (default 2), POLICIES (default dense,mix), DEADLINE (seconds after
 # which nothing new starts; default 520, inside the device tool's 600 s limit).
 # Wheels: .whl/ holds diffusers (pure Python; its other needs are on the device).
-# Files under $OUT (at most 8): build.log tests.log fixtures.log wan.log cogvideox.log table.md results.tar.gz
+# Files under $OUT (at most 8): build.log tests.log fixtures.log attention.log wan.log cogvideox.log
+# table.md results.tar.gz
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-$PWD/models-logs}"
@@ -49,9 +54,12 @@ fi
 if has build; then
   start=$SECONDS
   # The configuration of scripts/device/build.sh, building only this script's targets.
+  targets=()
+  has test && targets+=(ops_cuda_test allocator_cuda_test models_cuda_test)
+  has attention && targets+=(attention_cuda_test)
+  (has wan || has cogvideox) && targets+=(bench_model_forward)
   configure_build_device >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
-  timeout "$(limit 300)" cmake --build "$bin" -j "$(nproc)" --target ops_cuda_test allocator_cuda_test \
-    models_cuda_test bench_model_forward >>"$out/build.log" 2>&1 ||
+  timeout "$(limit 300)" cmake --build "$bin" -j "$(nproc)" --target "${targets[@]}" >>"$out/build.log" 2>&1 ||
     { grep -B2 -A12 -m5 "error" "$out/build.log"; tail -20 "$out/build.log"; exit 1; }
   summary+=("build: $((SECONDS - start)) s")
 fi
@@ -76,6 +84,21 @@ if has test; then
   summary+=("models_cuda_test: exit $rc, $result ($((SECONDS - start)) s)")
   cat "$work/models_cuda_test.txt" >>"$out/tests.log"
   grep -E "relative L2|\[ allocator \]|FAILED|Failure|Expected|Which is|error" "$out/tests.log" | head -40
+fi
+
+if has attention; then
+  start=$SECONDS
+  timeout "$(limit 240)" "$bin/tests/attention_cuda_test" >"$out/attention.log" 2>&1
+  rc=$?
+  summary+=("attention_cuda_test: exit $rc, $(grep -E "^\[  (PASSED|FAILED)  \]" "$out/attention.log" | tr '\n' ' ')($((SECONDS - start)) s)")
+  grep -E "^\[ [a-z0-9_]+ +(sm[89]0|f32) \]|FAILED|Failure" "$out/attention.log" | head -80
+  for tool in memcheck racecheck; do
+    start=$SECONDS
+    timeout "$(limit 60)" compute-sanitizer --tool "$tool" --error-exitcode 9 "$bin/tests/attention_cuda_test" \
+      --gtest_filter='*AttentionCudaF32*small*' >>"$out/attention.log" 2>&1
+    rc=$?
+    summary+=("compute-sanitizer $tool (f32, small cases): exit $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/attention.log" | tail -1) ($((SECONDS - start)) s)")
+  done
 fi
 
 # bench_model <name> <peers timeout> <vdit timeout> [vdit args]: diffusers first (writes the

@@ -1,5 +1,6 @@
 // vdit::attention on CUDA tensors: checks the inputs, fills cuda::FlashParams and launches the
-// flash kernel for the device. The one place where the kernel is chosen.
+// flash kernel for the device (bf16, f16) or the f32 kernel (f32). The one place where the kernel
+// is chosen.
 #include "attention/attention_cuda.h"
 
 #include <cuda_runtime_api.h>
@@ -7,6 +8,7 @@
 #include <climits>
 #include <cmath>
 
+#include "kernels/cuda/attention_f32.h"
 #include "kernels/cuda/flash_fwd.h"
 
 namespace vdit {
@@ -102,6 +104,7 @@ const char* flash_kernel_name(FlashKernel kernel) {
     case FlashKernel::automatic: return "auto";
     case FlashKernel::sm80: return "sm80";
     case FlashKernel::sm90: return "sm90";
+    case FlashKernel::f32: return "f32";
   }
   return "?";
 }
@@ -113,7 +116,8 @@ bool flash_kernel_available(FlashKernel kernel, Device device) {
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device.index) != cudaSuccess) return false;
   switch (kernel) {
     case FlashKernel::automatic:
-    case FlashKernel::sm80: return major >= 8;
+    case FlashKernel::sm80:
+    case FlashKernel::f32: return major >= 8;
     case FlashKernel::sm90: return is_sm90_device(device.index);
   }
   return false;
@@ -125,8 +129,8 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
              "attention: q must be a CUDA tensor, it is {}", q.defined() ? describe_operand(q) : "undefined");
   VDIT_CHECK(q.rank() == 4, ErrorCode::invalid_argument, "attention: q is {}, expected [B, S, H, D]",
              describe_operand(q));
-  VDIT_CHECK(q.dtype() == DType::bf16 || q.dtype() == DType::f16, ErrorCode::unsupported,
-             "attention: q is {}; the GPU kernels take bf16 or f16", describe_operand(q));
+  VDIT_CHECK(q.dtype() == DType::bf16 || q.dtype() == DType::f16 || q.dtype() == DType::f32, ErrorCode::unsupported,
+             "attention: q is {}; the GPU kernels take bf16, f16 or f32", describe_operand(q));
   const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2), dim = q.size(3);
   VDIT_CHECK(dim == 64 || dim == 96 || dim == 128, ErrorCode::unsupported,
              "attention: q is {}; the GPU kernels take head dims 64, 96 and 128", describe_operand(q));
@@ -168,6 +172,7 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
   params.seqlen_k = static_cast<int>(k.size(1));
   params.head_dim = static_cast<int>(dim);
   params.bf16 = q.dtype() == DType::bf16;
+  params.f32 = q.dtype() == DType::f32;
   params.scale = scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(dim));
   if (mask) {
     params.row_offsets = mask->row_offsets.data<int32_t>();
@@ -178,10 +183,19 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
   }
 
   const int device = q.device().index;
+  if (kernel == FlashKernel::automatic && params.f32) kernel = FlashKernel::f32;
   if (kernel == FlashKernel::automatic)
     kernel = is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params) ? FlashKernel::sm90
                                                                                : FlashKernel::sm80;
-  if (kernel == FlashKernel::sm90) {
+  VDIT_CHECK((kernel == FlashKernel::f32) == params.f32, ErrorCode::unsupported,
+             "attention: q is {}; the {} kernel takes {}", describe_operand(q), flash_kernel_name(kernel),
+             kernel == FlashKernel::f32 ? "f32 alone" : "bf16 or f16");
+  if (kernel == FlashKernel::f32) {
+    VDIT_CHECK(cuda::attention_f32_supports(params), ErrorCode::unsupported,
+               "attention: the f32 kernel does not support q {}, k {} (mask blocks {}x{}, {} mask slots)",
+               describe_operand(q), describe_operand(k), params.mask_block_q, params.mask_block_k,
+               params.mask_heads);
+  } else if (kernel == FlashKernel::sm90) {
     VDIT_CHECK(cuda::flash_fwd_sm90_supports(params), ErrorCode::unsupported,
                "attention: the sm90 kernel does not support q {}, k {} (mask blocks {}x{}; keys must number "
                "as many as queries) on this device",
@@ -196,11 +210,13 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
                cuda::kSm80MaskBlockMultiple);
   }
   const auto cuda_stream = static_cast<cudaStream_t>(stream);
-  if (kernel == FlashKernel::sm90)
-    cuda::flash_fwd_sm90(params, cuda_stream);
-  else
-    cuda::flash_fwd_sm80(params, cuda_stream);
-  check_cuda(cudaGetLastError(), kernel == FlashKernel::sm90 ? "flash_fwd_sm90 launch" : "flash_fwd_sm80 launch");
+  switch (kernel) {
+    case FlashKernel::f32: cuda::attention_f32(params, cuda_stream); break;
+    case FlashKernel::sm90: cuda::flash_fwd_sm90(params, cuda_stream); break;
+    case FlashKernel::automatic:  // resolved above
+    case FlashKernel::sm80: cuda::flash_fwd_sm80(params, cuda_stream); break;
+  }
+  check_cuda(cudaGetLastError(), fmt::format("{} kernel launch", flash_kernel_name(kernel)).c_str());
   return kernel;
 }
 

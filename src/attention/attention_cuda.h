@@ -1,23 +1,25 @@
 // The CUDA side of vdit::attention (attention_cuda.cpp, CUDA builds only): input checks, the
-// flash-kernel params, and the choice between the sm_90a and sm_80 kernels.
+// flash-kernel params, and the choice between the sm_90a and sm_80 kernels (bf16, f16) and the f32
+// kernel (f32).
 #pragma once
 
 #include "vdit/attention.h"
 
 namespace vdit {
 
-enum class FlashKernel { automatic, sm80, sm90 };
+enum class FlashKernel { automatic, sm80, sm90, f32 };
 
-const char* flash_kernel_name(FlashKernel kernel);  // "auto", "sm80", "sm90"
+const char* flash_kernel_name(FlashKernel kernel);  // "auto", "sm80", "sm90", "f32"
 
 // Whether `kernel` is built into this binary and can run on `device` (sm90: a 9.0 GPU).
 bool flash_kernel_available(FlashKernel kernel, Device device);
 
 // Attention on the GPU into `out` (Q's shape and dtype, on Q's device; every element is written).
-// K and V are [B, S_k, H, D]; S_k may differ from Q's S when `mask` is null (sm80 only). `mask`
+// K and V are [B, S_k, H, D]; S_k may differ from Q's S when `mask` is null (sm80 and f32). `mask`
 // null: dense. `lse` null: none; else it is filled: allocated as f32 [B, H, S] when
-// undefined, otherwise it must be such a tensor on Q's device. `automatic` picks sm90 on a 9.0
-// GPU when that kernel supports the call, else sm80. Returns the kernel that ran.
+// undefined, otherwise it must be such a tensor on Q's device. `automatic` picks f32 for f32
+// tensors; for bf16/f16, sm90 on a 9.0 GPU when that kernel supports the call, else sm80. The f32
+// kernel takes f32 alone, sm80 and sm90 bf16 and f16 alone. Returns the kernel that ran.
 FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const GpuBlockMask* mask,
                            float scale, const Tensor& out, Tensor* lse, void* stream,
                            FlashKernel kernel = FlashKernel::automatic);

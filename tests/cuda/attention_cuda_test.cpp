@@ -1,11 +1,14 @@
 // The flash-attention kernels against the CPU reference (attention_reference) on random inputs:
 // dense and block-sparse, ragged S, text first/last, head dims 64/96/128, bf16 and f16, per-head
 // and per-(batch, head) masks, random CSR masks with empty rows, strided inputs, and dense
-// cross-attention (K/V of another length than Q, through the dispatch, which picks sm80).
+// cross-attention (K/V of another length than Q, through the dispatch, which picks sm80). The f32
+// kernel on the same kinds of cases, plus mask blocks of any size and unaligned strided operands.
 //
 // Error rule (FlashAttention's): the kernel's max error against the f32 reference must stay within
 // 2x the max error of a plain same-precision implementation (inputs in bf16/f16, f32 scores and
 // softmax, P rounded to bf16/f16 before P V, f32 accumulation, output rounded), plus a tiny floor.
+// For f32 the oracle is the exact attention in float64 and the plain same-precision implementation
+// the CPU reference (f32 accumulation): the f32 kernel must stay within 2x its error plus 1e-6.
 // Outputs are poisoned (NaN) before each run, so an element the kernel skips fails the test.
 #include <gtest/gtest.h>
 
@@ -77,6 +80,22 @@ BlockMask random_mask(int64_t tokens, int slots, int block, double density, doub
   return mask;
 }
 
+// The keys query row i of (batch item b, head h) attends: those of its mask row's key blocks below
+// S_k, or all S_k without a mask.
+void row_keys(const BlockMask* mask, int64_t H, int64_t S_k, int64_t b, int64_t h, int64_t i,
+              std::vector<int64_t>* keys) {
+  keys->clear();
+  if (!mask) {
+    for (int64_t j = 0; j < S_k; ++j) keys->push_back(j);
+    return;
+  }
+  const int slot = static_cast<int>(mask->heads == H ? h : b * H + h);
+  for (int32_t kb : mask->row(slot, i / mask->block_q)) {
+    const int64_t first = int64_t{kb} * mask->block_k;
+    for (int64_t j = first; j < std::min<int64_t>(S_k, first + mask->block_k); ++j) keys->push_back(j);
+  }
+}
+
 // The plain same-precision attention (see the file comment), output rounded to `dtype`, f32.
 // K and V may have another S (S_k) than Q when there is no mask.
 Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask* mask, float scale) {
@@ -92,16 +111,7 @@ Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
     std::vector<float> scores, acc(D);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / (H * S), h = item / S % H, i = item % S;
-      keys.clear();
-      if (mask) {
-        const int slot = static_cast<int>(mask->heads == H ? h : b * H + h);
-        for (int32_t kb : mask->row(slot, i / mask->block_q)) {
-          const int64_t first = int64_t{kb} * mask->block_k;
-          for (int64_t j = first; j < std::min<int64_t>(S_k, first + mask->block_k); ++j) keys.push_back(j);
-        }
-      } else {
-        for (int64_t j = 0; j < S_k; ++j) keys.push_back(j);
-      }
+      row_keys(mask, H, S_k, b, h, i, &keys);
       float* o = op + ((b * S + i) * H + h) * D;
       if (keys.empty()) {
         std::fill(o, o + D, 0.0f);
@@ -144,9 +154,10 @@ struct Case {
   VideoLayout layout;
   std::vector<Pattern> patterns;  // empty: dense or random; one: shared by the heads; else one per slot
   double random_density = 0.0;    // > 0: a random per-slot CSR mask
-  int block = 128;
+  int block = 128;                // mask blocks (block x block tokens)
   float q_scale = 1.0f;
   bool packed_qkv = false;        // Q, K, V as strided views of one [B, S, 3, H, D] tensor
+  bool unaligned = false;         // Q, K, V, O as views of [.., D + 1] rows, from element 1 (f32 only)
   int64_t keys = 0;               // > 0: K and V have this many tokens (dense cross-attention)
 };
 
@@ -162,6 +173,23 @@ VideoLayout grid(int64_t frames, int64_t height, int64_t width, int64_t text = 0
   l.text = text;
   l.text_position = position;
   return l;
+}
+
+// The case's mask, false when it has none: random per slot, or from the builders, in blocks of
+// c.block tokens.
+bool case_mask(const Case& c, uint64_t seed, BlockMask* mask) {
+  const int heads = static_cast<int>(c.heads);
+  if (c.random_density > 0.0) {
+    *mask = random_mask(c.layout.tokens(), static_cast<int>(c.batch) * heads, c.block, c.random_density, 0.15, seed);
+  } else if (c.patterns.size() == 1) {
+    *mask = build_block_mask(c.layout, c.patterns[0], heads, c.block, c.block);
+  } else if (!c.patterns.empty()) {
+    EXPECT_EQ(static_cast<int64_t>(c.patterns.size()), c.batch * c.heads);
+    *mask = build_block_mask(c.layout, c.patterns, c.block, c.block);
+  } else {
+    return false;
+  }
+  return true;
 }
 
 std::vector<Case> cases() {
@@ -304,17 +332,7 @@ TEST_P(AttentionCuda, MatchesReference) {
   }
 
   BlockMask mask;
-  bool masked = true;
-  if (c.random_density > 0.0) {
-    mask = random_mask(S, static_cast<int>(B * H), c.block, c.random_density, 0.15, seed + 4);
-  } else if (c.patterns.size() == 1) {
-    mask = build_block_mask(c.layout, c.patterns[0], static_cast<int>(H));
-  } else if (!c.patterns.empty()) {
-    ASSERT_EQ(static_cast<int64_t>(c.patterns.size()), B * H);
-    mask = build_block_mask(c.layout, c.patterns);
-  } else {
-    masked = false;
-  }
+  const bool masked = case_mask(c, seed + 4, &mask);
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   AttentionOptions options;
   options.scale = scale;
@@ -393,6 +411,250 @@ TEST_P(AttentionCuda, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionCuda, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+// ---- The f32 kernel ----------------------------------------------------------------------------
+
+struct Exact {
+  std::vector<double> out;  // [B, S, H, D]
+  std::vector<double> lse;  // [B, H, S], -inf for a row with no key
+};
+
+// Attention in float64 of f32 inputs, over the keys row_keys lists.
+Exact exact_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask* mask, double scale) {
+  const int64_t B = q.size(0), S = q.size(1), H = q.size(2), D = q.size(3), S_k = k.size(1);
+  const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  const float *qp = qc.data<float>(), *kp = kc.data<float>(), *vp = vc.data<float>();
+  Exact e;
+  e.out.assign(B * S * H * D, 0.0);
+  e.lse.assign(B * H * S, -INFINITY);
+  parallel_for(B * H * S, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> keys;
+    std::vector<double> scores, acc(D);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / (H * S), h = item / S % H, i = item % S;
+      row_keys(mask, H, S_k, b, h, i, &keys);
+      if (keys.empty()) continue;
+      const float* qi = qp + ((b * S + i) * H + h) * D;
+      scores.resize(keys.size());
+      double mx = -INFINITY;
+      for (size_t n = 0; n < keys.size(); ++n) {
+        const float* kj = kp + ((b * S_k + keys[n]) * H + h) * D;
+        double s = 0.0;
+        for (int64_t d = 0; d < D; ++d) s += static_cast<double>(qi[d]) * kj[d];
+        scores[n] = s * scale;
+        mx = std::max(mx, scores[n]);
+      }
+      double sum = 0.0;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (size_t n = 0; n < keys.size(); ++n) {
+        const double p = std::exp(scores[n] - mx);
+        sum += p;
+        const float* vj = vp + ((b * S_k + keys[n]) * H + h) * D;
+        for (int64_t d = 0; d < D; ++d) acc[d] += p * vj[d];
+      }
+      double* o = e.out.data() + ((b * S + i) * H + h) * D;
+      for (int64_t d = 0; d < D; ++d) o[d] = acc[d] / sum;
+      e.lse[(b * H + h) * S + i] = mx + std::log(sum);
+    }
+  });
+  return e;
+}
+
+std::vector<Case> f32_cases() {
+  const VideoLayout s50 = grid(2, 5, 5), s128 = grid(2, 8, 8), s1000 = grid(10, 10, 10),
+                    s1000_text_last = grid(5, 12, 16, 40, TextPosition::last),
+                    s4133_text_first = grid(7, 19, 31, 10, TextPosition::first), s777 = grid(7, 3, 37);
+  std::vector<Case> c;
+  auto add = [&](const char* name, const std::function<void(Case&)>& set) {
+    Case x;
+    x.name = name;
+    x.dtype = DType::f32;
+    set(x);
+    c.push_back(std::move(x));
+  };
+  // Dense: sub-tile, ragged and text-first S, every head dim, strided and unaligned operands.
+  add("small_dense_s50_d64", [&](Case& x) { x.heads = 2; x.dim = 64; x.layout = s50; });
+  add("small_dense_s128_d96", [&](Case& x) { x.batch = 2; x.heads = 1; x.dim = 96; x.layout = s128; });
+  add("dense_s1000_d128", [&](Case& x) { x.batch = 2; x.heads = 3; x.dim = 128; x.layout = s1000; });
+  add("dense_s4133_textfirst_d64", [&](Case& x) { x.heads = 2; x.dim = 64; x.layout = s4133_text_first; });
+  add("dense_s777_d96_peaky", [&](Case& x) {
+    x.batch = 2; x.heads = 1; x.dim = 96; x.layout = s777; x.q_scale = 4.0f;
+  });
+  add("dense_s1000_d128_packed", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 128; x.layout = s1000; x.packed_qkv = true;
+  });
+  add("dense_s777_d96_unaligned", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 96; x.layout = s777; x.unaligned = true;
+  });
+  // Masks from the builders: shared by the batch, per (batch item, head), text first and last.
+  add("tile1_s1000_d128", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 128; x.layout = s1000; x.patterns = {Pattern::tile(1)};
+  });
+  add("spatial25_s4133_textfirst_d64", [&](Case& x) {
+    x.heads = 2; x.dim = 64; x.layout = s4133_text_first; x.patterns = {Pattern::spatial(0.25)};
+  });
+  add("temporal15_s1000_textlast_d96", [&](Case& x) {
+    x.heads = 2; x.dim = 96; x.layout = s1000_text_last; x.patterns = {Pattern::temporal(0.15)};
+  });
+  add("spatial30_block16_s1000_textlast_d64", [&](Case& x) {
+    x.batch = 2; x.heads = 1; x.dim = 64; x.layout = s1000_text_last; x.patterns = {Pattern::spatial(0.3)};
+    x.block = 16;
+  });
+  add("mixed_slots_s4133_d128", [&](Case& x) {
+    x.batch = 2; x.heads = 3; x.dim = 128; x.layout = s4133_text_first;
+    x.patterns = {Pattern::dense(),      Pattern::tile(0), Pattern::spatial(0.3),
+                  Pattern::temporal(0.2), Pattern::tile(2), Pattern::spatial(0.1, true)};
+  });
+  // Random CSR masks with empty rows, per slot; blocks of 128, 256 and sizes no tile divides.
+  add("random_s1000_d96_sparse", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 96; x.layout = s1000; x.random_density = 0.05;
+  });
+  add("random_s4133_d128", [&](Case& x) {
+    x.batch = 2; x.heads = 1; x.dim = 128; x.layout = s4133_text_first; x.random_density = 0.2;
+  });
+  add("random_block64_s1000_d64", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 64; x.layout = s1000; x.random_density = 0.3; x.block = 64;
+  });
+  add("random_block48_s777_d128", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 128; x.layout = s777; x.random_density = 0.4; x.block = 48;
+  });
+  add("random_block200_s1000_d96", [&](Case& x) {
+    x.batch = 1; x.heads = 3; x.dim = 96; x.layout = s1000; x.random_density = 0.3; x.block = 200;
+  });
+  add("random_block256_s1000_d64_unaligned", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 64; x.layout = s1000; x.random_density = 0.4; x.block = 256;
+    x.unaligned = true;
+  });
+  // Dense cross-attention: fewer keys than queries (ragged key tiles) and more.
+  add("cross_s4133_k512_d128", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 128; x.layout = s4133_text_first; x.keys = 512;
+  });
+  add("cross_s1000_k77_d64", [&](Case& x) { x.batch = 2; x.heads = 3; x.dim = 64; x.layout = s1000; x.keys = 77; });
+  add("cross_s1000_k77_d128_peaky", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 128; x.layout = s1000; x.keys = 77; x.q_scale = 4.0f;
+  });
+  add("small_cross_s50_k300_d96_unaligned", [&](Case& x) {
+    x.batch = 2; x.heads = 2; x.dim = 96; x.layout = s50; x.keys = 300; x.unaligned = true;
+  });
+  return c;
+}
+
+class AttentionCudaF32 : public ::testing::TestWithParam<Case> {};
+
+TEST_P(AttentionCudaF32, MatchesFloat64) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const Case& c = GetParam();
+  const int64_t B = c.batch, S = c.layout.tokens(), H = c.heads, D = c.dim;
+  const int64_t S_k = c.keys > 0 ? c.keys : S;
+  const uint64_t seed = std::hash<std::string>{}(c.name);
+  const Device gpu = Device::cuda();
+
+  // Host inputs and their GPU copies as the case lays them out; the output in rows of `row`
+  // floats, from element `first` on (unaligned: rows of D + 1 from element 1).
+  const int64_t row = c.unaligned ? D + 1 : D, first = c.unaligned ? 1 : 0;
+  auto view = [&](const Tensor& t) { return t.slice(3, first, first + D); };
+  Tensor q, k, v, qd, kd, vd;
+  if (c.packed_qkv) {
+    const Tensor packed = random_input({B, S, 3, H, D}, DType::f32, seed, 1.0f);
+    const Tensor packed_d = packed.to(gpu);
+    q = packed.select(2, 0);
+    k = packed.select(2, 1);
+    v = packed.select(2, 2);
+    qd = packed_d.select(2, 0);
+    kd = packed_d.select(2, 1);
+    vd = packed_d.select(2, 2);
+  } else {
+    const Tensor qb = random_input({B, S, H, row}, DType::f32, seed + 1, c.q_scale);
+    const Tensor kb = random_input({B, S_k, H, row}, DType::f32, seed + 2, 1.0f);
+    const Tensor vb = random_input({B, S_k, H, row}, DType::f32, seed + 3, 1.0f);
+    q = view(qb);
+    k = view(kb);
+    v = view(vb);
+    qd = view(qb.to(gpu));
+    kd = view(kb.to(gpu));
+    vd = view(vb.to(gpu));
+  }
+  const Tensor out_rows = Tensor::empty({B, S, H, row}, DType::f32, gpu);
+  const Tensor out = view(out_rows);
+
+  BlockMask mask;
+  const bool masked = case_mask(c, seed + 4, &mask);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  AttentionOptions options;
+  options.scale = scale;
+  options.mask = masked ? &mask : nullptr;
+  const Exact exact = exact_attention(q, k, v, options.mask, scale);
+  const Tensor ref = attention_reference(q, k, v, options);
+  const int64_t n = B * S * H * D;
+  double ref_err = 0.0;
+  for (int64_t i = 0; i < n; ++i) ref_err = std::max(ref_err, std::fabs(ref.data<float>()[i] - exact.out[i]));
+
+  GpuBlockMask gpu_mask;
+  if (masked) gpu_mask = upload_block_mask(mask, gpu);
+  Tensor lse = Tensor::empty({B, H, S}, DType::f32, gpu);
+  ASSERT_EQ(cudaMemset(lse.raw_data(), 0xff, lse.nbytes()), cudaSuccess);
+  ASSERT_EQ(cudaMemset(out_rows.raw_data(), 0xff, out_rows.nbytes()), cudaSuccess);  // NaN
+  auto run = [&] { return attention_cuda(qd, kd, vd, masked ? &gpu_mask : nullptr, 0.0f, out, &lse, nullptr); };
+  EXPECT_EQ(run(), FlashKernel::f32);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+
+  const Tensor got_rows = out_rows.to(Device::cpu());
+  int64_t unwritten = 0, gaps_written = 0;
+  double err = 0.0, diff2 = 0.0, norm2 = 0.0;
+  for (int64_t r = 0; r < n / D; ++r) {
+    const float* g = got_rows.data<float>() + r * row;
+    gaps_written += first > 0 && !std::isnan(g[0]);
+    for (int64_t d = 0; d < D; ++d) {
+      const double want = exact.out[r * D + d];
+      unwritten += !std::isfinite(g[first + d]);
+      err = std::max(err, std::fabs(g[first + d] - want));
+      diff2 += (g[first + d] - want) * (g[first + d] - want);
+      norm2 += want * want;
+    }
+  }
+  ASSERT_EQ(unwritten, 0) << "output elements not written (or not finite), of " << n;
+  EXPECT_EQ(gaps_written, 0) << "elements outside the output view written";
+  EXPECT_LE(err, 2.0 * ref_err + 1e-6) << "CPU f32 reference error " << ref_err;
+
+  const Tensor got_lse = lse.to(Device::cpu());
+  const float* gl = got_lse.data<float>();
+  int64_t lse_bad = 0, empty_rows = 0;
+  double lse_err = 0.0;
+  for (int64_t i = 0; i < B * H * S; ++i) {
+    const double want = exact.lse[i];
+    if (std::isinf(want)) {
+      ++empty_rows;
+      lse_bad += !(std::isinf(gl[i]) && gl[i] < 0);
+      continue;
+    }
+    const double e = std::fabs(gl[i] - want);
+    lse_err = std::max(lse_err, std::isfinite(e) ? e : INFINITY);
+    lse_bad += !(e <= 1e-5);
+  }
+  EXPECT_EQ(lse_bad, 0) << "LSE mismatches; max error " << lse_err << ", empty rows " << empty_rows;
+
+  // Time of a warm call, for the record (not a benchmark: small shapes, one run).
+  cudaEvent_t start, stop;
+  ASSERT_EQ(cudaEventCreate(&start), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&stop), cudaSuccess);
+  cudaEventRecord(start);
+  run();
+  cudaEventRecord(stop);
+  ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
+  float ms = 0.0f;
+  cudaEventElapsedTime(&ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  const double density = masked ? mask.density() : 1.0;
+  const double tflops = 4.0 * B * H * S * S_k * D * density / (ms * 1e-3) / 1e12;
+  std::printf("[ %-40s f32 ] S=%lld S_k=%lld max err %.3g (CPU f32 %.3g), rel L2 %.3g, lse err %.2g, "
+              "empty rows %lld, density %.3f, %.3f ms (%.2f TFLOP/s)\n",
+              c.name.c_str(), static_cast<long long>(S), static_cast<long long>(S_k), err, ref_err,
+              std::sqrt(diff2 / norm2), lse_err, static_cast<long long>(empty_rows), density, ms, tflops);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, AttentionCudaF32, ::testing::ValuesIn(f32_cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 // The public entry point: CPU tensors run the reference, CUDA tensors a kernel, with a host mask
@@ -474,6 +736,41 @@ TEST(AttentionCudaApi, CrossAttentionShapes) {
     expect_error_naming([&] { attention_cuda(qd, kd, vd, nullptr, 0.0f, o, nullptr, nullptr, FlashKernel::sm90); },
                         q_shape, k_shape);
   }
+}
+
+// f32 CUDA tensors run the f32 kernel through every entry point, with mask blocks the flash
+// kernels do not take; the flash kernels refuse f32 and the f32 kernel refuses bf16, by name.
+TEST(AttentionCudaApi, F32TensorsRunTheF32Kernel) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const VideoLayout layout = grid(3, 9, 11);
+  const int64_t S = layout.tokens(), H = 2, D = 96;
+  const Tensor q = random_input({1, S, H, D}, DType::f32, 31, 1.0f);
+  const Tensor k = random_input({1, S, H, D}, DType::f32, 32, 1.0f);
+  const Tensor v = random_input({1, S, H, D}, DType::f32, 33, 1.0f);
+  const BlockMask mask = build_block_mask(layout, Pattern::tile(0), static_cast<int>(H), 32, 32);
+  AttentionOptions options;
+  options.mask = &mask;
+  const Tensor cpu = attention(q, k, v, options);
+
+  const Tensor qd = q.to(Device::cuda()), kd = k.to(Device::cuda()), vd = v.to(Device::cuda());
+  Tensor lse;
+  const Tensor a = attention(qd, kd, vd, options, &lse);
+  EXPECT_EQ(a.dtype(), DType::f32);
+  EXPECT_EQ(lse.shape(), Shape({1, H, S}));
+  const Tensor a_host = a.to(Device::cpu());
+  const Tensor b_host = attention(qd, kd, vd, upload_block_mask(mask)).to(Device::cpu());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(std::memcmp(a_host.data<float>(), b_host.data<float>(), a_host.nbytes()), 0);
+  EXPECT_LT(max_abs_diff(a_host.data<float>(), cpu.data<float>(), a_host.numel()), 1e-5);
+
+  const Tensor out = Tensor::empty(q.shape(), DType::f32, Device::cuda());
+  EXPECT_EQ(attention_cuda(qd, kd, vd, nullptr, 0.0f, out, nullptr, nullptr), FlashKernel::f32);
+  expect_error_naming([&] { attention_cuda(qd, kd, vd, nullptr, 0.0f, out, nullptr, nullptr, FlashKernel::sm80); },
+                      "f32", "sm80");
+  const Tensor qb = q.to(DType::bf16).to(Device::cuda());
+  const Tensor out_b = Tensor::empty(q.shape(), DType::bf16, Device::cuda());
+  expect_error_naming([&] { attention_cuda(qb, qb, qb, nullptr, 0.0f, out_b, nullptr, nullptr, FlashKernel::f32); },
+                      "bf16", "f32 kernel");
 }
 
 }  // namespace

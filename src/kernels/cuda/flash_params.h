@@ -1,5 +1,6 @@
 // The one parameter struct of the flash-attention forward kernels (dense and block-sparse, sm_80
-// and sm_90a), passed by value. Plain C++: included by host code and by .cu files.
+// and sm_90a, and the f32 kernel of attention_f32.cu), passed by value. Plain C++: included by host
+// code and by .cu files.
 //
 // Layout: Q and O are [B, S, H, D], K and V [B, S_k, H, D], with arbitrary batch/row/head strides
 // (elements) and unit stride along D; LSE (optional) is f32 [B, H, S], natural log of
@@ -27,7 +28,8 @@ struct FlashParams {
   int seqlen = 0;     // S, queries (and keys when seqlen_k is 0)
   int seqlen_k = 0;   // keys/values; 0 means seqlen. Block-sparse masks need seqlen_k == seqlen
   int head_dim = 0;   // 64, 96 or 128
-  bool bf16 = true;   // else fp16
+  bool bf16 = true;   // else fp16 (the flash kernels)
+  bool f32 = false;   // f32 Q, K, V, O: attention_f32.cu alone takes it (`bf16` is then unused)
   float scale = 0.f;  // softmax scale (usually 1/sqrt(D))
 
   // Block-sparse: per mask slot and query block, the sorted key blocks to visit (CSR, device
