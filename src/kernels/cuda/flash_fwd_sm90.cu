@@ -363,34 +363,50 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
       phase ^= 1;
     }
   };
-  for (;;) {
+  // The next item is claimed while the current one's K/V ring is full: its lookups (counter, order,
+  // CSR row) are a chain of dependent global loads that would otherwise delay the next Q.
+  struct Claimed {
+    int item;  // -1: no more work
+    WorkItem wi;
+    TileList tiles;
+    int last_valid;  // keys of the last tile below S_k (key blocks are sorted)
+  };
+  auto claim = [&]() {
+    Claimed c{-1, {}, {nullptr, 0, 1}, 0};
     const int index = atomicAdd(w.counter, 1);
-    const int item = index < w.total ? (w.order ? w.order[index] : index) : -1;
-    WorkItem wi{};
-    TileList tiles{nullptr, 0, 1};
-    if (item >= 0) {
-      wi = decode_item(item, p.heads, w.q_tiles);
-      tiles = tile_list(p, w, wi.b, wi.h, wi.t, Tr::kBlockM, Tr::kBlockN);
-      // The first K/V tile needs only a free stage: load it while the consumers finish the last
-      // item, before the Q buffer frees up.
-      if (tiles.count > 0) load_kv(wi, tiles.tile(0) * Tr::kBlockN);
-    }
+    if (index >= w.total) return c;
+    c.item = w.order ? w.order[index] : index;
+    c.wi = decode_item(c.item, p.heads, w.q_tiles);
+    c.tiles = tile_list(p, w, c.wi.b, c.wi.h, c.wi.t, Tr::kBlockM, Tr::kBlockN);
+    if (c.tiles.count > 0) c.last_valid = min(Tr::kBlockN, w.keys - c.tiles.tile(c.tiles.count - 1) * Tr::kBlockN);
+    return c;
+  };
+  Claimed cur = claim();
+  for (;;) {
+    // The first K/V tile needs only a free stage: load it while the consumers finish the last
+    // item, before the Q buffer frees up.
+    if (cur.tiles.count > 0) load_kv(cur.wi, cur.tiles.tile(0) * Tr::kBlockN);
     mbar_wait(q_empty, q_phase ^ 1);
     q_phase ^= 1;
-    slot->item = item;
-    if (item < 0) {
+    slot->item = cur.item;
+    if (cur.item < 0) {
       mbar_arrive(q_full);
       return;
     }
-    slot->tiles = tiles.count;
-    // Only the last tile of a row can hold keys >= S (key blocks are sorted).
-    slot->last_valid = tiles.count > 0 ? min(Tr::kBlockN, w.keys - tiles.tile(tiles.count - 1) * Tr::kBlockN) : 0;
+    slot->tiles = cur.tiles.count;
+    slot->last_valid = cur.last_valid;
     mbar_expect_tx(q_full, Tr::kQBytes);
 #pragma unroll
     for (int c = 0; c < Tr::kChunks; ++c)
-      tma_load_4d(smem + Tr::kQOffset + c * Tr::kQChunkBytes, tm_q, q_full, c * kChunk, wi.h, wi.t * Tr::kBlockM,
-                  wi.b);
-    for (int i = 1; i < tiles.count; ++i) load_kv(wi, tiles.tile(i) * Tr::kBlockN);
+      tma_load_4d(smem + Tr::kQOffset + c * Tr::kQChunkBytes, tm_q, q_full, c * kChunk, cur.wi.h,
+                  cur.wi.t * Tr::kBlockM, cur.wi.b);
+    const int claim_after = min(Tr::kStages - 1, cur.tiles.count - 1);
+    Claimed next = claim_after < 1 ? claim() : cur;
+    for (int i = 1; i < cur.tiles.count; ++i) {
+      load_kv(cur.wi, cur.tiles.tile(i) * Tr::kBlockN);
+      if (i == claim_after) next = claim();
+    }
+    cur = next;
   }
 }
 
