@@ -412,8 +412,8 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
 
 // O / l of this warpgroup's 64 rows to global memory: written as 16-bit values into the K/V stage
 // that the item's last tile used (its V has been consumed by both warpgroups; 128-byte swizzled
-// like a TMA load), then stored by TMA, which clips rows >= S and columns >= D. The stage is
-// released only once TMA has read it.
+// like a TMA load), then stored by TMA, which clips rows >= S and columns >= D. The thread that
+// issues the store releases the stage later (release_stage), once TMA has read it.
 template <class Tr>
 __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], const float (&inv)[2], uint32_t buffer,
                                        const CUtensorMap* tm_o, const WorkItem& wi, int group, uint32_t kv_empty) {
@@ -438,9 +438,19 @@ __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], cons
     for (int c = 0; c < Tr::kChunks; ++c)
       tma_store_4d(tm_o, base + c * Tr::kKVChunkBytes, c * kChunk, wi.h, wi.t * Tr::kBlockM + group * 64, wi.b);
     asm volatile("cp.async.bulk.commit_group;" ::: "memory");
-    asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+  } else {
+    mbar_arrive(kv_empty);
   }
-  mbar_arrive(kv_empty);
+}
+
+// The issuing thread's share of releasing the stage store_o used, once TMA has read it: called
+// after the next item's first Q K^T is issued, so that the wait overlaps it.
+__device__ __forceinline__ void release_stage(int& pending, uint32_t kv_empty) {
+  if (pending >= 0 && threadIdx.x % 128 == 0) {
+    asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+    mbar_arrive(kv_empty + 8 * pending);
+  }
+  pending = -1;
 }
 
 template <class Tr>
@@ -455,13 +465,14 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
   const float scale_log2 = p.scale * 1.4426950408889634f;
   const uint32_t sink = smem + Tr::kSinkOffset + 4 * (threadIdx.x - 128);
 
-  int stage = 0;
+  int stage = 0, pending = -1;  // pending: the stage of the last O store, until release_stage
   uint32_t phase = 0, q_phase = 0;
   for (;;) {
     mbar_wait(q_full, q_phase);
     q_phase ^= 1;
     const int item = slot->item;
     if (item < 0) {
+      release_stage(pending, kv_empty);
       if (thread == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // the last O stores done
       return;
     }
@@ -476,6 +487,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     int prev_stage = stage;
 
     if (count == 0) {
+      release_stage(pending, kv_empty);
       mbar_arrive(q_empty);
     } else {
       float s[Tr::kBlockN / 2];
@@ -484,6 +496,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
 
       mbar_wait(k_full + 8 * stage, phase);
       issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
+      release_stage(pending, kv_empty);
       wgmma_wait<0>();
       fence_registers(s);
       if (count == 1) mbar_arrive(q_empty);
@@ -539,6 +552,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     if (count > 0) {
       store_o<Tr>(o, inv, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes, tm_o, wi, group,
                   kv_empty + 8 * prev_stage);
+      pending = prev_stage;
     } else {
       using Element = std::conditional_t<Tr::kBf16, __nv_bfloat16, __half>;
 #pragma unroll
