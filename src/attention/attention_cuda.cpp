@@ -197,8 +197,8 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
                params.mask_heads);
   } else if (kernel == FlashKernel::sm90) {
     VDIT_CHECK(cuda::flash_fwd_sm90_supports(params), ErrorCode::unsupported,
-               "attention: the sm90 kernel does not support q {}, k {} (mask blocks {}x{}; keys must number "
-               "as many as queries) on this device",
+               "attention: the sm90 kernel does not support q {}, k {} (mask blocks {}x{}; with a mask, keys "
+               "must number as many as queries) on this device",
                describe_operand(q), describe_operand(k), params.mask_block_q, params.mask_block_k);
   } else {
     VDIT_CHECK(cuda::flash_fwd_sm80_supports(params), ErrorCode::unsupported,

@@ -15,7 +15,7 @@ const char* flash_kernel_name(FlashKernel kernel);  // "auto", "sm80", "sm90", "
 bool flash_kernel_available(FlashKernel kernel, Device device);
 
 // Attention on the GPU into `out` (Q's shape and dtype, on Q's device; every element is written).
-// K and V are [B, S_k, H, D]; S_k may differ from Q's S when `mask` is null (sm80 and f32). `mask`
+// K and V are [B, S_k, H, D]; S_k may differ from Q's S when `mask` is null (every kernel). `mask`
 // null: dense. `lse` null: none; else it is filled: allocated as f32 [B, H, S] when
 // undefined, otherwise it must be such a tensor on Q's device. `automatic` picks f32 for f32
 // tensors; for bf16/f16, sm90 on a 9.0 GPU when that kernel supports the call, else sm80. The f32

@@ -1,7 +1,7 @@
 // The flash-attention kernels against the CPU reference (attention_reference) on random inputs:
 // dense and block-sparse, ragged S, text first/last, head dims 64/96/128, bf16 and f16, per-head
 // and per-(batch, head) masks, random CSR masks with empty rows, strided inputs, and dense
-// cross-attention (K/V of another length than Q, through the dispatch, which picks sm80). The f32
+// cross-attention (K/V of another length than Q) on every kernel. The f32
 // kernel on the same kinds of cases, plus mask blocks of any size and unaligned strided operands.
 //
 // Error rule (FlashAttention's): the kernel's max error against the f32 reference must stay within
@@ -359,14 +359,7 @@ TEST_P(AttentionCuda, MatchesReference) {
   GpuBlockMask gpu_mask;
   if (masked) gpu_mask = upload_block_mask(mask, gpu);
 
-  // Cross-attention (S_k != S) is sm80's alone: it runs through the dispatch, which must pick sm80.
-  const bool cross = S_k != S;
-  std::vector<FlashKernel> kernels = kernels_to_test();
-  if (cross) {
-    const bool sm80 = std::find(kernels.begin(), kernels.end(), FlashKernel::sm80) != kernels.end();
-    kernels = sm80 ? std::vector<FlashKernel>{FlashKernel::automatic} : std::vector<FlashKernel>{};
-  }
-  for (FlashKernel kernel : kernels) {
+  for (FlashKernel kernel : kernels_to_test()) {
     SCOPED_TRACE(flash_kernel_name(kernel));
     Tensor out = Tensor::empty({B, S, H, D}, c.dtype, gpu);
     Tensor lse = Tensor::empty({B, H, S}, DType::f32, gpu);
@@ -374,7 +367,7 @@ TEST_P(AttentionCuda, MatchesReference) {
     ASSERT_EQ(cudaMemset(lse.raw_data(), 0xff, lse.nbytes()), cudaSuccess);
     const FlashKernel ran =
         attention_cuda(qd, kd, vd, masked ? &gpu_mask : nullptr, 0.0f, out, &lse, nullptr, kernel);
-    EXPECT_EQ(ran, cross ? FlashKernel::sm80 : kernel);
+    EXPECT_EQ(ran, kernel);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 
     const Tensor got = out.to(Device::cpu()).to(DType::f32);
@@ -700,8 +693,9 @@ void expect_error_naming(const std::function<void()>& call, const std::string& a
   }
 }
 
-// K/V of another length than Q: dense through the public entry point (on sm80 on any GPU); a
-// mask, K/V of another batch, head count or head dim, or V of another shape than K are refused.
+// K/V of another length than Q: dense through the public entry point (sm90 on a 9.0 GPU, else
+// sm80); a mask, K/V of another batch, head count or head dim, or V of another shape than K are
+// refused.
 TEST(AttentionCudaApi, CrossAttentionShapes) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   const VideoLayout layout = grid(3, 10, 10);
@@ -733,8 +727,7 @@ TEST(AttentionCudaApi, CrossAttentionShapes) {
   expect_error_naming([&] { attention(qd, kd, v_longer); }, k_shape, v_longer.shape().to_string());
   if (flash_kernel_available(FlashKernel::sm90, Device::cuda())) {
     const Tensor o = Tensor::empty(q.shape(), DType::bf16, Device::cuda());
-    expect_error_naming([&] { attention_cuda(qd, kd, vd, nullptr, 0.0f, o, nullptr, nullptr, FlashKernel::sm90); },
-                        q_shape, k_shape);
+    EXPECT_EQ(attention_cuda(qd, kd, vd, nullptr, 0.0f, o, nullptr, nullptr), FlashKernel::sm90);
   }
 }
 
