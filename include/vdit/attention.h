@@ -259,12 +259,12 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
 GpuBlockMask upload_block_mask(const BlockMask& mask, Device device = Device::cuda());
 
 // O = softmax(scale * Q K^T) V, dense or over the key blocks a mask keeps (scale 0: 1/sqrt(D)).
-// CPU tensors run attention_reference (O is f32). CUDA tensors run the flash kernel for the
-// device (sm_90a on Hopper when it supports the call, else sm_80): Q [B, S, H, D], K and V
-// [B, S_k, H, D], bf16 or f16, D = 64, 96 or 128, unit stride along D; O is contiguous, of Q's
-// shape and dtype. S_k may differ from S only without a mask (dense cross-attention; such calls
-// run on sm_80). A host mask in `options` is uploaded for this one call, and freeing that copy
-// waits for the kernel.
+// CPU tensors run attention_reference (O is f32). CUDA tensors run a kernel for the device and
+// dtype: bf16 or f16 the flash kernel (sm_90a on Hopper when it supports the call, else sm_80;
+// D = 64, 96 or 128), f32 a plain f32 kernel on the CUDA cores (any mask block size). Q [B, S, H, D],
+// K and V [B, S_k, H, D], unit stride along D; O is contiguous, of Q's shape and dtype. S_k may
+// differ from S only without a mask (dense cross-attention). A host mask in `options` is uploaded
+// for this one call, and freeing that copy waits for the kernel.
 // `lse`, if non-null, receives the natural-log LSE, f32 [B, H, S]; a row that keeps no key block
 // gets O = 0 and LSE = -inf. `stream` is a cudaStream_t (null: the default stream).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options = {},
