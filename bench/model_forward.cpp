@@ -258,10 +258,8 @@ void replay_wan(const ExecContext& ctx, const WanConfig& c, const WanReplayWeigh
     timeline.mark("residual add + norm");
     const Tensor hidden = w.ffn_in(ctx, f, Activation::gelu_tanh);
     timeline.mark("linear: FFN in + GELU");
-    const Tensor ffn = w.ffn_out(ctx, hidden);
-    timeline.mark("linear: FFN out");
-    gated_residual_add(ctx, x, ffn, chunk(5));
-    timeline.mark("residual adds");
+    linear_gated_residual(ctx, x, hidden, w.ffn_out.weight, w.ffn_out.bias, chunk(5));
+    timeline.mark("linear: FFN out + residual");
   }
   const Tensor table = w.head_table.select(0, 0);
   const Tensor shift = add(ctx, temb, table.select(0, 0)), scale = add(ctx, temb, table.select(0, 1));

@@ -39,6 +39,15 @@ void make_layout(const Checker& check, Owned<cublasLtMatrixLayout_t, cublasLtMat
   }
 }
 
+// The alignment cuBLASLt may rely on for a matrix: the largest power of two up to 256 that divides
+// its address (and, batched, its batch stride in bytes). Its heuristic assumes 256 unless told, which
+// an operand at an offset into a tensor (a batch item, a token slice) need not have.
+uint32_t alignment(const void* p, const MatrixLayout& l) {
+  uint64_t bytes = reinterpret_cast<uintptr_t>(p) | 256;
+  if (l.batch > 1) bytes |= static_cast<uint64_t>(l.batch_stride) * (l.type == CUDA_R_32F ? 4 : 2);
+  return static_cast<uint32_t>(bytes & (~bytes + 1));
+}
+
 }  // namespace
 
 void* create_blas_handle(Device device) {
@@ -92,6 +101,13 @@ void matmul(const ExecContext& ctx, const char* op, const void* a, const MatrixL
   VDIT_CUBLASLT(cublasLtMatmulPreferenceCreate(&preference.value));
   VDIT_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(preference.value, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &kMaxWorkspaceBytes, sizeof(kMaxWorkspaceBytes)));
+  const uint32_t align_a = alignment(a, la), align_b = alignment(b, lb), align_d = alignment(d, ld);
+  for (const auto& [attribute, value] : {std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a},
+                                         std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b},
+                                         std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d},
+                                         std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d}}) {
+    VDIT_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(preference.value, attribute, value, sizeof(*value)));
+  }
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   VDIT_CUBLASLT(cublasLtMatmulAlgoGetHeuristic(handle, desc.value, a_layout.value, b_layout.value, d_layout.value,

@@ -158,11 +158,11 @@ void WanModel::block(const ExecContext& ctx, const Block& b, Tensor& x, const Te
     const Tensor q = rms_norm_rope(ctx, a1.to_q(ctx, h), a1.norm_q.weight, c.eps, c.heads, rope);
     const Tensor k = rms_norm_rope(ctx, a1.to_k(ctx, h), a1.norm_k.weight, c.eps, c.heads, rope);
     const Tensor v = split_heads(a1.to_v(ctx, h), c.heads);
-    const Tensor attn_out = a1.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site)));
+    const Tensor o = merge_heads(attention.attend(ctx, q, k, v, site));
     if (c.cross_attn_norm) {
-      n = gated_residual_add_layer_norm(ctx, x, attn_out, chunk(2), b.norm2.weight, b.norm2.bias, c.eps);
+      n = gated_residual_add_layer_norm(ctx, x, a1.to_out(ctx, o), chunk(2), b.norm2.weight, b.norm2.bias, c.eps);
     } else {
-      gated_residual_add(ctx, x, attn_out, chunk(2));
+      linear_gated_residual(ctx, x, o, a1.to_out.weight, a1.to_out.bias, chunk(2));
     }
   }
 
@@ -177,10 +177,10 @@ void WanModel::block(const ExecContext& ctx, const Block& b, Tensor& x, const Te
     cross_out = a2.to_out(ctx, merge_heads(cross_attention(ctx, cq, ck, cv)));
   }
 
-  // Feed-forward.
+  // Feed-forward; its output projection and gated residual add in one op (linear_gated_residual).
   const Tensor f = gated_residual_add_layer_norm(ctx, x, cross_out, {}, {}, {}, c.eps, chunk(3), chunk(4));
   cross_out = Tensor();
-  gated_residual_add(ctx, x, b.ffn_out(ctx, b.ffn_in(ctx, f, Activation::gelu_tanh)), chunk(5));
+  linear_gated_residual(ctx, x, b.ffn_in(ctx, f, Activation::gelu_tanh), b.ffn_out.weight, b.ffn_out.bias, chunk(5));
 }
 
 }  // namespace vdit
