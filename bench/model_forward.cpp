@@ -226,12 +226,15 @@ void replay_wan(const ExecContext& ctx, const WanConfig& c, const WanReplayWeigh
 
   AttentionSite site{0, 1, 0, static_cast<int>(c.layers),
                      VideoLayout{grid.frames, grid.height, grid.width, 0, TextPosition::none}};
+  Tensor ffn, ffn_gate;  // the previous layer's feed-forward output, added by the next norm
   for (int layer = 0; layer < c.layers; ++layer) {
     site.layer = layer;
     const Tensor mod = add(ctx, modulation, w.block_table);
     auto chunk = [&](int i) { return mod.select(1, i); };
-    const Tensor h = layer_norm_modulate(ctx, x, {}, {}, c.eps, chunk(0), chunk(1));
-    timeline.mark("norms + adaLN");
+    const Tensor h = ffn.defined()
+                         ? gated_residual_add_layer_norm(ctx, x, ffn, ffn_gate, {}, {}, c.eps, chunk(0), chunk(1))
+                         : layer_norm_modulate(ctx, x, {}, {}, c.eps, chunk(0), chunk(1));
+    timeline.mark(ffn.defined() ? "residual add + norm" : "norms + adaLN");
     Tensor q = w.q(ctx, h), k = w.k(ctx, h);
     const Tensor v = heads(w.v(ctx, h));
     timeline.mark("linear: self QKV");
@@ -258,12 +261,15 @@ void replay_wan(const ExecContext& ctx, const WanConfig& c, const WanReplayWeigh
     timeline.mark("residual add + norm");
     const Tensor hidden = w.ffn_in(ctx, f, Activation::gelu_tanh);
     timeline.mark("linear: FFN in + GELU");
-    linear_gated_residual(ctx, x, hidden, w.ffn_out.weight, w.ffn_out.bias, chunk(5));
-    timeline.mark("linear: FFN out + residual");
+    ffn = w.ffn_out(ctx, hidden);
+    ffn_gate = chunk(5);
+    timeline.mark("linear: FFN out");
   }
   const Tensor table = w.head_table.select(0, 0);
   const Tensor shift = add(ctx, temb, table.select(0, 0)), scale = add(ctx, temb, table.select(0, 1));
-  x = w.proj_out(ctx, layer_norm_modulate(ctx, x, {}, {}, c.eps, shift, scale));
+  x = w.proj_out(ctx, ffn.defined()
+                          ? gated_residual_add_layer_norm(ctx, x, ffn, ffn_gate, {}, {}, c.eps, shift, scale)
+                          : layer_norm_modulate(ctx, x, {}, {}, c.eps, shift, scale));
   (void)unpatchify(ctx, x, grid, c.patch, PatchFeatures::channel_minor, VideoAxes::bcfhw);
   timeline.mark("output head");
 }

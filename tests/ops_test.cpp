@@ -200,49 +200,6 @@ TEST(Ops, GatedResidualAddLayerNormIsTheTwoOps) {
   EXPECT_THROW(gated_residual_add_layer_norm(kCpu, ragged, joint, gate, w, b, 1e-6f), Error);
 }
 
-// x += gate * (h W^T + b) against float64, with h a token slice of a longer sequence (CogVideoX's
-// streams) and the gate a strided row of a [B, 6, D] table; without bias and without gate too.
-TEST(Ops, LinearGatedResidualMatchesReference) {
-  const Tensor table = random_tensor({2, 6, 11}, 40), joint = random_tensor({2, 7, 9}, 41);
-  const Tensor w = random_tensor({11, 9}, 42), b = random_tensor({11}, 43), x0 = random_tensor({2, 5, 11}, 44);
-  const Tensor h = joint.slice(1, 2, 7), gate = table.select(1, 5);
-  auto reference = [&](const Tensor& bias, const Tensor& g) {
-    auto xv = values(x0), hv = values(h), wv = values(w), bv = bias.defined() ? values(bias) : std::vector<double>();
-    auto gv = g.defined() ? values(g) : std::vector<double>();
-    for (int64_t r = 0; r < 10; ++r)
-      for (int64_t o = 0; o < 11; ++o) {
-        double y = bv.empty() ? 0.0 : bv[o];
-        for (int64_t i = 0; i < 9; ++i) y += hv[r * 9 + i] * wv[o * 9 + i];
-        xv[r * 11 + o] += (gv.empty() ? 1.0 : gv[(r / 5) * 11 + o]) * y;
-      }
-    return xv;
-  };
-  for (const auto& [bias, g] : {std::pair{b, gate}, std::pair{Tensor(), gate}, std::pair{b, Tensor()}}) {
-    Tensor x = x0.clone();
-    linear_gated_residual(kCpu, x, h, w, bias, g);
-    EXPECT_LT(max_error(x, reference(bias, g)), 1e-5) << "bias " << bias.defined() << " gate " << g.defined();
-  }
-}
-
-TEST(Ops, LinearGatedResidualNamesMismatchedArguments) {
-  const Tensor h = random_tensor({2, 5, 9}, 45), w = random_tensor({11, 9}, 46), b = random_tensor({11}, 47);
-  const Tensor gate = random_tensor({2, 11}, 48);
-  auto error_of = [&](const Tensor& hh, const Tensor& ww, const Tensor& bb, const Tensor& gg) -> std::string {
-    Tensor x = random_tensor({2, 5, 11}, 49);
-    try {
-      linear_gated_residual(kCpu, x, hh, ww, bb, gg);
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  };
-  EXPECT_EQ(error_of(h, w, b, gate), "");
-  EXPECT_NE(error_of(random_tensor({2, 4, 9}, 50), w, b, gate).find(": h has shape [2, 4, 9]"), std::string::npos);
-  EXPECT_NE(error_of(h, random_tensor({10, 9}, 51), b, gate).find(": weight [10, 9]"), std::string::npos);
-  EXPECT_NE(error_of(h, w, random_tensor({10}, 52), gate).find(": bias has shape [10]"), std::string::npos);
-  EXPECT_NE(error_of(h, w, b, random_tensor({1, 11}, 53)).find(": gate has shape [1, 11]"), std::string::npos);
-}
-
 TEST(Ops, ElementWise) {
   Tensor x = random_tensor({3, 4099}, 25, -6.0f, 6.0f), z = random_tensor({3, 4099}, 26);
   auto xv = values(x), zv = values(z);

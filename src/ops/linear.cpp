@@ -52,32 +52,4 @@ Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, con
   return y;
 }
 
-void linear_gated_residual(const ExecContext& ctx, Tensor& x, const Tensor& h, const Tensor& weight, const Tensor& bias,
-                           const Tensor& gate) {
-  const char* op = "linear_gated_residual";
-  ops::check_input(ctx, x, op, "x");
-  ops::check_input(ctx, h, op, "h");
-  ops::check_input(ctx, weight, op, "weight");
-  VDIT_CHECK(x.rank() == 3, ErrorCode::invalid_argument, "{}: x has shape {}, expected [B, N, D]", op,
-             x.shape().to_string());
-  VDIT_CHECK(weight.rank() == 2 && weight.size(0) == x.size(2), ErrorCode::invalid_argument,
-             "{}: weight {} ([out, in]) does not match x {}", op, weight.shape().to_string(), x.shape().to_string());
-  ops::check_shape(h, Shape{x.size(0), x.size(1), weight.size(1)}, op, "h");
-  if (bias.defined()) {
-    ops::check_input(ctx, bias, op, "bias");
-    ops::check_shape(bias, Shape{weight.size(0)}, op, "bias");
-  }
-  if (gate.defined()) {
-    ops::check_input(ctx, gate, op, "gate");
-    ops::check_shape(gate, Shape{x.size(0), x.size(2)}, op, "gate");
-  }
-#ifdef VDIT_HAVE_CUDA
-  if (ctx.device.is_cuda()) return ops::cuda::linear_gated_residual(ctx, x, h, weight, bias, gate);
-#endif
-  ops::require_cpu(ctx, op);
-  VDIT_CHECK(x.dtype() == DType::f32 && x.is_contiguous(), ErrorCode::invalid_argument,
-             "{}: x must be a contiguous f32 tensor on the CPU, got {}", op, x.describe());
-  gated_residual_add(ctx, x, linear(ctx, h, weight, bias), gate);
-}
-
 }  // namespace vdit

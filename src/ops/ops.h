@@ -45,14 +45,6 @@ class BlasHandle {
 Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias = {},
               Activation activation = Activation::none);
 
-// A linear layer's output added to the residual stream in place: x += gate * (h W^T + b), i.e.
-// gated_residual_add(x, linear(h, weight, bias), gate). x [B, N, out], h [B, N, in] (on CUDA with
-// unit stride along `in`; a token slice of a longer sequence is fine), weight [out, in], bias [out] or
-// undefined, gate [B, out] or undefined (1). On CUDA still a GEMM and a residual pass (see
-// linear_cuda.cpp for why cuBLASLt cannot take the gate): the place for a GEMM with that epilogue.
-void linear_gated_residual(const ExecContext& ctx, Tensor& x, const Tensor& h, const Tensor& weight,
-                           const Tensor& bias, const Tensor& gate);
-
 // ---- Normalisation and adaLN ------------------------------------------------------------------
 
 // LayerNorm over the last dimension; weight and bias ([D]) are optional (undefined: no affine).

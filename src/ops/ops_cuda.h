@@ -1,7 +1,7 @@
 // The CUDA implementations of the ops (CUDA builds only: ops_cuda.cpp, linear_cuda.cpp, kernels in
 // kernels_cuda.cu), called by the ops of ops.h for a CUDA context after their argument checks. The tensors of one call share one float dtype and live on the
-// context's device; outputs are new tensors of that dtype (apply_rope, gated_residual_add and
-// linear_gated_residual work in place). Everything runs on ctx.stream and nothing waits for the GPU.
+// context's device; outputs are new tensors of that dtype (apply_rope and gated_residual_add work in
+// place). Everything runs on ctx.stream and nothing waits for the GPU.
 #pragma once
 
 #include "ops/ops.h"
@@ -13,9 +13,6 @@ void* create_blas_handle(Device device);  // a cublasLtHandle_t
 void destroy_blas_handle(void* handle);
 
 Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation);
-// h [B, N, K] with unit stride along K (its rows and items may be strided: a token slice).
-void linear_gated_residual(const ExecContext& ctx, Tensor& x, const Tensor& h, const Tensor& weight, const Tensor& bias,
-                           const Tensor& gate);
 // layer_norm (shift and scale undefined) or layer_norm_modulate.
 Tensor layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
                   const Tensor& shift, const Tensor& scale);

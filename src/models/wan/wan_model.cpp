@@ -130,19 +130,24 @@ Tensor WanModel::forward(const ExecContext& ctx, const ModelInputs& inputs, Atte
 
   AttentionSite site{step.step, step.steps, 0, static_cast<int>(c.layers),
                      VideoLayout{grid.frames, grid.height, grid.width, 0, TextPosition::none}};
+  PendingResidual pending;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     site.layer = static_cast<int>(i);
-    block(ctx, blocks_[i], x, text, modulation, rope, attention, site);
+    block(ctx, blocks_[i], x, pending, text, modulation, rope, attention, site);
   }
 
   const Tensor table = scale_shift_table_.select(0, 0);  // [2, dim]: shift, scale
   const Tensor shift = add(ctx, temb, table.select(0, 0)), scale = add(ctx, temb, table.select(0, 1));
-  x = proj_out_(ctx, layer_norm_modulate(ctx, x, {}, {}, c.eps, shift, scale));
+  const Tensor normed = pending.y.defined()
+                            ? gated_residual_add_layer_norm(ctx, x, pending.y, pending.gate, {}, {}, c.eps, shift, scale)
+                            : layer_norm_modulate(ctx, x, {}, {}, c.eps, shift, scale);
+  pending = {};
+  x = proj_out_(ctx, normed);
   return unpatchify(ctx, x, grid, c.patch, PatchFeatures::channel_minor, VideoAxes::bcfhw);
 }
 
-void WanModel::block(const ExecContext& ctx, const Block& b, Tensor& x, const Tensor& text,
-                     const Tensor& modulation, const RopeTable& rope, AttentionPolicy& attention,
+void WanModel::block(const ExecContext& ctx, const Block& b, Tensor& x, PendingResidual& pending,
+                     const Tensor& text, const Tensor& modulation, const RopeTable& rope, AttentionPolicy& attention,
                      const AttentionSite& site) const {
   const WanConfig& c = config_;
   const Tensor mod = add(ctx, modulation, b.scale_shift_table);  // [B, 6, dim]
@@ -153,16 +158,20 @@ void WanModel::block(const ExecContext& ctx, const Block& b, Tensor& x, const Te
   // Self-attention; its gated residual add runs fused with the cross-attention's norm.
   Tensor n = x;
   {
-    const Tensor h = layer_norm_modulate(ctx, x, {}, {}, c.eps, chunk(0), chunk(1));
+    // The previous block's feed-forward residual add runs fused with this norm.
+    const Tensor h = pending.y.defined()
+                         ? gated_residual_add_layer_norm(ctx, x, pending.y, pending.gate, {}, {}, c.eps, chunk(0), chunk(1))
+                         : layer_norm_modulate(ctx, x, {}, {}, c.eps, chunk(0), chunk(1));
+    pending = {};
     const Attention& a1 = b.attn1;
     const Tensor q = rms_norm_rope(ctx, a1.to_q(ctx, h), a1.norm_q.weight, c.eps, c.heads, rope);
     const Tensor k = rms_norm_rope(ctx, a1.to_k(ctx, h), a1.norm_k.weight, c.eps, c.heads, rope);
     const Tensor v = split_heads(a1.to_v(ctx, h), c.heads);
-    const Tensor o = merge_heads(attention.attend(ctx, q, k, v, site));
+    const Tensor attn_out = a1.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site)));
     if (c.cross_attn_norm) {
-      n = gated_residual_add_layer_norm(ctx, x, a1.to_out(ctx, o), chunk(2), b.norm2.weight, b.norm2.bias, c.eps);
+      n = gated_residual_add_layer_norm(ctx, x, attn_out, chunk(2), b.norm2.weight, b.norm2.bias, c.eps);
     } else {
-      linear_gated_residual(ctx, x, o, a1.to_out.weight, a1.to_out.bias, chunk(2));
+      gated_residual_add(ctx, x, attn_out, chunk(2));
     }
   }
 
@@ -177,10 +186,10 @@ void WanModel::block(const ExecContext& ctx, const Block& b, Tensor& x, const Te
     cross_out = a2.to_out(ctx, merge_heads(cross_attention(ctx, cq, ck, cv)));
   }
 
-  // Feed-forward; its output projection and gated residual add in one op (linear_gated_residual).
+  // Feed-forward; its gated residual add is left to the next norm.
   const Tensor f = gated_residual_add_layer_norm(ctx, x, cross_out, {}, {}, {}, c.eps, chunk(3), chunk(4));
   cross_out = Tensor();
-  linear_gated_residual(ctx, x, b.ffn_in(ctx, f, Activation::gelu_tanh), b.ffn_out.weight, b.ffn_out.bias, chunk(5));
+  pending = {b.ffn_out(ctx, b.ffn_in(ctx, f, Activation::gelu_tanh)), chunk(5)};
 }
 
 }  // namespace vdit

@@ -52,10 +52,18 @@ class WanModel final : public VideoModel {
     Tensor scale_shift_table;  // [1, 6, dim]
   };
 
+  // A block's last update of the residual stream, x += gate * y, not yet applied: the next norm
+  // (the next block's first, or the output head's) applies it in the same pass.
+  struct PendingResidual {
+    Tensor y, gate;
+  };
+
   WanModel() = default;
-  // One block, updating the residual stream x [B, N, dim] in place.
-  void block(const ExecContext& ctx, const Block& b, Tensor& x, const Tensor& text, const Tensor& modulation,
-             const RopeTable& rope, AttentionPolicy& attention, const AttentionSite& site) const;
+  // One block, updating the residual stream x [B, N, dim] in place; applies `pending` first and
+  // leaves its own feed-forward output there.
+  void block(const ExecContext& ctx, const Block& b, Tensor& x, PendingResidual& pending, const Tensor& text,
+             const Tensor& modulation, const RopeTable& rope, AttentionPolicy& attention,
+             const AttentionSite& site) const;
 
   WanConfig config_;
   DType dtype_ = DType::f32;
