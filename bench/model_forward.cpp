@@ -213,10 +213,9 @@ void replay_wan(const ExecContext& ctx, const WanConfig& c, const WanReplayWeigh
   auto merge = [](const Tensor& x) { return x.contiguous().view({x.size(0), x.size(1), x.size(2) * x.size(3)}); };
   timeline.begin();
   const PatchGrid grid = patch_grid(latents, VideoAxes::bcfhw, c.patch);
-  const RopeTable rope = rope_table_3d(c.rope_axis_dims(), {iota_positions(grid.frames), iota_positions(grid.height),
-                                                            iota_positions(grid.width)})
-                             .to(ctx.device);
-  timeline.mark("rope table (host, upload)");
+  const RopeTable rope = rope_table_3d(ctx, c.rope_axis_dims(),
+                                       {iota_positions(grid.frames), iota_positions(grid.height), iota_positions(grid.width)});
+  timeline.mark("rope table");
   Tensor x = patch_embed(ctx, latents, VideoAxes::bcfhw, c.patch, w.patch_weight, w.patch_bias);
   const Tensor t = timestep_embedding(ctx, timesteps, static_cast<int>(c.freq_dim), {true, 0.0});
   const Tensor temb = w.time_2(ctx, w.time_1(ctx, cast(ctx, t, DType::bf16), Activation::silu));

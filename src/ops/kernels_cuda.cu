@@ -581,4 +581,40 @@ cudaError_t rope(Float type, void* x, const float* cos_table, const float* sin_t
   return cudaGetLastError();
 }
 
+namespace {
+
+__global__ void expand_rope_table_kernel(const float* __restrict__ axis_cos, const float* __restrict__ axis_sin,
+                                         RopeGrid g, int64_t total, float* __restrict__ cos,
+                                         float* __restrict__ sin) {
+  const int pairs = g.axis_pairs[0] + g.axis_pairs[1] + g.axis_pairs[2];
+  VDIT_GRID_STRIDE(i, total) {
+    const int64_t t = i / pairs;
+    int j = static_cast<int>(i % pairs);
+    const int64_t at[3] = {t / (g.extent[1] * g.extent[2]), t / g.extent[2] % g.extent[1], t % g.extent[2]};
+    int64_t base = 0;
+    int a = 0;
+    while (j >= g.axis_pairs[a]) {  // the axis of pair j, and where that axis' runs start
+      j -= g.axis_pairs[a];
+      base += g.extent[a] * g.axis_pairs[a];
+      ++a;
+    }
+    const int64_t source = base + at[a] * g.axis_pairs[a] + j;
+    cos[i] = axis_cos[source];
+    sin[i] = axis_sin[source];
+  }
+}
+
+}  // namespace
+
+cudaError_t expand_rope_table(const float* axis_cos, const float* axis_sin, const RopeGrid& grid, float* cos,
+                              float* sin, cudaStream_t stream) {
+  const int64_t total = grid.extent[0] * grid.extent[1] * grid.extent[2] *
+                        (grid.axis_pairs[0] + grid.axis_pairs[1] + grid.axis_pairs[2]);
+  if (total == 0) return cudaSuccess;
+  const int64_t blocks = (total + kThreads - 1) / kThreads < 65535 ? (total + kThreads - 1) / kThreads : 65535;
+  expand_rope_table_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(axis_cos, axis_sin, grid, total,
+                                                                                   cos, sin);
+  return cudaGetLastError();
+}
+
 }  // namespace vdit::ops::kernels

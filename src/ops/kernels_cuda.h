@@ -77,4 +77,15 @@ struct RopeArgs {
 cudaError_t rope(Float type, void* x, const float* cos_table, const float* sin_table, const RopeArgs& args,
                  cudaStream_t stream);
 
+// A 3D RoPE table from its per-axis runs: token t = (f, h, w) of a frames x height x width grid gets,
+// for each axis a, the axis_pairs[a] values of its position along a, in axis order.
+// axis_cos/axis_sin hold, per axis, extent[a] * axis_pairs[a] values (position-major), the axes one
+// after the other; cos/sin are f32 [tokens, sum of axis_pairs].
+struct RopeGrid {
+  int64_t extent[3] = {0, 0, 0};
+  int axis_pairs[3] = {0, 0, 0};
+};
+cudaError_t expand_rope_table(const float* axis_cos, const float* axis_sin, const RopeGrid& grid, float* cos,
+                              float* sin, cudaStream_t stream);
+
 }  // namespace vdit::ops::kernels

@@ -158,6 +158,10 @@ struct RopeTable {
 // Positions along each axis are given explicitly (frames, rows, columns), as computed in double.
 RopeTable rope_table_3d(const std::array<int, 3>& axis_dims, const std::array<std::vector<double>, 3>& positions,
                         double theta = 10000.0);
+// The same table on ctx's device; on a GPU only the per-axis values are uploaded and the token rows
+// laid out there (the host table of a 32k-token video is 17 MB).
+RopeTable rope_table_3d(const ExecContext& ctx, const std::array<int, 3>& axis_dims,
+                        const std::array<std::vector<double>, 3>& positions, double theta = 10000.0);
 
 // Rotates the interleaved pairs (x[2i], x[2i+1]) of every head of tokens [offset, offset + N) of
 // x [B, S, H, D] by the table's angles, in place: (a, b) -> (a cos - b sin, a sin + b cos).

@@ -245,4 +245,22 @@ void apply_rope(const ExecContext& ctx, Tensor& x, const RopeTable& table, int64
                "apply_rope");
 }
 
+RopeTable expand_rope_table(const ExecContext& ctx, const Tensor& runs, const std::array<int64_t, 3>& extent,
+                            const std::array<int, 3>& pairs) {
+  check_operand(runs, DType::f32, "rope_table_3d", "runs");
+  kernels::RopeGrid grid;
+  for (int a = 0; a < 3; ++a) {
+    grid.extent[a] = extent[a];
+    grid.axis_pairs[a] = pairs[a];
+  }
+  const Shape shape{extent[0] * extent[1] * extent[2], int64_t{pairs[0]} + pairs[1] + pairs[2]};
+  RopeTable table{Tensor::empty(shape, DType::f32, ctx.device), Tensor::empty(shape, DType::f32, ctx.device)};
+  const float* cos_runs = static_cast<const float*>(runs.raw_data());
+  check_launch(kernels::expand_rope_table(cos_runs, cos_runs + runs.size(1), grid,
+                                          static_cast<float*>(table.cos.raw_data()),
+                                          static_cast<float*>(table.sin.raw_data()), stream_of(ctx)),
+               "rope_table_3d");
+  return table;
+}
+
 }  // namespace vdit::ops::cuda

@@ -37,5 +37,8 @@ Tensor unpatchify(const ExecContext& ctx, const Tensor& tokens, const PatchIndex
 // The embedding in f32, as diffusers computes it.
 Tensor timestep_embedding(const ExecContext& ctx, const Tensor& timesteps, int dim, const TimestepEmbedding& options);
 void apply_rope(const ExecContext& ctx, Tensor& x, const RopeTable& table, int64_t token_offset);
+// rope_table_3d's token rows from `runs` f32 [2, n] (cos then sin per-axis runs, see rope.cpp).
+RopeTable expand_rope_table(const ExecContext& ctx, const Tensor& runs, const std::array<int64_t, 3>& extent,
+                            const std::array<int, 3>& pairs);
 
 }  // namespace vdit::ops::cuda

@@ -9,43 +9,75 @@
 
 namespace vdit {
 
-RopeTable rope_table_3d(const std::array<int, 3>& axis_dims, const std::array<std::vector<double>, 3>& positions,
-                        double theta) {
-  int64_t pairs = 0;
+namespace {
+
+// Per axis and pair, cos and sin of the angle at each position along that axis (position-major),
+// the axes one after the other: a token's table row is three of these runs side by side.
+struct AxisRuns {
+  std::vector<float> cos, sin;
+  std::array<int64_t, 3> extent{};
+  std::array<int, 3> pairs{};
+};
+
+AxisRuns axis_runs(const std::array<int, 3>& axis_dims, const std::array<std::vector<double>, 3>& positions,
+                   double theta) {
+  AxisRuns r;
   for (int a = 0; a < 3; ++a) {
     VDIT_CHECK(axis_dims[a] >= 0 && axis_dims[a] % 2 == 0, ErrorCode::invalid_argument,
                "rope_table_3d: axis {} has {} channels, expected an even count", a, axis_dims[a]);
     VDIT_CHECK(!positions[a].empty(), ErrorCode::invalid_argument, "rope_table_3d: axis {} has no positions", a);
-    pairs += axis_dims[a] / 2;
-  }
-  const int64_t frames = static_cast<int64_t>(positions[0].size()), height = static_cast<int64_t>(positions[1].size()),
-                width = static_cast<int64_t>(positions[2].size()), tokens = frames * height * width;
-  // Per axis and pair, cos and sin of the angle at each position along that axis; a token's row is
-  // three of these runs side by side (computing them per token cost ~50 ms a forward at 32k tokens).
-  std::array<std::vector<float>, 3> cos_axis, sin_axis;
-  for (int a = 0; a < 3; ++a) {
-    const int n = axis_dims[a] / 2;
+    r.extent[a] = static_cast<int64_t>(positions[a].size());
+    r.pairs[a] = axis_dims[a] / 2;
     for (double pos : positions[a]) {
-      for (int j = 0; j < n; ++j) {
+      for (int j = 0; j < r.pairs[a]; ++j) {
         const double angle = pos * std::pow(theta, -2.0 * j / axis_dims[a]);
-        cos_axis[a].push_back(static_cast<float>(std::cos(angle)));
-        sin_axis[a].push_back(static_cast<float>(std::sin(angle)));
+        r.cos.push_back(static_cast<float>(std::cos(angle)));
+        r.sin.push_back(static_cast<float>(std::sin(angle)));
       }
     }
   }
+  return r;
+}
+
+}  // namespace
+
+RopeTable rope_table_3d(const std::array<int, 3>& axis_dims, const std::array<std::vector<double>, 3>& positions,
+                        double theta) {
+  // Computing the angles per token instead cost ~50 ms a forward at 32k tokens.
+  const AxisRuns r = axis_runs(axis_dims, positions, theta);
+  const int64_t height = r.extent[1], width = r.extent[2], tokens = r.extent[0] * height * width;
+  const int64_t pairs = r.pairs[0] + r.pairs[1] + r.pairs[2];
   RopeTable table{Tensor::empty(Shape{tokens, pairs}, DType::f32), Tensor::empty(Shape{tokens, pairs}, DType::f32)};
   float *cp = table.cos.data<float>(), *sp = table.sin.data<float>();
   for (int64_t t = 0; t < tokens; ++t) {
     const std::array<int64_t, 3> at = {t / (height * width), t / width % height, t % width};
-    int64_t p = t * pairs;
+    int64_t p = t * pairs, base = 0;
     for (int a = 0; a < 3; ++a) {
-      const int64_t n = axis_dims[a] / 2;
-      std::copy_n(cos_axis[a].data() + at[a] * n, n, cp + p);
-      std::copy_n(sin_axis[a].data() + at[a] * n, n, sp + p);
+      const int64_t n = r.pairs[a];
+      std::copy_n(r.cos.data() + base + at[a] * n, n, cp + p);
+      std::copy_n(r.sin.data() + base + at[a] * n, n, sp + p);
       p += n;
+      base += r.extent[a] * n;
     }
   }
   return table;
+}
+
+RopeTable rope_table_3d(const ExecContext& ctx, const std::array<int, 3>& axis_dims,
+                        const std::array<std::vector<double>, 3>& positions, double theta) {
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) {
+    // Only the per-axis runs cross the bus (a few KB); the GPU lays out the token rows.
+    const AxisRuns r = axis_runs(axis_dims, positions, theta);
+    const int64_t n = static_cast<int64_t>(r.cos.size());
+    Tensor runs = Tensor::empty(Shape{2, n}, DType::f32);
+    std::copy(r.cos.begin(), r.cos.end(), runs.data<float>());
+    std::copy(r.sin.begin(), r.sin.end(), runs.data<float>() + n);
+    return ops::cuda::expand_rope_table(ctx, runs.to(ctx.device), r.extent, r.pairs);
+  }
+#endif
+  ops::require_cpu(ctx, "rope_table_3d");
+  return rope_table_3d(axis_dims, positions, theta);
 }
 
 void apply_rope(const ExecContext& ctx, Tensor& x, const RopeTable& table, int64_t token_offset) {

@@ -150,7 +150,7 @@ Tensor CogVideoXModel::forward(const ExecContext& ctx, const ModelInputs& inputs
              inputs.text.defined() ? inputs.text.shape().to_string() : "undefined", batch, c.text_embed_dim);
   const PatchSize patch = c.patch_size();
   const PatchGrid grid = patch_grid(latents, VideoAxes::bfchw, patch);
-  const RopeTable rope = rope_table_3d(c.rope_axis_dims(), cogvideox_rope_positions(c, grid)).to(ctx.device);
+  const RopeTable rope = rope_table_3d(ctx, c.rope_axis_dims(), cogvideox_rope_positions(c, grid));
 
   const Tensor t = timestep_embedding(ctx, model_input(ctx, inputs.timesteps, DType::f32), static_cast<int>(dim),
                                       {c.flip_sin_to_cos, c.freq_shift});

@@ -116,9 +116,8 @@ Tensor WanModel::forward(const ExecContext& ctx, const ModelInputs& inputs, Atte
   VDIT_CHECK(std::max({grid.frames, grid.height, grid.width}) <= c.rope_max_seq_len, ErrorCode::invalid_argument,
              "WanTransformer3DModel: a {}x{}x{} patch grid exceeds rope_max_seq_len {}", grid.frames, grid.height,
              grid.width, c.rope_max_seq_len);
-  const RopeTable rope =
-      rope_table_3d(c.rope_axis_dims(), {positions(grid.frames), positions(grid.height), positions(grid.width)})
-          .to(ctx.device);
+  const RopeTable rope = rope_table_3d(ctx, c.rope_axis_dims(),
+                                       {positions(grid.frames), positions(grid.height), positions(grid.width)});
 
   Tensor x = patch_embed(ctx, latents, VideoAxes::bcfhw, c.patch, patch_weight_, patch_bias_);
   const Tensor t = timestep_embedding(ctx, model_input(ctx, inputs.timesteps, DType::f32), static_cast<int>(c.freq_dim),
