@@ -161,32 +161,45 @@ Tensor CogVideoXModel::forward(const ExecContext& ctx, const ModelInputs& inputs
 
   AttentionSite site{step.step, step.steps, 0, static_cast<int>(c.layers),
                      VideoLayout{grid.frames, grid.height, grid.width, text.size(1), TextPosition::first}};
+  PendingResidual pending;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     site.layer = static_cast<int>(i);
-    block(ctx, blocks_[i], text, video, time, rope, attention, site);
+    block(ctx, blocks_[i], text, video, pending, time, rope, attention, site);
   }
 
-  video = layer_norm(ctx, video, norm_final_.weight, norm_final_.bias, c.norm_eps);
+  // The last feed-forward's video part goes in with the final norm; the text stream ends here.
+  video = pending.y.defined()
+              ? gated_residual_add_layer_norm(ctx, video, pending.y.slice(1, text.size(1), pending.y.size(1)),
+                                              pending.mod.select(1, 2), norm_final_.weight, norm_final_.bias,
+                                              c.norm_eps)
+              : layer_norm(ctx, video, norm_final_.weight, norm_final_.bias, c.norm_eps);
+  pending = {};
   const Tensor mod = norm_out_.linear(ctx, time).view({batch, 2, dim});  // shift, scale
   video = layer_norm_modulate(ctx, video, norm_out_.norm.weight, norm_out_.norm.bias, c.norm_eps, mod.select(1, 0),
                               mod.select(1, 1));
   return unpatchify(ctx, proj_out_(ctx, video), grid, patch, PatchFeatures::channel_major, VideoAxes::bfchw);
 }
 
-void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text, Tensor& video, const Tensor& time,
-                           const RopeTable& rope, AttentionPolicy& attention, const AttentionSite& site) const {
+void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text, Tensor& video,
+                           PendingResidual& pending, const Tensor& time, const RopeTable& rope,
+                           AttentionPolicy& attention, const AttentionSite& site) const {
   const CogVideoXConfig& c = config_;
   const int64_t batch = video.size(0), dim = c.dim(), l = text.size(1), s = site.layout.tokens();
-  // The joint [text; video] sequence of both streams normed and modulated by `norm`.
+  // The joint [text; video] sequence of both streams, each first updated by the gated parts of
+  // `pending` (if any), normed and modulated by `norm`.
   auto joint_input = [&](const AdaNorm& norm, const Tensor& mod) {
-    return concat_tokens(
-        ctx, layer_norm_modulate(ctx, text, norm.norm.weight, norm.norm.bias, c.norm_eps, mod.select(1, 3), mod.select(1, 4)),
-        layer_norm_modulate(ctx, video, norm.norm.weight, norm.norm.bias, c.norm_eps, mod.select(1, 0), mod.select(1, 1)));
-  };
-  // Adds the gated video and text parts of a joint output to their streams.
-  auto residual = [&](const Tensor& out, const Tensor& mod) {
-    gated_residual_add(ctx, video, out.slice(1, l, s), mod.select(1, 2));
-    gated_residual_add(ctx, text, out.slice(1, 0, l), mod.select(1, 5));
+    const NormLayer& n = norm.norm;
+    if (!pending.y.defined())
+      return concat_tokens(
+          ctx, layer_norm_modulate(ctx, text, n.weight, n.bias, c.norm_eps, mod.select(1, 3), mod.select(1, 4)),
+          layer_norm_modulate(ctx, video, n.weight, n.bias, c.norm_eps, mod.select(1, 0), mod.select(1, 1)));
+    const Tensor& y = pending.y;
+    const Tensor& gates = pending.mod;
+    return concat_tokens(ctx,
+                         gated_residual_add_layer_norm(ctx, text, y.slice(1, 0, l), gates.select(1, 5), n.weight,
+                                                       n.bias, c.norm_eps, mod.select(1, 3), mod.select(1, 4)),
+                         gated_residual_add_layer_norm(ctx, video, y.slice(1, l, s), gates.select(1, 2), n.weight,
+                                                       n.bias, c.norm_eps, mod.select(1, 0), mod.select(1, 1)));
   };
 
   // Attention in its own scope, so that its activations are freed before the feed-forward (whose
@@ -197,6 +210,7 @@ void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text,
   Tensor ff_input;
   {
     const Tensor x = joint_input(b.norm1, mod1);
+    pending = {};
     Tensor q = layer_norm(ctx, split_heads(b.to_q(ctx, x), c.heads), b.norm_q.weight, b.norm_q.bias, kQkNormEps);
     Tensor k = layer_norm(ctx, split_heads(b.to_k(ctx, x), c.heads), b.norm_k.weight, b.norm_k.bias, kQkNormEps);
     const Tensor v = split_heads(b.to_v(ctx, x), c.heads);
@@ -211,7 +225,7 @@ void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text,
                                                          n2.bias, c.norm_eps, mod2.select(1, 3), mod2.select(1, 4));
     ff_input = concat_tokens(ctx, text_in, video_in);
   }
-  residual(b.ff_out(ctx, b.ff_in(ctx, ff_input, Activation::gelu_tanh)), mod2);
+  pending = {b.ff_out(ctx, b.ff_in(ctx, ff_input, Activation::gelu_tanh)), mod2};
 }
 
 }  // namespace vdit

@@ -64,8 +64,15 @@ class CogVideoXModel final : public VideoModel {
 
   CogVideoXModel() = default;
   // One block, updating the text [B, L, dim] and video [B, N, dim] streams in place.
-  void block(const ExecContext& ctx, const Block& b, Tensor& text, Tensor& video, const Tensor& time,
-             const RopeTable& rope, AttentionPolicy& attention, const AttentionSite& site) const;
+  // A block's feed-forward output over the joint [text; video] sequence and the modulation holding
+  // its gates, not yet added to the streams: the next norm (the next block's first, or the final
+  // one) adds it in the same pass.
+  struct PendingResidual {
+    Tensor y, mod;
+  };
+  // Applies `pending` first and leaves its own feed-forward output there.
+  void block(const ExecContext& ctx, const Block& b, Tensor& text, Tensor& video, PendingResidual& pending,
+             const Tensor& time, const RopeTable& rope, AttentionPolicy& attention, const AttentionSite& site) const;
 
   CogVideoXConfig config_;
   DType dtype_ = DType::f32;
