@@ -20,8 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "attention/attention_cuda.h"
-#include "core/half.h"
+#include "attention/attention_timing.h"
 #include "io/safetensors.h"
 #include "vdit/attention.h"
 
@@ -45,67 +44,11 @@ void cuda_ok(cudaError_t err, const char* what) {
   if (err != cudaSuccess) fail(ErrorCode::cuda, "bench_attention: {}: {}", what, cudaGetErrorString(err));
 }
 
-// A random 32 MB block of uniform bf16 values in [-sqrt(3), sqrt(3)) (unit variance) on the
-// device; tensors are filled with it, repeated at a per-tensor offset.
-struct RandomBlock {
-  static constexpr int64_t kElements = int64_t{16} << 20;
-  Tensor values;
-  RandomBlock() {
-    Tensor host = Tensor::empty({kElements}, DType::bf16);
-    auto* h = static_cast<uint16_t*>(host.raw_data());
-    uint64_t state = 0x5eed;
-    for (int64_t i = 0; i < kElements; ++i) {
-      state = state * 6364136223846793005ull + 1442695040888963407ull;
-      const float u = static_cast<float>(state >> 40) * 0x1p-24f;
-      h[i] = f32_to_bf16((2.0f * u - 1.0f) * 1.7320508f);
-    }
-    values = host.to(Device::cuda());
-  }
-  void fill(const Tensor& t, uint64_t seed) const {
-    auto* dst = static_cast<uint16_t*>(t.raw_data());
-    const auto* src = static_cast<const uint16_t*>(values.raw_data());
-    const int64_t n = t.numel(), shift = static_cast<int64_t>(seed * 7919) % kElements;
-    for (int64_t at = 0; at < n;) {
-      const int64_t from = at == 0 ? shift : 0, count = std::min(kElements - from, n - at);
-      cuda_ok(cudaMemcpy(dst + at, src + from, count * 2, cudaMemcpyDeviceToDevice), "fill");
-      at += count;
-    }
-  }
-};
-
 struct Result {
   std::string shape, pattern, kernel;
   int64_t tokens, heads, dim;
   double density, ms, dense_tflops, effective_tflops;
 };
-
-// Median time (ms) of `runs` calls after `warmup` calls, each call between its own events; the
-// input sets rotate when more than one is given.
-double time_attention(const std::vector<std::array<Tensor, 3>>& inputs, const Tensor& out, const GpuBlockMask* mask,
-                      FlashKernel kernel, int runs, int warmup) {
-  std::vector<cudaEvent_t> events(2 * runs);
-  for (auto& e : events) cuda_ok(cudaEventCreate(&e), "cudaEventCreate");
-  auto call = [&](int i) {
-    const auto& in = inputs[i % inputs.size()];
-    attention_cuda(in[0], in[1], in[2], mask, 0.0f, out, nullptr, nullptr, kernel);
-  };
-  for (int i = 0; i < warmup; ++i) call(i);
-  for (int i = 0; i < runs; ++i) {
-    cuda_ok(cudaEventRecord(events[2 * i]), "cudaEventRecord");
-    call(i);
-    cuda_ok(cudaEventRecord(events[2 * i + 1]), "cudaEventRecord");
-  }
-  cuda_ok(cudaDeviceSynchronize(), "attention run");
-  std::vector<double> ms(runs);
-  for (int i = 0; i < runs; ++i) {
-    float t = 0;
-    cuda_ok(cudaEventElapsedTime(&t, events[2 * i], events[2 * i + 1]), "cudaEventElapsedTime");
-    ms[i] = t;
-  }
-  for (auto& e : events) cudaEventDestroy(e);
-  std::sort(ms.begin(), ms.end());
-  return runs % 2 ? ms[runs / 2] : 0.5 * (ms[runs / 2 - 1] + ms[runs / 2]);
-}
 
 std::vector<std::pair<std::string, std::vector<Pattern>>> bench_patterns(int64_t heads) {
   std::vector<std::pair<std::string, std::vector<Pattern>>> list;
@@ -154,7 +97,6 @@ int run(int argc, char** argv) {
               prop.l2CacheSize >> 20, kernel_name.c_str(), runs);
 
   std::filesystem::create_directories(dir);
-  const RandomBlock random;
   std::vector<Result> results;
   for (const BenchShape& shape : kShapes) {
     if (("," + shapes_arg + ",").find("," + shape.name + ",") == std::string::npos) continue;
@@ -169,10 +111,7 @@ int run(int argc, char** argv) {
     const int sets = set_bytes < 2 * static_cast<size_t>(prop.l2CacheSize) ? 3 : 1;
     std::vector<std::array<Tensor, 3>> inputs(sets);
     for (int s = 0; s < sets; ++s)
-      for (int i = 0; i < 3; ++i) {
-        inputs[s][i] = Tensor::empty(qkv_shape, DType::bf16, Device::cuda());
-        random.fill(inputs[s][i], 3 * s + i + 1);
-      }
+      for (int i = 0; i < 3; ++i) inputs[s][i] = random_device_tensor(qkv_shape, DType::bf16, 3 * s + i + 1);
     const Tensor out = Tensor::empty(qkv_shape, DType::bf16, Device::cuda());
     const double dense_flop = 4.0 * S * S * D * H;
     const int warmup = dense_flop > 5e13 ? 1 : 3;
@@ -192,7 +131,7 @@ int run(int argc, char** argv) {
                                   csr_tensor(std::vector<int64_t>(mask.key_blocks.begin(), mask.key_blocks.end()))});
         }
       }
-      const double ms = time_attention(inputs, out, patterns.empty() ? nullptr : &gpu_mask, kernel, runs, warmup);
+      const double ms = time_attention_cuda(inputs, out, patterns.empty() ? nullptr : &gpu_mask, kernel, runs, warmup).ms;
       const double dense_tflops = dense_flop / (ms * 1e-3) / 1e12;
       results.push_back({shape.name, name, kernel_name, S, H, D, density, ms, dense_tflops, dense_tflops * density});
       const Result& r = results.back();

@@ -11,5 +11,6 @@ namespace vdit::cli {
 using Runner = std::function<int()>;
 CLI::App* add_mask_command(CLI::App& app, Runner* runner);
 CLI::App* add_inspect_command(CLI::App& app, Runner* runner);
+CLI::App* add_bench_command(CLI::App& app, Runner* runner);
 
 }  // namespace vdit::cli

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   vdit::cli::Runner runner;
   vdit::cli::add_mask_command(app, &runner);
   vdit::cli::add_inspect_command(app, &runner);
+  vdit::cli::add_bench_command(app, &runner);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -11,14 +11,14 @@
 
 #include "commands.h"
 #include "io/png.h"
+#include "layout_options.h"
 #include "vdit/attention.h"
 
 namespace vdit::cli {
 namespace {
 
 struct MaskOptions {
-  int64_t frames = 0, height = 0, width = 0, text = 0;
-  std::string text_position;
+  LayoutOptions layout;
   int heads = 0;
   std::string pattern;
   int block = 128, block_q = 0, block_k = 0;
@@ -44,44 +44,6 @@ struct MaskSummary {
 };
 
 bool banded(const Pattern& p) { return p.kind == Pattern::Kind::spatial || p.kind == Pattern::Kind::temporal; }
-
-VideoLayout layout_from(const MaskOptions& o, bool text_position_given) {
-  VDIT_CHECK(o.frames >= 1, ErrorCode::invalid_argument, "--frames must be >= 1, got {}", o.frames);
-  VDIT_CHECK(o.height >= 1, ErrorCode::invalid_argument, "--height must be >= 1, got {}", o.height);
-  VDIT_CHECK(o.width >= 1, ErrorCode::invalid_argument, "--width must be >= 1, got {}", o.width);
-  VDIT_CHECK(o.text >= 0, ErrorCode::invalid_argument, "--text must be >= 0, got {}", o.text);
-  VideoLayout layout{o.frames, o.height, o.width, o.text, TextPosition::none};
-  if (text_position_given) {
-    VDIT_CHECK(o.text > 0, ErrorCode::invalid_argument, "--text-pos {} given without --text", o.text_position);
-    layout.text_position = parse_text_position(o.text_position);
-    VDIT_CHECK(layout.text_position != TextPosition::none, ErrorCode::invalid_argument,
-               "--text {} needs --text-pos first or last, got none", o.text);
-  } else {
-    VDIT_CHECK(o.text == 0, ErrorCode::invalid_argument, "--text {} needs --text-pos first or last", o.text);
-  }
-  layout.validate();
-  return layout;
-}
-
-std::vector<Pattern> head_patterns_from(const MaskOptions& o, bool heads_given) {
-  std::vector<Pattern> patterns;
-  size_t begin = 0;
-  while (true) {
-    size_t comma = o.pattern.find(',', begin);
-    try {
-      patterns.push_back(parse_pattern(std::string_view(o.pattern).substr(begin, comma - begin)));
-    } catch (const Error& e) {
-      fail(e.code(), "--pattern {}: {}", o.pattern, e.what());
-    }
-    if (comma == std::string::npos) break;
-    begin = comma + 1;
-  }
-  VDIT_CHECK(!heads_given || o.heads >= 1, ErrorCode::invalid_argument, "--heads must be >= 1, got {}", o.heads);
-  if (patterns.size() == 1) return std::vector<Pattern>(heads_given ? o.heads : 1, patterns[0]);
-  VDIT_CHECK(!heads_given || static_cast<size_t>(o.heads) == patterns.size(), ErrorCode::invalid_argument,
-             "--pattern lists {} patterns (one per head) but --heads is {}", patterns.size(), o.heads);
-  return patterns;
-}
 
 std::vector<PatternGroup> group_patterns(const VideoLayout& layout, const std::vector<Pattern>& heads,
                                          int block_k) {
@@ -252,14 +214,14 @@ void print_table(const VideoLayout& layout, const BlockMask& mask, const MaskSum
   if (!png.empty()) fmt::print("\nwrote {} (head 0: {})\n", png, heads[0].to_string());
 }
 
-int run_mask(const MaskOptions& o, bool text_position_given, bool heads_given, bool block_q_given,
+int run_mask(const MaskOptions& o, bool heads_given, bool block_q_given,
              bool block_k_given) {
-  const VideoLayout layout = layout_from(o, text_position_given);
+  const VideoLayout layout = layout_from(o.layout);
   VDIT_CHECK(o.block >= 1, ErrorCode::invalid_argument, "--block must be >= 1, got {}", o.block);
   const int block_q = block_q_given ? o.block_q : o.block, block_k = block_k_given ? o.block_k : o.block;
   VDIT_CHECK(block_q >= 1, ErrorCode::invalid_argument, "--block-q must be >= 1, got {}", block_q);
   VDIT_CHECK(block_k >= 1, ErrorCode::invalid_argument, "--block-k must be >= 1, got {}", block_k);
-  const std::vector<Pattern> heads = head_patterns_from(o, heads_given);
+  const std::vector<Pattern> heads = head_patterns_from(o.pattern, o.heads, heads_given);
   struct stat existing;
   VDIT_CHECK(o.png.empty() || o.force || ::stat(o.png.c_str(), &existing) != 0, ErrorCode::io,
              "--png {}: file exists (use --force to replace it)", o.png);
@@ -291,12 +253,7 @@ CLI::App* add_mask_command(CLI::App& app, Runner* runner) {
   auto o = std::make_shared<MaskOptions>();
   CLI::App* cmd = app.add_subcommand(
       "mask", "Build the block-sparse attention masks of a video layout and report their size and density");
-  cmd->add_option("--frames", o->frames, "Latent frames T")->required();
-  cmd->add_option("--height", o->height, "Patch grid height h")->required();
-  cmd->add_option("--width", o->width, "Patch grid width w")->required();
-  cmd->add_option("--text", o->text, "Text tokens in the joint attention (default 0)");
-  CLI::Option* text_pos = cmd->add_option("--text-pos", o->text_position, "Where the text tokens sit")
-                              ->check(CLI::IsMember({"first", "last", "none"}));
+  add_layout_options(cmd, o->layout);
   CLI::Option* heads = cmd->add_option("--heads", o->heads, "Attention heads (default 1, or one per listed pattern)");
   cmd->add_option("--pattern", o->pattern,
                   "dense, tile:G, spatial:D, spatial:D+sink, temporal:D (D = target density in (0, 1]), or a "
@@ -310,7 +267,7 @@ CLI::App* add_mask_command(CLI::App& app, Runner* runner) {
   cmd->add_flag("--force", o->force, "Replace an existing --png file")->needs(png);
   cmd->callback([=] {
     *runner = [=] {
-      return run_mask(*o, text_pos->count() > 0, heads->count() > 0, block_q->count() > 0, block_k->count() > 0);
+      return run_mask(*o, heads->count() > 0, block_q->count() > 0, block_k->count() > 0);
     };
   });
   return cmd;

@@ -1,0 +1,29 @@
+// Timing of GPU attention for benchmarks (CUDA builds only: attention_timing_cuda.cpp), shared by
+// `vdit bench attention` and bench/attention.cpp.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "attention/attention_cuda.h"
+
+namespace vdit {
+
+// Values of unit variance (uniform in [-sqrt(3), sqrt(3))) on `device`, deterministic in `seed`:
+// a block of at most 16 Mi random values is made on the host and repeated from a seed-dependent
+// offset, so that filling a large tensor costs device copies, not host random numbers.
+Tensor random_device_tensor(const Shape& shape, DType dtype, uint64_t seed, Device device = Device::cuda());
+
+struct AttentionTiming {
+  double ms = 0;       // median of the runs
+  FlashKernel kernel;  // the kernel that ran
+};
+
+// attention_cuda timed with CUDA events around each of `runs` calls, after `warmup` calls. The
+// input sets (Q, K, V) rotate from call to call; several sets keep a small shape from being timed
+// out of L2.
+AttentionTiming time_attention_cuda(const std::vector<std::array<Tensor, 3>>& inputs, const Tensor& out,
+                                    const GpuBlockMask* mask, FlashKernel kernel, int runs, int warmup);
+
+}  // namespace vdit

@@ -1,0 +1,81 @@
+#include "attention/attention_timing.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/half.h"
+
+namespace vdit {
+namespace {
+
+void cuda_ok(cudaError_t err, const char* what) {
+  VDIT_CHECK(err == cudaSuccess, ErrorCode::cuda, "attention timing: {}: {}", what, cudaGetErrorString(err));
+}
+
+}  // namespace
+
+Tensor random_device_tensor(const Shape& shape, DType dtype, uint64_t seed, Device device) {
+  VDIT_CHECK(dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16, ErrorCode::invalid_argument,
+             "random_device_tensor: {} is not a float dtype", dtype_name(dtype));
+  Tensor t = Tensor::empty(shape, dtype, device);
+  const int64_t n = t.numel(), block = std::min<int64_t>(n, int64_t{16} << 20);
+  if (n == 0) return t;
+  const size_t size = dtype_size(dtype);
+  Tensor host = Tensor::empty({block}, dtype);
+  uint64_t state = 0x5eed ^ (seed * 0x9e3779b97f4a7c15ull);
+  for (int64_t i = 0; i < block; ++i) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const float x = (2.0f * static_cast<float>(state >> 40) * 0x1p-24f - 1.0f) * 1.7320508f;
+    char* at = static_cast<char*>(host.raw_data()) + i * size;
+    if (dtype == DType::f32) {
+      std::memcpy(at, &x, 4);
+    } else {
+      const uint16_t bits = dtype == DType::bf16 ? f32_to_bf16(x) : f32_to_f16(x);
+      std::memcpy(at, &bits, 2);
+    }
+  }
+  const Tensor values = host.to(device);
+  const char* src = static_cast<const char*>(values.raw_data());
+  char* dst = static_cast<char*>(t.raw_data());
+  const int64_t shift = static_cast<int64_t>(seed * 7919 % static_cast<uint64_t>(block));
+  for (int64_t at = 0; at < n;) {
+    const int64_t from = at == 0 ? shift : 0, count = std::min(block - from, n - at);
+    cuda_ok(cudaMemcpy(dst + at * size, src + from * size, count * size, cudaMemcpyDeviceToDevice), "fill");
+    at += count;
+  }
+  return t;
+}
+
+AttentionTiming time_attention_cuda(const std::vector<std::array<Tensor, 3>>& inputs, const Tensor& out,
+                                    const GpuBlockMask* mask, FlashKernel kernel, int runs, int warmup) {
+  VDIT_CHECK(!inputs.empty() && runs >= 1 && warmup >= 0, ErrorCode::invalid_argument,
+             "attention timing: {} input sets, {} runs, {} warm-up calls", inputs.size(), runs, warmup);
+  std::vector<cudaEvent_t> events(2 * runs);
+  for (auto& e : events) cuda_ok(cudaEventCreate(&e), "cudaEventCreate");
+  AttentionTiming timing;
+  auto call = [&](int i) {
+    const auto& in = inputs[i % inputs.size()];
+    timing.kernel = attention_cuda(in[0], in[1], in[2], mask, 0.0f, out, nullptr, nullptr, kernel);
+  };
+  for (int i = 0; i < warmup; ++i) call(i);
+  for (int i = 0; i < runs; ++i) {
+    cuda_ok(cudaEventRecord(events[2 * i]), "cudaEventRecord");
+    call(i);
+    cuda_ok(cudaEventRecord(events[2 * i + 1]), "cudaEventRecord");
+  }
+  cuda_ok(cudaDeviceSynchronize(), "attention run");
+  std::vector<double> ms(runs);
+  for (int i = 0; i < runs; ++i) {
+    float t = 0;
+    cuda_ok(cudaEventElapsedTime(&t, events[2 * i], events[2 * i + 1]), "cudaEventElapsedTime");
+    ms[i] = t;
+  }
+  for (auto& e : events) cudaEventDestroy(e);
+  std::sort(ms.begin(), ms.end());
+  timing.ms = runs % 2 ? ms[runs / 2] : 0.5 * (ms[runs / 2 - 1] + ms[runs / 2]);
+  return timing;
+}
+
+}  // namespace vdit
