@@ -1,10 +1,12 @@
 // Times the GPU layout ops at the shapes of DESIGN.md section 8 (bf16): the token-major gather of
 // Q, K, V (one launch) and the scatter of O against the device-to-device copy bandwidth measured
 // here (bytes read + written), the mask builder, and the profiler, with the profiled layer's own
-// sparse attention (vdit's flash kernel on the profiled mask) for scale. CUDA events, warm-up,
-// median of --runs. Prints a markdown table last.
+// sparse attention (vdit's flash kernel on the profiled mask) for scale, and against the time to
+// read K and V once at the copy bandwidth measured here (the profiler's floor). CUDA events,
+// warm-up, median of --runs. Prints a markdown table last.
 //
 // Usage: bench_layout_ops [--shapes wan,wan-cfg,cogvideox,opensora,hunyuan] [--runs N] [--no-attention]
+//                         [--chunks N]   (the profiler's key chunks per slot, instead of its own choice)
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -106,10 +108,11 @@ struct Row {
   std::string shape;
   double copy_gbs = 0, gather_ms = 0, gather_gbs = 0, scatter_ms = 0, scatter_gbs = 0;
   double mask_us = 0, density = 0, profile_us = 0, attention_ms = -1;
+  int chunks = 0;
   std::string choices;
 };
 
-Row bench_shape(const BenchShape& s, int runs, bool attention) {
+Row bench_shape(const BenchShape& s, int runs, bool attention, int chunks) {
   Row row;
   row.shape = s.name;
   const VideoLayout& layout = s.layout;
@@ -145,7 +148,13 @@ Row bench_shape(const BenchShape& s, int runs, bool attention) {
   const std::vector<Pattern> candidates = {Pattern::spatial(0.15), Pattern::temporal(0.15)};
   const GpuPatterns patterns = make_gpu_patterns(layout, candidates);
   const ProfileOptions options;
-  const GpuProfile profile = allocate_gpu_profile(patterns, s.batch, s.heads, s.dim, options);
+  GpuProfile profile = allocate_gpu_profile(patterns, s.batch, s.heads, s.dim, options);
+  if (chunks > 0) {  // with a workspace of room for them: per (slot, row, chunk, output) stats and D floats
+    profile.chunks = chunks;
+    const int64_t records = int64_t{s.batch} * s.heads * profile.sample_rows * (profile.candidates + 1);
+    profile.workspace = Tensor::empty(Shape{records * (chunks * (8 + 4 * s.dim) + 8) + 4096}, DType::u8, Device::cuda());
+  }
+  row.chunks = profile.chunks;
   row.profile_us = 1e3 * median_ms([&] { profile_heads_gpu(x[0], x[1], x[2], patterns, options, profile); }, runs);
   const ProfileResult chosen = profile.to_host();
   int spatial = 0, temporal = 0;
@@ -177,14 +186,16 @@ Row bench_shape(const BenchShape& s, int runs, bool attention) {
 int main(int argc, char** argv) {
   int runs = 50;
   bool attention = true;
+  int chunks = 0;
   std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
     else if (a == "--shapes" && i + 1 < argc) only = "," + std::string(argv[++i]) + ",";
     else if (a == "--no-attention") attention = false;
+    else if (a == "--chunks" && i + 1 < argc) chunks = std::max(1, std::atoi(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: bench_layout_ops [--shapes a,b] [--runs N] [--no-attention]\n");
+      std::fprintf(stderr, "usage: bench_layout_ops [--shapes a,b] [--runs N] [--no-attention] [--chunks N]\n");
       return 2;
     }
   }
@@ -195,18 +206,18 @@ int main(int argc, char** argv) {
   for (const BenchShape& s : kShapes) {
     if (!only.empty() && only.find("," + s.name + ",") == std::string::npos) continue;
     try {
-      rows.push_back(bench_shape(s, runs, attention));
+      rows.push_back(bench_shape(s, runs, attention, chunks));
       const Row& r = rows.back();
-      std::printf("%s done: gather %.3f ms, profile %.1f us, mask %.1f us\n", s.name.c_str(), r.gather_ms,
-                  r.profile_us, r.mask_us);
+      std::printf("%s done: gather %.3f ms, profile %.1f us (%d chunks), mask %.1f us\n", s.name.c_str(),
+                  r.gather_ms, r.profile_us, r.chunks, r.mask_us);
       std::fflush(stdout);
     } catch (const Error& e) {
       std::printf("%s failed: %s\n", s.name.c_str(), e.what());
     }
   }
   std::printf("\n| shape | B x S x H x D | copy GB/s | gather QKV ms | GB/s | %% copy | scatter O ms | GB/s | %% copy "
-              "| mask build us | density | profile us | choices | sparse attn ms | profile %% attn |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "| mask build us | density | profile us | K+V read us | choices | sparse attn ms | profile %% attn |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
     const BenchShape& s = *std::find_if(kShapes.begin(), kShapes.end(), [&](const BenchShape& b) { return b.name == r.shape; });
     char attention_ms[32] = "n/a", share[32] = "n/a";
@@ -214,12 +225,14 @@ int main(int argc, char** argv) {
       std::snprintf(attention_ms, sizeof attention_ms, "%.3f", r.attention_ms);
       std::snprintf(share, sizeof share, "%.1f%%", 100 * r.profile_us * 1e-3 / r.attention_ms);
     }
-    std::printf("| %s | %d x %lld x %d x %d | %.0f | %.3f | %.0f | %.0f%% | %.3f | %.0f | %.0f%% | %.1f | %.3f | %.1f | %s "
-                "| %s | %s |\n",
+    // K and V bytes once, at the copy rate (which counts bytes read plus written).
+    const double read_us = 2.0 * 2 * s.batch * static_cast<double>(s.layout.tokens()) * s.heads * s.dim / r.copy_gbs * 1e-3;
+    std::printf("| %s | %d x %lld x %d x %d | %.0f | %.3f | %.0f | %.0f%% | %.3f | %.0f | %.0f%% | %.1f | %.3f | %.1f | %.1f "
+                "| %s | %s | %s |\n",
                 r.shape.c_str(), s.batch, static_cast<long long>(s.layout.tokens()), s.heads, s.dim, r.copy_gbs,
                 r.gather_ms, r.gather_gbs, 100 * r.gather_gbs / r.copy_gbs, r.scatter_ms, r.scatter_gbs,
-                100 * r.scatter_gbs / r.copy_gbs, r.mask_us, r.density, r.profile_us, r.choices.c_str(), attention_ms,
-                share);
+                100 * r.scatter_gbs / r.copy_gbs, r.mask_us, r.density, r.profile_us, read_us, r.choices.c_str(),
+                attention_ms, share);
   }
   return 0;
 }

@@ -3,11 +3,12 @@
 # the three tests against the CPU oracles (permutation, mask builder, profiler), the benchmark, and
 # compute-sanitizer (memcheck; racecheck on the profiler) on small cases; the table comes last.
 #
-# Usage: scripts/device/layout_ops.sh [build] [test] [sanitize] [bench]   (default: all)
+# Usage: scripts/device/layout_ops.sh [build] [test] [sanitize] [bench] [ncu]   (default: all but ncu)
+# ncu: Nsight Compute on the profiler's partial-output kernel at the NCU_SHAPES (default "wan cogvideox").
 # Env: SHAPES (default wan,wan-cfg,cogvideox,opensora,hunyuan), RUNS (default 50); BIN (default
 # build-device): where tests/ and bench/ are, e.g. binaries built elsewhere and carried, with the
 # shared libraries they need in BIN/lib (then run without the build phase).
-# Files under $OUT: build.log test.log sanitize.log bench.log
+# Files under $OUT: build.log test.log sanitize.log bench.log ncu_SHAPE.txt
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-$PWD/layout-ops-logs}"
@@ -46,6 +47,20 @@ if has bench; then
   summary+=("bench: exit $? ($((SECONDS - start)) s)")
 fi
 
+if has ncu; then
+  start=$SECONDS
+  for shape in ${NCU_SHAPES:-wan cogvideox}; do
+    timeout 120 ncu --kernel-name regex:profile_partials --launch-skip 3 --launch-count 1 \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+      --section SchedulerStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+      "$bin"/bench/bench_layout_ops --shapes "$shape" --runs 3 --no-attention >"$out/ncu_$shape.txt" 2>&1
+    echo "== ncu $shape (exit $?)"
+    grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Theoretical Occ|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|L1/TEX Hit|Mem Pipes Busy|Executed Ipc A" \
+      "$out/ncu_$shape.txt" | head -16
+  done
+  summary+=("ncu: $((SECONDS - start)) s")
+fi
+
 if has sanitize; then
   : >"$out/sanitize.log"
   start=$SECONDS
@@ -59,6 +74,7 @@ if has sanitize; then
   sanitize memcheck permute permute_cuda_test '*Undoes*'
   sanitize memcheck profiler profiler_cuda_test '*DenseFallback*'
   sanitize racecheck profiler profiler_cuda_test '*DenseFallback*'
+  sanitize racecheck "profiler, far candidates" profiler_cuda_test '*FarBelow*'
   summary+=("sanitize: $((SECONDS - start)) s")
 fi
 

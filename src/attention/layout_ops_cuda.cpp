@@ -276,8 +276,7 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   std::copy(rows.begin(), rows.end(), host_rows.data<int32_t>());
   profile.rows = host_rows.to(device);
   const int64_t slots = int64_t{batch} * heads;
-  const int row_tile = cuda::profile_row_tile(count);
-  const int row_tiles = (profile.sample_rows + row_tile - 1) / row_tile;
+  const int row_tiles = (profile.sample_rows + cuda::kProfileRowTile - 1) / cuda::kProfileRowTile;
   profile.chunks = cuda::profile_chunks(static_cast<int>(slots), row_tiles, patterns.layout.tokens(), head_dim, count);
   profile.choice = Tensor::empty(Shape{slots}, DType::i32, device);
   profile.permute = Tensor::empty(Shape{slots}, DType::u8, device);

@@ -1,8 +1,11 @@
 // The GPU profiler against the CPU profile_heads on the same inputs: the same sampled rows and
 // masks; MSE and relative error within the bound below (the GPU rounds probabilities to 16 bits
 // before P V, the CPU keeps them in f32); the same choice wherever the CPU's best candidate leads
-// the next by more than both their bounds. Then the choices drive the GPU mask builder and the
-// permutation through GPU memory, and the results equal the CPU's for those choices.
+// the next by more than both their bounds. Each case runs with the profile's key chunks and with
+// one chunk (every key tile in one block: references that move mid-chunk, long pipelines), on
+// head dims, candidate counts and row counts that reach every warp layout of the kernel (8 or 16
+// rows a warp, ragged row tiles). Then the choices drive the GPU mask builder and the permutation
+// through GPU memory, and the results equal the CPU's for those choices.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -13,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "test_util.h"
@@ -85,6 +89,14 @@ const std::vector<Case>& cases() {
        {Pattern::spatial(0.15, true), Pattern::temporal(0.15)}, 130},  // three row tiles
       {{13, 30, 45, 226, TextPosition::first}, 1, 3, 64, DType::bf16, 128, 128,
        {Pattern::spatial(0.25), Pattern::temporal(0.25)}, 64},  // CogVideoX-5B
+      {{7, 8, 9, 23, TextPosition::first}, 1, 3, 128, DType::bf16, 64, 32,
+       {Pattern::spatial(0.2), Pattern::temporal(0.2), Pattern::dense()}, 50},  // 128 accumulators a thread
+      {{5, 9, 10, 0, TextPosition::none}, 2, 2, 96, DType::f16, 128, 64,
+       {Pattern::spatial(0.3, true)}, 64},  // 16 rows a warp at d = 96
+      {{8, 6, 9, 0, TextPosition::none}, 1, 2, 96, DType::bf16, 32, 64,
+       {Pattern::spatial(0.2), Pattern::temporal(0.2)}, 64},  // Open-Sora-Plan's head dim
+      {{6, 7, 8, 11, TextPosition::last}, 1, 2, 64, DType::f16, 64, 64,
+       {Pattern::spatial(0.2), Pattern::temporal(0.2), Pattern::temporal(0.4)}, 64},  // 8 rows a warp at d = 64
   };
   return all;
 }
@@ -119,6 +131,46 @@ bool clear_winner(const ProfileResult& cpu, int slot) {
   return true;
 }
 
+// Runs the GPU profile into `profile` (poisoned first) and compares it with the CPU's; counts the
+// close calls and those that went the other way.
+ProfileResult expect_matches_cpu(const std::array<Tensor, 3>& gpu, const GpuPatterns& patterns,
+                                 const ProfileOptions& options, const GpuProfile& profile, const ProfileResult& cpu,
+                                 const std::string& what, int* close_calls, int* mismatched_close_calls) {
+  EXPECT_EQ(cudaMemset(profile.choice.raw_data(), 0x7f, profile.choice.nbytes()), cudaSuccess);
+  EXPECT_EQ(cudaMemset(profile.mse.raw_data(), 0xff, profile.mse.nbytes()), cudaSuccess);  // NaN
+  EXPECT_EQ(cudaMemset(profile.workspace.raw_data(), 0xff, profile.workspace.nbytes()), cudaSuccess);
+  profile_heads_gpu(gpu[0], gpu[1], gpu[2], patterns, options, profile);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+  const ProfileResult got = profile.to_host();
+  EXPECT_EQ(got.choice.size(), cpu.choice.size()) << what;
+  if (got.choice.size() != cpu.choice.size()) return got;
+  const int n = cpu.candidates;
+  double worst_relative = 0, worst_of_power = 0;
+  for (int slot = 0; slot < static_cast<int>(cpu.choice.size()); ++slot) {
+    for (int k = 0; k < n; ++k) {
+      const int64_t i = int64_t{slot} * n + k;
+      const double bound = mse_bound(cpu, i);
+      EXPECT_NEAR(got.mse[i], cpu.mse[i], bound) << what << " slot " << slot << " cand " << k;
+      // The same bound, relative; a dense candidate has MSE 0 on the CPU and about 1e-16 here.
+      const double relative_bound = cpu.mse[i] > 0 ? bound / cpu.mse[i] * cpu.relative_error[i] : 1e-9;
+      EXPECT_NEAR(got.relative_error[i], cpu.relative_error[i], relative_bound)
+          << what << " slot " << slot << " cand " << k;
+      const double error = std::abs(got.mse[i] - cpu.mse[i]);
+      if (cpu.mse[i] > 0) worst_relative = std::max(worst_relative, error / cpu.mse[i]);
+      if (cpu.relative_error[i] > 0) worst_of_power = std::max(worst_of_power, error * cpu.relative_error[i] / cpu.mse[i]);
+    }
+    if (clear_winner(cpu, slot)) {
+      EXPECT_EQ(got.choice[slot], cpu.choice[slot]) << what << " slot " << slot;
+    } else {
+      ++*close_calls;
+      if (got.choice[slot] != cpu.choice[slot]) ++*mismatched_close_calls;
+    }
+  }
+  std::printf("[ profile  ] %s, %d chunks: worst |MSE gpu - cpu| = %.2e of MSE, %.2e of dense power\n", what.c_str(),
+              profile.chunks, worst_relative, worst_of_power);
+  return got;
+}
+
 TEST(ProfilerGpu, MatchesCpuProfileAndDrivesMasksAndPermutation) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 3;
@@ -136,41 +188,14 @@ TEST(ProfilerGpu, MatchesCpuProfileAndDrivesMasksAndPermutation) {
     const GpuPatterns patterns = make_gpu_patterns(c.layout, c.candidates, c.block_q, c.block_k);
     const GpuProfile profile = allocate_gpu_profile(patterns, static_cast<int>(c.batch), static_cast<int>(c.heads),
                                                     static_cast<int>(c.dim), options);
-    ASSERT_EQ(cudaMemset(profile.choice.raw_data(), 0x7f, profile.choice.nbytes()), cudaSuccess);
-    ASSERT_EQ(cudaMemset(profile.mse.raw_data(), 0xff, profile.mse.nbytes()), cudaSuccess);  // NaN
-    ASSERT_EQ(cudaMemset(profile.workspace.raw_data(), 0xff, profile.workspace.nbytes()), cudaSuccess);
     std::array<Tensor, 3> gpu;
     for (int i = 0; i < 3; ++i) gpu[i] = qkv[i].to(Device::cuda());
-    profile_heads_gpu(gpu[0], gpu[1], gpu[2], patterns, options, profile);
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
-    const ProfileResult got = profile.to_host();
-
-    ASSERT_EQ(got.choice.size(), cpu.choice.size()) << what;
-    const int n = static_cast<int>(c.candidates.size());
-    double worst_relative = 0, worst_of_power = 0;
-    for (int slot = 0; slot < static_cast<int>(c.batch * c.heads); ++slot) {
-      for (int k = 0; k < n; ++k) {
-        const int64_t i = int64_t{slot} * n + k;
-        const double bound = mse_bound(cpu, i);
-        EXPECT_NEAR(got.mse[i], cpu.mse[i], bound) << what << " slot " << slot << " cand " << k;
-        // The same bound, relative; a dense candidate has MSE 0 on the CPU and about 1e-16 here.
-        const double relative_bound = cpu.mse[i] > 0 ? bound / cpu.mse[i] * cpu.relative_error[i] : 1e-9;
-        EXPECT_NEAR(got.relative_error[i], cpu.relative_error[i], relative_bound)
-            << what << " slot " << slot << " cand " << k;
-        const double error = std::abs(got.mse[i] - cpu.mse[i]);
-        if (cpu.mse[i] > 0) worst_relative = std::max(worst_relative, error / cpu.mse[i]);
-        if (cpu.relative_error[i] > 0) worst_of_power = std::max(worst_of_power, error * cpu.relative_error[i] / cpu.mse[i]);
-      }
-      if (clear_winner(cpu, slot)) {
-        EXPECT_EQ(got.choice[slot], cpu.choice[slot]) << what << " slot " << slot;
-      } else {
-        ++close_calls;
-        if (got.choice[slot] != cpu.choice[slot]) ++mismatched_close_calls;
-      }
-    }
-
-    std::printf("[ profile  ] %s: worst |MSE gpu - cpu| = %.2e of MSE, %.2e of dense power\n", what.c_str(),
-                worst_relative, worst_of_power);
+    GpuProfile one_chunk = profile;  // the same buffers, read as one chunk per (slot, row tile)
+    one_chunk.chunks = 1;
+    expect_matches_cpu(gpu, patterns, options, one_chunk, cpu, what, &close_calls, &mismatched_close_calls);
+    const ProfileResult got =
+        expect_matches_cpu(gpu, patterns, options, profile, cpu, what, &close_calls, &mismatched_close_calls);
+    if (got.choice.size() != cpu.choice.size()) continue;
 
     // The choices feed the mask builder and the permutation on the GPU. Compared with the CPU's
     // pipeline on the GPU's choices (equal to the CPU's choices wherever the call is clear).
@@ -199,6 +224,41 @@ TEST(ProfilerGpu, MatchesCpuProfileAndDrivesMasksAndPermutation) {
     }
   }
   // Close calls may go either way, but not most of them.
+  EXPECT_LE(mismatched_close_calls * 2, close_calls) << mismatched_close_calls << " of " << close_calls;
+}
+
+// Head 0's rows put all but e^-120 of their weight on key 0 (4 + noise against key 0's 4s in every
+// dimension), head 1 is plain noise. A candidate that misses key 0 has dense probabilities below
+// 2^-126 on every key it keeps; its output must still be its own softmax, as on the CPU.
+TEST(ProfilerGpu, CandidatesFarBelowTheDenseMaximumStayExact) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const VideoLayout layout{4, 6, 10, 0, TextPosition::none};
+  const std::vector<Pattern> candidates = {Pattern::spatial(0.2), Pattern::temporal(0.2)};
+  const int64_t tokens = layout.tokens(), heads = 2;
+  int close_calls = 0, mismatched_close_calls = 0;
+  for (const auto& [dim, dtype] : {std::pair<int64_t, DType>{64, DType::bf16}, {128, DType::f16}}) {
+    std::array<Tensor, 3> qkv;
+    for (int i = 0; i < 3; ++i) qkv[i] = test::random_tensor(Shape{1, tokens, heads, dim}, 41 + 7 * i + dim, 1.0f);
+    float* q = qkv[0].data<float>();
+    float* k = qkv[1].data<float>();
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t d = 0; d < dim; ++d) q[t * heads * dim + d] += 4.0f;
+    for (int64_t d = 0; d < dim; ++d) k[d] = 4.0f;
+    for (Tensor& t : qkv) t = t.to(dtype);
+    ProfileOptions options;
+    options.block_q = options.block_k = 16;
+    const ProfileResult cpu = profile_heads(qkv[0], qkv[1], qkv[2], layout, candidates, options);
+    const GpuPatterns patterns = make_gpu_patterns(layout, candidates, 16, 16);
+    GpuProfile profile = allocate_gpu_profile(patterns, 1, static_cast<int>(heads), static_cast<int>(dim), options);
+    std::array<Tensor, 3> gpu;
+    for (int i = 0; i < 3; ++i) gpu[i] = qkv[i].to(Device::cuda());
+    const std::string what = "key 0 dominant, d = " + std::to_string(dim) + " " + dtype_name(dtype);
+    for (int chunks : {profile.chunks, 1}) {
+      profile.chunks = chunks;
+      expect_matches_cpu(gpu, patterns, options, profile, cpu, what, &close_calls, &mismatched_close_calls);
+    }
+    EXPECT_GT(cpu.relative_error[0] + cpu.relative_error[1], 0.1) << what << ": key 0 is not dominant";
+  }
   EXPECT_LE(mismatched_close_calls * 2, close_calls) << mismatched_close_calls << " of " << close_calls;
 }
 

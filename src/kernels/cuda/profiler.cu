@@ -1,10 +1,22 @@
 // The GPU profiler's kernels (see profiler.h). The partial-output kernel is a small flash-attention
-// forward on mma.sync (sm_80 and later): 64 sampled rows per block (32 with three candidates), one
-// key chunk, K/V tiles of 64 keys through a cp.async pipeline. Each warp owns 16 rows and one
-// output (dense or a candidate) over all of D, with that output's own online softmax, so no
-// elementwise work is repeated across warps; a candidate keeps a key when the key's block, in the
-// candidate's order, lies in the row's CSR row (three runs of blocks, BandRow). A warp skips a tile
-// in which its rows keep no key (sampled rows are sorted, so a spatial warp skips most tiles).
+// forward on mma.sync (sm_80 and later) of 64 sampled rows over one key chunk, for dense and every
+// candidate at once, computed transposed: S^T = K Q^T and O^T += V^T P^T, so that each of the 8
+// warps owns 8 sampled rows with all their keys and all of D and needs no other warp's scores:
+// - K/V steps of 128 keys (64 at d = 64, where two blocks share a multiprocessor) stream through a
+//   ring of shared-memory stages (cp.async, completion on mbarriers), each warp issuing its share
+//   of a step ahead; each warp also finds 16 keys' blocks in frame-major and token-major order and
+//   their range. A warp waits for the others only to refill a stage.
+// - S^T is computed once per step and serves every output: its C fragments hold keys g, g + 8 (of
+//   each 16) of rows 2t, 2t + 1, so a thread's softmax state covers two rows. P^T is packed and
+//   transposed 8x8 by movmatrix into the B operand of O^T += V^T P^T; a V^T fragment serves every
+//   output, and a row of ones as one more A fragment gives the rows' probability sums.
+// - Softmax in base 2 against lazy references: a row's reference is an integer that moves only
+//   when a step's maximum passes it by more than 8, so rescaling is rare and exact. A candidate's
+//   probabilities are the dense ones times 2^(dense reference - candidate reference) on the keys it
+//   keeps (ex2 of their own where that factor would pass 2^100, so nothing underflows).
+// - A candidate keeps a key when the key's block lies in the row's runs (BandRow). Where every row
+//   keeps all or none of a step (the step's block range against the runs) no key is tested, and 16
+//   keys that none of a warp's rows keeps skip their P V product.
 #include "kernels/cuda/profiler.h"
 
 #include <cuda_bf16.h>
@@ -17,41 +29,103 @@
 namespace vdit::cuda {
 namespace {
 
-constexpr int kStages = 3;
 constexpr int kCombineThreads = 128;
+constexpr int kWarps = kProfileRowTile / 8;  // 8 rows a warp
+constexpr int kThreads = 32 * kWarps;
+constexpr float kReferenceSlack = 8.f;  // probabilities stay below 2^8: no overflow in f16
+constexpr float kMaxFactor = 100.f;     // log2 of the largest dense-to-candidate factor
+
+// Shared memory of a block, bytes: Q, then per stage K and V of `step_keys` keys (rows padded by 16
+// bytes against bank conflicts), key blocks in two orders and block ranges; runs, mbarriers.
+constexpr size_t profile_smem(int head_dim, int candidates, int step_keys, int stages) {
+  const size_t row = 2 * (head_dim + 8);
+  return kProfileRowTile * row + stages * (2 * step_keys * row + 2 * step_keys * 4 + kWarps * 16) +
+         kProfileRowTile * candidates * 16 + stages * 16;
+}
 
 template <int D, int NC>
 struct Shape {
-  static constexpr int kOut = NC + 1;                       // outputs: dense and each candidate
-  static constexpr int kGroups = profile_row_tile(NC) / 16;  // 16-row groups per block
-  static constexpr int kRows = 16 * kGroups;
-  static constexpr int kWarps = kGroups * kOut;             // one per (group, output)
-  static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kStride = D + 8;                     // smem row, elements: 16 bytes of padding
-  static constexpr int kTile = 64 * kStride;                // elements of one 64-key tile
-  static constexpr int kVectors = D / 8;                    // 16-byte vectors per row
-  static constexpr size_t kSmem = (kRows * kStride + 2 * kStages * kTile) * 2 +
-                                  kStages * 2 * 64 * sizeof(int32_t) + kRows * NC * sizeof(int4);
+  static constexpr int kOut = NC + 1;  // outputs: dense and each candidate
+  // Two blocks a multiprocessor (16 warps of up to 128 registers) where the accumulators are
+  // small, with 64-key steps; else one, with 128-key steps: 32 scores a thread either way.
+  static constexpr int kBlocksPerSm = D * kOut <= 192 ? 2 : 1;
+  static constexpr int kM = kBlocksPerSm == 2 ? 4 : 8;  // 16-key tiles per step
+  static constexpr int kStepKeys = 16 * kM;
+  static constexpr int kStages = profile_smem(D, NC, kStepKeys, 4) * kBlocksPerSm <= 227 * 1024   ? 4
+                                 : profile_smem(D, NC, kStepKeys, 3) * kBlocksPerSm <= 227 * 1024 ? 3
+                                                                                                   : 2;
+  static constexpr int kAhead = kStages == 4 ? 2 : 1;  // steps issued ahead of the one computed
+  static constexpr int kDTiles = D / 16;  // 16-column tiles of O^T (and 16-wide k-steps of S^T)
+  static constexpr int kStride = D + 8;   // smem row, elements
+  static constexpr int kTile = kStepKeys * kStride;
+  static constexpr int kVectors = D / 8;  // 16-byte vectors per row
+  static constexpr int kRowLanes = kVectors <= 8 ? 8 : 16;  // threads per K/V row when copying
+  static constexpr int kCopyRows = kThreads / kRowLanes;    // rows per copy pass
+  static constexpr int kKeysPerWarp = kStepKeys / kWarps;   // keys whose blocks a warp finds
+  // Shared memory offsets, bytes. Key blocks [stage][order][key]: key 16m + g + 8e at g * 2kM + 2m
+  // + e, a thread's keys together. Block ranges [stage][warp]: order 0 lo, hi, order 1 lo, hi over
+  // the warp's keys. Runs [row][candidate]. mbarriers: full[stage], then empty[stage].
+  static constexpr size_t kQ = 0;
+  static constexpr size_t kK = kQ + size_t{2} * kProfileRowTile * kStride;
+  static constexpr size_t kV = kK + size_t{2} * kStages * kTile;
+  static constexpr size_t kBlocks = kV + size_t{2} * kStages * kTile;
+  static constexpr size_t kRanges = kBlocks + size_t{kStages} * 2 * kStepKeys * sizeof(int32_t);
+  static constexpr size_t kRuns = kRanges + size_t{kStages} * kWarps * sizeof(int4);
+  static constexpr size_t kBars = kRuns + size_t{kProfileRowTile} * NC * sizeof(int4);
+  static constexpr size_t kSmem = kBars + size_t{2} * kStages * sizeof(uint64_t);
+  static_assert(kSmem == profile_smem(D, NC, kStepKeys, kStages));
+  static_assert(kSmem * kBlocksPerSm <= 227 * 1024, "shared memory over the sm_90 limit");
+  static_assert(kVectors <= kRowLanes && kStepKeys % kCopyRows == 0 && kKeysPerWarp * 2 <= 32 &&
+                kProfileKeyTile % kStepKeys == 0);
 };
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int bytes = valid ? 16 : 0;  // 0: fill with zeros
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
+template <int D>
+int blocks_per_sm(int candidates) {
+  return candidates == 1 ? Shape<D, 1>::kBlocksPerSm
+                         : candidates == 2 ? Shape<D, 2>::kBlocksPerSm : Shape<D, 3>::kBlocksPerSm;
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const int bytes = valid ? 16 : 0;  // 0: fill with zeros
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(smem)), "l"(gmem), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+// One arrival on `bar` once every cp.async this thread has issued has landed (counted in the
+// barrier's expected arrivals).
+__device__ __forceinline__ void cp_async_arrive(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(smem_address(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(smem_address(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_address(bar)) : "memory");
+}
+// Waits for the completion of the barrier's phase of this parity.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n.reg .pred done;\nwait_again:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_again;\n}\n" ::"r"(smem_address(bar)), "r"(parity) : "memory");
+#else
+  asm volatile(
+      "{\n.reg .pred done;\nwait_again:\nmbarrier.test_wait.parity.shared.b64 done, [%0], %1;\n"
+      "@!done bra wait_again;\n}\n" ::"r"(smem_address(bar)), "r"(parity) : "memory");
+#endif
+}
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_address(smem)));
 }
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_address(smem)));
 }
 
 template <bool BF16>
@@ -69,54 +143,408 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
   }
 }
 
-// Whether a row keeps a key block: runs (prefix_last, first, last, suffix_first) as in BandRow;
-// blocks of keys past the chunk are INT_MAX and kept by none.
-__device__ __forceinline__ bool keeps(const int4& runs, int32_t block, int32_t k_blocks) {
-  return block <= runs.x || static_cast<uint32_t>(block - runs.y) <= static_cast<uint32_t>(runs.z - runs.y) ||
-         (block >= runs.w && block < k_blocks);
+// Transposes an 8x8 matrix of 16-bit values held one row pair per thread (the mma fragment layout).
+__device__ __forceinline__ uint32_t transpose8x8(uint32_t x) {
+  uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+
+// 2^e for an integer-valued e <= 127, or -inf; 0 below the normal range.
+__device__ __forceinline__ float pow2(float e) {
+  return e < -126.f ? 0.f : __int_as_float((static_cast<int>(e) + 127) << 23);
+}
+
+// Row maxima over the eight threads (g = 0..7) that share rows 2t, 2t + 1.
+__device__ __forceinline__ void row_max(float (&x)[2]) {
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr)
+#pragma unroll
+    for (int offset = 4; offset < 32; offset *= 2) x[rr] = fmaxf(x[rr], __shfl_xor_sync(0xffffffffu, x[rr], offset));
+}
+
+// Moves a row's reference (log2 units) to ceil(step maximum) when the step's maximum (raw scores)
+// passes it by more than kReferenceSlack, and rescales what was accumulated against the old one.
+// acc: O^T fragments (and the sums'), elements rr and 2 + rr of row 2t + rr.
+template <int kTiles>
+__device__ __forceinline__ void raise_references(float (&ref)[2], float (&acc)[kTiles][4], const float (&step_max)[2],
+                                                 float scale_log2) {
+  float alpha[2] = {1.f, 1.f};
+  bool moved = false;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const float m = step_max[rr] * scale_log2;
+    if (m > ref[rr] + kReferenceSlack) {
+      const float next = ceilf(m);
+      alpha[rr] = pow2(ref[rr] - next);
+      ref[rr] = next;
+      moved = true;
+    }
+  }
+  if (!__any_sync(0xffffffffu, moved)) return;
+#pragma unroll
+  for (int n = 0; n < kTiles; ++n) {
+    acc[n][0] *= alpha[0];
+    acc[n][1] *= alpha[1];
+    acc[n][2] *= alpha[0];
+    acc[n][3] *= alpha[1];
+  }
+}
+
+enum Coverage { kNone, kAll, kSome };
+
+// How a row's runs (prefix_last, first, last, suffix_first as in BandRow) cover a step whose keys'
+// blocks lie in [lo, hi] (all below k_blocks).
+__device__ __forceinline__ Coverage coverage(const int4& runs, int32_t lo, int32_t hi) {
+  if (hi <= runs.x || (lo >= runs.y && hi <= runs.z) || lo >= runs.w) return kAll;
+  if (lo > runs.x && (hi < runs.y || lo > runs.z) && hi < runs.w) return kNone;
+  return kSome;
+}
+
+// Which of a thread's scores a candidate keeps, tested key by key (bit 4m + i: s[m][i]), and their
+// row maxima. kBand: no row's prefix or suffix run reaches the step. Keys past the chunk may count
+// as kept: their scores are -inf.
+template <bool kBand, int kM>
+__device__ __forceinline__ uint32_t test_keys(const int4 (&runs)[2], const int32_t (&blocks)[2 * kM],
+                                              const float (&s)[kM][4], float (&max)[2]) {
+  uint32_t kept = 0;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int4 r = runs[rr];
+    const uint32_t width = static_cast<uint32_t>(r.z - r.y);
+#pragma unroll
+    for (int m = 0; m < kM; ++m)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int32_t block = blocks[2 * m + e];
+        bool keep = static_cast<uint32_t>(block - r.y) <= width;
+        if constexpr (!kBand) keep = keep || block <= r.x || block >= r.w;
+        if (keep) {
+          kept |= 1u << (4 * m + 2 * e + rr);
+          max[rr] = fmaxf(max[rr], s[m][2 * e + rr]);
+        }
+      }
+  }
+  return kept;
+}
+
+// This thread's share of step `step`'s K/V rows into its stage: vector c of rows r0 + kCopyRows *
+// pass (`offset`: of row r0, vector c from the head's first key). Each warp adds the blocks of its
+// kKeysPerWarp keys in frame-major (order 0) and token-major (order 1) order, and their range in
+// each. Every thread arrives twice on the stage's full barrier: once its copies land, and now
+// (which releases the stores).
+template <int D, int NC>
+__device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char* smem, const uint16_t* k,
+                                           const uint16_t* v, int64_t offset, uint32_t key_begin, uint32_t key_end,
+                                           int step, int warp, int lane) {
+  using Sh = Shape<D, NC>;
+  const int stage = step % Sh::kStages;
+  const int tid = warp * 32 + lane, r0 = tid / Sh::kRowLanes, c = tid % Sh::kRowLanes;
+  uint16_t* k_tile = reinterpret_cast<uint16_t*>(smem + Sh::kK) + stage * Sh::kTile + r0 * Sh::kStride + c * 8;
+  uint16_t* v_tile = reinterpret_cast<uint16_t*>(smem + Sh::kV) + stage * Sh::kTile + r0 * Sh::kStride + c * 8;
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + Sh::kBars) + stage;
+  const int64_t token_stride = int64_t{p.heads} * D;
+  const uint32_t k0 = key_begin + static_cast<uint32_t>(Sh::kStepKeys) * step;
+  const int64_t first = offset + int64_t{k0} * token_stride;
+  if (c < Sh::kVectors) {
+#pragma unroll
+    for (int pass = 0; pass < Sh::kStepKeys / Sh::kCopyRows; ++pass) {
+      const bool valid = k0 + r0 + pass * Sh::kCopyRows < key_end;
+      const int64_t at = valid ? first + pass * Sh::kCopyRows * token_stride : 0;
+      cp_async16(k_tile + pass * Sh::kCopyRows * Sh::kStride, k + at, valid);
+      cp_async16(v_tile + pass * Sh::kCopyRows * Sh::kStride, v + at, valid);
+    }
+  }
+  cp_async_arrive(full);
+
+  const MaskGeometry& geo = p.geometry;
+  const int order = lane / Sh::kKeysPerWarp;
+  const uint32_t j = warp * Sh::kKeysPerWarp + lane % Sh::kKeysPerWarp, key = k0 + j;
+  const bool counted = order < 2 && key < key_end;
+  int32_t block = INT_MAX;  // past the chunk
+  if (counted) {
+    uint32_t position = key;
+    // Token arithmetic in 32 bits (layouts have fewer than 2^31 tokens): 64-bit division is slow.
+    const uint32_t vi = key - static_cast<uint32_t>(geo.video_begin);
+    if (order == 1 && key >= geo.video_begin && vi < geo.video_tokens) {
+      const uint32_t frame_tokens = static_cast<uint32_t>(geo.frame_tokens), frame = vi / frame_tokens;
+      position = static_cast<uint32_t>(geo.video_begin) + (vi - frame * frame_tokens) * static_cast<uint32_t>(geo.frames) + frame;
+    }
+    block = static_cast<int32_t>(position / static_cast<uint32_t>(geo.block_k));
+  }
+  if (order < 2) {
+    int32_t* blocks = reinterpret_cast<int32_t*>(smem + Sh::kBlocks) + (stage * 2 + order) * Sh::kStepKeys;
+    blocks[(j % 8) * 2 * Sh::kM + (j / 16) * 2 + (j / 8) % 2] = block;
+  }
+  const int32_t lo0 = __reduce_min_sync(0xffffffffu, counted && order == 0 ? block : INT_MAX);
+  const int32_t hi0 = __reduce_max_sync(0xffffffffu, counted && order == 0 ? block : -1);
+  const int32_t lo1 = __reduce_min_sync(0xffffffffu, counted && order == 1 ? block : INT_MAX);
+  const int32_t hi1 = __reduce_max_sync(0xffffffffu, counted && order == 1 ? block : -1);
+  if (lane == 0) reinterpret_cast<int4*>(smem + Sh::kRanges)[stage * kWarps + warp] = make_int4(lo0, hi0, lo1, hi1);
+  mbar_arrive(full);
+}
+
+// The B fragment of P^T for 16 keys from a thread's four probabilities (keys g, g + 8 of rows
+// 2t, 2t + 1): rows' pairs packed, then each 8x8 transposed.
+template <bool BF16>
+__device__ __forceinline__ void transpose_probabilities(uint32_t (&b)[2], const float (&p)[4]) {
+  b[0] = transpose8x8(pack2<BF16>(p[0], p[1]));
+  b[1] = transpose8x8(pack2<BF16>(p[2], p[3]));
+}
+
+// One warp: for its 8 rows, the partial outputs of dense and of every candidate over the chunk,
+// written to the workspace.
+template <int D, bool BF16, int NC>
+__device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigned char* smem, const uint16_t* k,
+                                                 const uint16_t* v, uint32_t key_begin, uint32_t key_end, int steps,
+                                                 int warp, int lane) {
+  using Sh = Shape<D, NC>;
+  constexpr int kOut = Sh::kOut, kM = Sh::kM, kDTiles = Sh::kDTiles;
+  const uint16_t* s_q = reinterpret_cast<const uint16_t*>(smem + Sh::kQ);
+  const uint16_t* s_k = reinterpret_cast<const uint16_t*>(smem + Sh::kK);
+  const uint16_t* s_v = reinterpret_cast<const uint16_t*>(smem + Sh::kV);
+  const int32_t* s_blocks = reinterpret_cast<const int32_t*>(smem + Sh::kBlocks);
+  const int4* s_ranges = reinterpret_cast<const int4*>(smem + Sh::kRanges);
+  const int4* s_runs = reinterpret_cast<const int4*>(smem + Sh::kRuns);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Sh::kBars);
+
+  const int g = lane / 4, t = lane % 4;
+  const int mat = lane / 8, mat_row = lane % 8;  // ldmatrix: which 8x8 matrix this lane addresses
+  const int row0 = warp * 8;                      // this thread's rows: row0 + 2t + rr
+  const float scale = p.scale_log2;
+  uint32_t orders = 0;  // bit c: candidate c's positions are token-major
+#pragma unroll
+  for (int c = 0; c < NC; ++c) orders |= (p.patterns[c].permuted ? 1u : 0u) << c;
+  const uint32_t one = BF16 ? 0x3f803f80u : 0x3c003c00u;  // two 16-bit ones
+
+  // Q^T as the B operand of S^T = K Q^T: q_frag[kk] covers head dims 16kk .. 16kk + 15.
+  uint32_t q_frag[kDTiles][2];
+#pragma unroll
+  for (int kp = 0; kp < kDTiles / 2; ++kp) {
+    uint32_t r[4];
+    ldmatrix_x4(r, s_q + (row0 + mat_row) * Sh::kStride + 32 * kp + 8 * mat);
+    q_frag[2 * kp][0] = r[0];
+    q_frag[2 * kp][1] = r[1];
+    q_frag[2 * kp + 1][0] = r[2];
+    q_frag[2 * kp + 1][1] = r[3];
+  }
+
+  // Per output: O^T accumulators, element i: column 16n + g + 8(i / 2) of row 2t + i % 2; tile
+  // kDTiles holds the rows' probability sums (elements 0, 1). References of rows 2t, 2t + 1.
+  float acc[kOut][kDTiles + 1][4];
+  float ref[kOut][2];
+#pragma unroll
+  for (int o = 0; o < kOut; ++o) {
+#pragma unroll
+    for (int n = 0; n <= kDTiles; ++n) acc[o][n][0] = acc[o][n][1] = acc[o][n][2] = acc[o][n][3] = 0.f;
+    ref[o][0] = ref[o][1] = -INFINITY;
+  }
+
+  const int64_t copy_offset = int64_t{(warp * 32 + lane) / Sh::kRowLanes} * p.heads * D + (lane % Sh::kRowLanes) * 8;
+  for (int step = 0; step < min(steps, Sh::kAhead); ++step)
+    issue_step<D, NC>(p, smem, k, v, copy_offset, key_begin, key_end, step, warp, lane);
+  for (int step = 0; step < steps; ++step) {
+    const int next = step + Sh::kAhead;
+    if (next < steps) {  // into the stage of step next - kStages, once every warp is done with it
+      if (next >= Sh::kStages) mbar_wait(bars + Sh::kStages + next % Sh::kStages, (next / Sh::kStages - 1) & 1);
+      issue_step<D, NC>(p, smem, k, v, copy_offset, key_begin, key_end, next, warp, lane);
+    }
+    const int stage = step % Sh::kStages;
+    mbar_wait(bars + stage, (step / Sh::kStages) & 1);
+    const uint16_t* k_tile = s_k + stage * Sh::kTile;
+    const uint16_t* v_tile = s_v + stage * Sh::kTile;
+
+    // S^T: s[m][i] is the score of key 16m + g + 8(i / 2) for row 2t + i % 2.
+    float s[kM][4];
+#pragma unroll
+    for (int m = 0; m < kM; ++m) s[m][0] = s[m][1] = s[m][2] = s[m][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < kDTiles; ++kk)
+#pragma unroll
+      for (int m = 0; m < kM; ++m) {
+        uint32_t kf[4];
+        ldmatrix_x4(kf, k_tile + (16 * m + 8 * (mat % 2) + mat_row) * Sh::kStride + 16 * kk + 8 * (mat / 2));
+        mma16816<BF16>(s[m], kf, q_frag[kk][0], q_frag[kk][1]);
+      }
+    const uint32_t k0 = key_begin + static_cast<uint32_t>(Sh::kStepKeys) * step;
+    const uint32_t valid = min(static_cast<uint32_t>(Sh::kStepKeys), key_end - k0);
+    if (valid < Sh::kStepKeys) {  // keys past the chunk: kept by no output
+#pragma unroll
+      for (int m = 0; m < kM; ++m)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          if (16 * m + g + 8 * (i / 2) >= static_cast<int>(valid)) s[m][i] = -INFINITY;
+    }
+
+    // Dense: the step's row maxima and the references.
+    float step_max[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      float x[kM];
+#pragma unroll
+      for (int m = 0; m < kM; ++m) x[m] = fmaxf(s[m][rr], s[m][2 + rr]);
+#pragma unroll
+      for (int width = kM / 2; width > 0; width /= 2)
+#pragma unroll
+        for (int m = 0; m < width; ++m) x[m] = fmaxf(x[m], x[m + width]);
+      step_max[rr] = x[0];
+    }
+    row_max(step_max);
+    raise_references<kDTiles + 1>(ref[0], acc[0], step_max, scale);
+
+    // Candidates: which scores each keeps, their row maxima, references, the factor from dense
+    // probabilities, and which 16-key tiles any of the warp's rows keeps.
+    uint32_t kept[NC], active[NC];
+    bool fast[NC], slow[NC];  // fast: every row keeps all or none (factor 0 for none)
+    float factor[NC][2];
+    // The step's block range in each order, from the warps' parts.
+    int4 range = lane < kWarps ? s_ranges[stage * kWarps + lane] : make_int4(INT_MAX, -1, INT_MAX, -1);
+    range = make_int4(__reduce_min_sync(0xffffffffu, range.x), __reduce_max_sync(0xffffffffu, range.y),
+                      __reduce_min_sync(0xffffffffu, range.z), __reduce_max_sync(0xffffffffu, range.w));
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const int order = (orders >> c) & 1;
+      const int32_t lo = order ? range.z : range.x, hi = order ? range.w : range.y;
+      int4 runs[2];
+      bool some = false, text = false, all[2];
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        runs[rr] = s_runs[(row0 + 2 * t + rr) * NC + c];
+        const Coverage cover = coverage(runs[rr], lo, hi);
+        some |= cover == kSome;
+        all[rr] = cover == kAll;
+        text |= lo <= runs[rr].x || hi >= runs[rr].w;
+      }
+      const bool uniform = !__any_sync(0xffffffffu, some);
+      float max[2];
+      if (uniform) {
+        kept[c] = (all[0] ? 0x55555555u : 0u) | (all[1] ? 0xaaaaaaaau : 0u);
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) max[rr] = all[rr] ? step_max[rr] : -INFINITY;
+      } else {
+        int32_t blocks[2 * kM];  // of keys 16m + g + 8e at 2m + e
+        const int4* at = reinterpret_cast<const int4*>(s_blocks + (stage * 2 + order) * Sh::kStepKeys + 2 * kM * g);
+#pragma unroll
+        for (int q = 0; q < kM / 2; ++q) {
+          const int4 b = at[q];
+          blocks[4 * q] = b.x, blocks[4 * q + 1] = b.y, blocks[4 * q + 2] = b.z, blocks[4 * q + 3] = b.w;
+        }
+        max[0] = max[1] = -INFINITY;
+        if (__any_sync(0xffffffffu, text)) {
+          kept[c] = test_keys<false, kM>(runs, blocks, s, max);
+        } else {
+          kept[c] = test_keys<true, kM>(runs, blocks, s, max);
+        }
+        row_max(max);
+      }
+      raise_references<kDTiles + 1>(ref[c + 1], acc[c + 1], max, scale);
+      bool far = false;
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const bool live = ref[c + 1][rr] != -INFINITY;
+        const float gap = ref[0][rr] - ref[c + 1][rr];  // >= -kReferenceSlack
+        far |= live && gap > kMaxFactor;
+        factor[c][rr] = live && (!uniform || all[rr]) ? pow2(fminf(gap, kMaxFactor)) : 0.f;
+      }
+      slow[c] = __any_sync(0xffffffffu, far);
+      fast[c] = uniform && !slow[c];
+      const uint32_t any = __reduce_or_sync(0xffffffffu, kept[c]);
+      active[c] = 0;
+#pragma unroll
+      for (int m = 0; m < kM; ++m)
+        if ((any >> (4 * m)) & 0xfu) active[c] |= 1u << m;
+    }
+
+    // P^T and O^T += V^T P^T, 16 keys at a time; each V^T fragment serves every output.
+#pragma unroll
+    for (int m = 0; m < kM; ++m) {
+      uint32_t b[kOut][2];
+      float pd[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) pd[i] = exp2_approx(fmaf(s[m][i], scale, -ref[0][i % 2]));
+      transpose_probabilities<BF16>(b[0], pd);
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        if (!((active[c] >> m) & 1u)) continue;
+        float pc[4];
+        if (fast[c]) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) pc[i] = pd[i] * factor[c][i % 2];
+        } else if (!slow[c]) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) pc[i] = (kept[c] >> (4 * m + i)) & 1u ? pd[i] * factor[c][i % 2] : 0.f;
+        } else {
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            pc[i] = (kept[c] >> (4 * m + i)) & 1u ? exp2_approx(fmaf(s[m][i], scale, -ref[c + 1][i % 2])) : 0.f;
+        }
+        transpose_probabilities<BF16>(b[c + 1], pc);
+      }
+#pragma unroll
+      for (int n = 0; n <= kDTiles; ++n) {
+        uint32_t vf[4] = {one, one, one, one};  // tile kDTiles: ones, for the sums
+        if (n < kDTiles)
+          ldmatrix_x4_trans(vf, v_tile + (16 * m + 8 * (mat / 2) + mat_row) * Sh::kStride + 16 * n + 8 * (mat % 2));
+        mma16816<BF16>(acc[0][n], vf, b[0][0], b[0][1]);
+#pragma unroll
+        for (int c = 0; c < NC; ++c)
+          if ((active[c] >> m) & 1u) mma16816<BF16>(acc[c + 1][n], vf, b[c + 1][0], b[c + 1][1]);
+      }
+    }
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bars + Sh::kStages + stage);  // this warp is done with the stage
+  }
+
+  // Partial results of rows 2t, 2t + 1: references and sums (from the g = 0 threads), and columns
+  // 16n + g, +8.
+  const int chunk = blockIdx.x, slot = blockIdx.y, row_tile = blockIdx.z;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int row = row_tile * kProfileRowTile + row0 + 2 * t + rr;
+    if (row >= p.sample_rows) continue;
+#pragma unroll
+    for (int o = 0; o < kOut; ++o) {
+      const int64_t record = ((int64_t{slot} * p.sample_rows + row) * p.chunks + chunk) * kOut + o;
+      if (g == 0) p.partial_stats[record] = make_float2(ref[o][rr], acc[o][kDTiles][rr]);
+      float* out = p.partial_out + record * D + g;
+#pragma unroll
+      for (int n = 0; n < kDTiles; ++n) {
+        out[16 * n] = acc[o][n][rr];
+        out[16 * n + 8] = acc[o][n][2 + rr];
+      }
+    }
+  }
 }
 
 // Partial outputs of the sampled rows of one row tile and slot over one key chunk, for dense and
 // NC candidates.
 template <int D, bool BF16, int NC>
-__global__ void __launch_bounds__(Shape<D, NC>::kThreads, 1) profile_partials(ProfileParams p) {
+__global__ void __launch_bounds__(kThreads, Shape<D, NC>::kBlocksPerSm) profile_partials(ProfileParams p) {
   using Sh = Shape<D, NC>;
-  constexpr int kSteps = D / 16;  // k-steps of Q K^T
-  constexpr int kTiles = D / 8;   // 8-column output tiles
   extern __shared__ __align__(16) unsigned char smem[];
-  uint16_t* s_q = reinterpret_cast<uint16_t*>(smem);
-  uint16_t* s_k = s_q + Sh::kRows * Sh::kStride;
-  uint16_t* s_v = s_k + kStages * Sh::kTile;
-  int32_t* s_blocks = reinterpret_cast<int32_t*>(s_v + kStages * Sh::kTile);  // [stage][order][64]
-  int4* s_runs = reinterpret_cast<int4*>(s_blocks + kStages * 2 * 64);          // [row][candidate]
+  uint16_t* s_q = reinterpret_cast<uint16_t*>(smem + Sh::kQ);
+  int4* s_runs = reinterpret_cast<int4*>(smem + Sh::kRuns);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Sh::kBars);
 
   const MaskGeometry& geo = p.geometry;
   const int chunk = blockIdx.x, slot = blockIdx.y, row_tile = blockIdx.z;
   const int b = slot / p.heads, h = slot % p.heads;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int output = warp % Sh::kOut, group = warp / Sh::kOut, g = lane / 4, t = lane % 4;
-  const int mat = lane / 8, mat_row = lane % 8;  // ldmatrix: which 8x8 matrix this lane addresses
   const int64_t token_stride = int64_t{p.heads} * D;
   const int64_t head_base = int64_t{b} * geo.tokens * token_stride + int64_t{h} * D;
-  const uint16_t* q = static_cast<const uint16_t*>(p.q) + head_base;
-  const uint16_t* k = static_cast<const uint16_t*>(p.k) + head_base;
-  const uint16_t* v = static_cast<const uint16_t*>(p.v) + head_base;
   const int32_t* rows = p.rows + int64_t{b} * p.sample_rows;
-  const int32_t k_blocks = static_cast<int32_t>(geo.k_blocks);
   auto row_token = [&](int r) {
-    const int i = row_tile * Sh::kRows + r;
+    const int i = row_tile * kProfileRowTile + r;
     return int64_t{rows[i < p.sample_rows ? i : p.sample_rows - 1]};  // past the sample: a repeat, not stored
   };
 
-  // The sampled Q rows.
-  for (int i = tid; i < Sh::kRows * Sh::kVectors; i += Sh::kThreads) {
+  // The sampled Q rows, every row's runs under every candidate, the stages' barriers.
+  const uint16_t* q = static_cast<const uint16_t*>(p.q) + head_base;
+  for (int i = tid; i < kProfileRowTile * Sh::kVectors; i += kThreads) {
     const int r = i / Sh::kVectors, c = i % Sh::kVectors;
     cp_async16(s_q + r * Sh::kStride + c * 8, q + row_token(r) * token_stride + c * 8, true);
   }
-  cp_async_commit();
-
-  // Every row's runs under every candidate.
-  for (int i = tid; i < Sh::kRows * NC; i += Sh::kThreads) {
+  for (int i = tid; i < kProfileRowTile * NC; i += kThreads) {
     const int r = i / NC, c = i % NC;
     const MaskPattern pattern = p.patterns[c];
     const int64_t token = row_token(r);
@@ -125,178 +553,21 @@ __global__ void __launch_bounds__(Shape<D, NC>::kThreads, 1) profile_partials(Pr
     s_runs[i] = make_int4(static_cast<int32_t>(row.prefix_last), static_cast<int32_t>(row.first),
                           static_cast<int32_t>(row.last), static_cast<int32_t>(row.suffix_first));
   }
+  if (tid == 0) {
+    for (int s = 0; s < Sh::kStages; ++s) {
+      mbar_init(bars + s, 2 * kThreads);          // full: each thread's copies landed, and its stores
+      mbar_init(bars + Sh::kStages + s, kWarps);  // empty: one arrival per warp
+    }
+  }
+  cp_async_wait_all();
+  __syncthreads();
 
   const int64_t key_begin = int64_t{chunk} * p.chunk_keys;
   const int64_t key_end = min(geo.tokens, key_begin + p.chunk_keys);
-  const int tiles = key_begin < key_end ? static_cast<int>((key_end - key_begin + 63) / 64) : 0;
-
-  // Token arithmetic in 32 bits (layouts have fewer than 2^31 tokens): 64-bit division is slow.
-  const uint32_t video_begin = static_cast<uint32_t>(geo.video_begin);
-  const uint32_t video_tokens = static_cast<uint32_t>(geo.video_tokens);
-  const uint32_t frames = static_cast<uint32_t>(geo.frames), frame_tokens = static_cast<uint32_t>(geo.frame_tokens);
-  const uint32_t block_k = static_cast<uint32_t>(geo.block_k);
-  const uint32_t chunk_first = static_cast<uint32_t>(key_begin), chunk_end = static_cast<uint32_t>(key_end);
-  auto load_tile = [&](int tile) {
-    if (tile < tiles) {
-      const int stage = tile % kStages;
-      const uint32_t k0 = chunk_first + 64u * tile;
-#pragma unroll
-      for (int i = tid; i < 64 * Sh::kVectors; i += Sh::kThreads) {
-        const int r = i / Sh::kVectors, c = i % Sh::kVectors;
-        const bool valid = k0 + r < chunk_end;
-        const int64_t offset = int64_t{valid ? k0 + r : 0u} * token_stride + c * 8;
-        cp_async16(s_k + stage * Sh::kTile + r * Sh::kStride + c * 8, k + offset, valid);
-        cp_async16(s_v + stage * Sh::kTile + r * Sh::kStride + c * 8, v + offset, valid);
-      }
-      if (tid < 128) {  // each key's block in frame-major (order 0) and token-major (order 1) order
-        const uint32_t j = tid % 64, order = tid / 64, key = k0 + j;
-        int32_t block = INT_MAX;
-        if (key < chunk_end) {
-          uint32_t position = key;
-          const uint32_t vi = key - video_begin;
-          if (order == 1 && key >= video_begin && vi < video_tokens) {
-            const uint32_t frame = vi / frame_tokens;
-            position = video_begin + (vi - frame * frame_tokens) * frames + frame;
-          }
-          block = static_cast<int32_t>(position / block_k);
-        }
-        s_blocks[(stage * 2 + order) * 64 + j] = block;
-      }
-    }
-    cp_async_commit();  // possibly empty, so the group count stays fixed
-  };
-
-  cp_async_wait<0>();
-  __syncthreads();
-
-  // This warp's output: 0 dense, c + 1 candidate c, in the candidate's key order.
-  const int candidate = output - 1;
-  const int order = candidate >= 0 && p.patterns[candidate].permuted ? 1 : 0;
-  int4 runs[2] = {make_int4(0, 0, 0, 0), make_int4(0, 0, 0, 0)};
-  if (candidate >= 0) {
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) runs[rr] = s_runs[(group * 16 + g + rr * 8) * NC + candidate];
-  }
-
-  float acc[kTiles][4];
-#pragma unroll
-  for (int n = 0; n < kTiles; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
-
-#pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) load_tile(st);
-
-  for (int tile = 0; tile < tiles; ++tile) {
-    cp_async_wait<kStages - 2>();
-    __syncthreads();
-    load_tile(tile + kStages - 1);  // into the stage every thread finished with last iteration
-    const int stage = tile % kStages;
-    const uint16_t* k_tile = s_k + stage * Sh::kTile;
-    const uint16_t* v_tile = s_v + stage * Sh::kTile;
-
-    // Which elements this output keeps: bit 4j + 2*rr + e for key 8j + 2t + e of row g + 8*rr.
-    uint32_t kept = 0;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int2 blocks = *reinterpret_cast<const int2*>(s_blocks + (stage * 2 + order) * 64 + 8 * j + 2 * t);
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int32_t block = e ? blocks.y : blocks.x;
-        if (candidate < 0) {
-          if (static_cast<uint32_t>(block) < static_cast<uint32_t>(k_blocks)) kept |= 5u << (4 * j + e);
-        } else {
-#pragma unroll
-          for (int rr = 0; rr < 2; ++rr)
-            if (keeps(runs[rr], block, k_blocks)) kept |= 1u << (4 * j + 2 * rr + e);
-        }
-      }
-    }
-    if (!__any_sync(0xffffffffu, kept != 0)) continue;  // none of this warp's rows keeps a key here
-
-    // Scores of this warp's 16 rows: s[j] holds keys 8j + 2t, +1 of rows g, g + 8.
-    float s[8][4];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < kSteps; ++kk) {
-      uint32_t q_frag[4];
-      ldmatrix_x4(q_frag, s_q + (group * 16 + (mat % 2) * 8 + mat_row) * Sh::kStride + kk * 16 + (mat / 2) * 8);
-#pragma unroll
-      for (int jp = 0; jp < 4; ++jp) {
-        uint32_t kb[4];
-        ldmatrix_x4(kb, k_tile + (16 * jp + (mat / 2) * 8 + mat_row) * Sh::kStride + kk * 16 + (mat % 2) * 8);
-        mma16816<BF16>(s[2 * jp], q_frag, kb[0], kb[1]);
-        mma16816<BF16>(s[2 * jp + 1], q_frag, kb[2], kb[3]);
-      }
-    }
-
-    // Online softmax over the kept elements: new row maxima, rescale what was accumulated.
-    float m[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        s[j][i] *= p.scale_log2;
-        if ((kept >> (4 * j + i)) & 1u) m[i / 2] = fmaxf(m[i / 2], s[j][i]);
-      }
-    float base[2];
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      m[rr] = fmaxf(m[rr], __shfl_xor_sync(0xffffffffu, m[rr], 1));
-      m[rr] = fmaxf(m[rr], __shfl_xor_sync(0xffffffffu, m[rr], 2));
-      const float next = fmaxf(row_max[rr], m[rr]);
-      base[rr] = next == -INFINITY ? 0.f : next;
-      const float alpha = exp2f(row_max[rr] - base[rr]);
-      row_max[rr] = next;
-      row_sum[rr] *= alpha;
-#pragma unroll
-      for (int n = 0; n < kTiles; ++n) {
-        acc[n][2 * rr] *= alpha;
-        acc[n][2 * rr + 1] *= alpha;
-      }
-    }
-
-    // O += P V, 16 keys at a time.
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      float e[2][4];
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int j = 2 * kk + jj;
-          const bool keep = (kept >> (4 * j + i)) & 1u;
-          e[jj][i] = exp2f(keep ? s[j][i] - base[i / 2] : -INFINITY);
-          row_sum[i / 2] += e[jj][i];
-        }
-      const uint32_t pa[4] = {pack2<BF16>(e[0][0], e[0][1]), pack2<BF16>(e[0][2], e[0][3]),
-                              pack2<BF16>(e[1][0], e[1][1]), pack2<BF16>(e[1][2], e[1][3])};
-#pragma unroll
-      for (int pr = 0; pr < kTiles / 2; ++pr) {
-        uint32_t vb[4];
-        ldmatrix_x4_trans(vb, v_tile + (16 * kk + (mat % 2) * 8 + mat_row) * Sh::kStride + pr * 16 + (mat / 2) * 8);
-        mma16816<BF16>(acc[2 * pr], pa, vb[0], vb[1]);
-        mma16816<BF16>(acc[2 * pr + 1], pa, vb[2], vb[3]);
-      }
-    }
-  }
-  cp_async_wait<0>();
-
-  // Partial results of rows g and g + 8 for this warp's output.
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int row = row_tile * Sh::kRows + group * 16 + g + rr * 8;
-    float sum = row_sum[rr];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    if (row >= p.sample_rows) continue;
-    const int64_t record = ((int64_t{slot} * p.sample_rows + row) * p.chunks + chunk) * Sh::kOut + output;
-    if (t == 0) p.partial_stats[record] = make_float2(row_max[rr], sum);
-    float* out = p.partial_out + record * D + 2 * t;
-#pragma unroll
-    for (int n = 0; n < kTiles; ++n)
-      *reinterpret_cast<float2*>(out + 8 * n) = make_float2(acc[n][2 * rr], acc[n][2 * rr + 1]);
-  }
+  const int steps = key_begin < key_end ? static_cast<int>((key_end - key_begin + Sh::kStepKeys - 1) / Sh::kStepKeys) : 0;
+  compute_partials<D, BF16, NC>(p, smem, static_cast<const uint16_t*>(p.k) + head_base,
+                                static_cast<const uint16_t*>(p.v) + head_base, static_cast<uint32_t>(key_begin),
+                                static_cast<uint32_t>(key_end), steps, warp, lane);
 }
 
 // Sum over a block of kCombineThreads threads; every thread gets the total.
@@ -377,9 +648,13 @@ cudaError_t launch_partials(const ProfileParams& p, cudaStream_t stream) {
   auto kernel = profile_partials<D, BF16, NC>;
   cudaError_t error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(Sh::kSmem));
+  if (error == cudaSuccess) {
+    error = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                 cudaSharedmemCarveoutMaxShared);
+  }
   if (error != cudaSuccess) return error;
-  const dim3 grid(p.chunks, p.batch * p.heads, (p.sample_rows + Sh::kRows - 1) / Sh::kRows);
-  kernel<<<grid, Sh::kThreads, Sh::kSmem, stream>>>(p);
+  const dim3 grid(p.chunks, p.batch * p.heads, (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile);
+  kernel<<<grid, kThreads, Sh::kSmem, stream>>>(p);
   return cudaGetLastError();
 }
 
@@ -411,14 +686,19 @@ int profile_chunks(int slots, int row_tiles, int64_t tokens, int head_dim, int c
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) {
     sms = 132;
   }
+  const int per_sm = head_dim == 64 ? blocks_per_sm<64>(candidates)
+                     : head_dim == 96 ? blocks_per_sm<96>(candidates) : blocks_per_sm<128>(candidates);
+  const int64_t resident = int64_t{sms} * per_sm;
   const int64_t key_tiles = (tokens + kProfileKeyTile - 1) / kProfileKeyTile;
-  // Writing and merging a block's partial outputs costs about as much as streaming a few key tiles.
-  const int64_t partial_cost = (candidates + 1) * head_dim / 64 + 2;
+  // Writing and merging a block's partial outputs (64 rows, candidates + 1 outputs of head_dim
+  // floats, written and read back) costs about as much as streaming candidates + 1 key tiles, and
+  // starting a block about one more.
+  const int64_t partial_cost = candidates + 2;
   int best = 1;
   int64_t best_cost = INT64_MAX;
   for (int chunks = 1; chunks <= 1024 && chunks <= key_tiles; ++chunks) {
     const int64_t blocks = int64_t{slots} * row_tiles * chunks;
-    const int64_t waves = (blocks + sms - 1) / sms;  // one block per multiprocessor (registers)
+    const int64_t waves = (blocks + resident - 1) / resident;
     const int64_t cost = waves * ((key_tiles + chunks - 1) / chunks + partial_cost);
     if (cost < best_cost) {
       best_cost = cost;

@@ -1,8 +1,7 @@
 // The online profiler on the GPU (DESIGN.md section 4), in three launches with no host wait:
-//  1. per (key chunk, slot, 64 sampled rows, or 32 with three candidates): Q K^T on the tensor
-//     cores for the rows against the chunk's keys, and online-softmax partial outputs for dense and
-//     every candidate (a key counts for a candidate when its key block, in the candidate's order,
-//     is in the row's CSR row);
+//  1. per (key chunk, slot, 64 sampled rows): S = Q K^T on the tensor cores once per row and key
+//     tile, and from it the online-softmax partial outputs of dense and of every candidate (a key
+//     counts for a candidate when its key block, in the candidate's order, is in the row's CSR row);
 //  2. per (slot, row): the chunks merged, each candidate's squared error against dense;
 //  3. per slot: MSE, relative error, argmin (ties to the earlier candidate), dense fallback, the
 //     slot code and the permute flag.
@@ -17,9 +16,8 @@
 namespace vdit::cuda {
 
 constexpr int kProfileMaxCandidates = 3;
-// Sampled rows per block: one warp per 16 rows and output, at most 12 warps.
-constexpr int profile_row_tile(int candidates) { return candidates <= 2 ? 64 : 32; }
-constexpr int kProfileKeyTile = 64;    // keys per pipeline stage
+constexpr int kProfileRowTile = 64;  // sampled rows per block
+constexpr int kProfileKeyTile = 128;  // chunks are multiples of it (keys per pipeline step: 64 or 128)
 
 struct ProfileParams {
   const void* q = nullptr;  // [B, S, H, D] contiguous, bf16 or f16
@@ -37,8 +35,8 @@ struct ProfileParams {
   float scale_log2 = 0.f;                  // log2(e) / sqrt(D)
   double dense_fallback = 0.0;             // > 0: code -1 when the best relative error exceeds it
   // Workspace (device).
-  float2* partial_stats = nullptr;   // [slot][row][chunk][output]: (max in log2 units, sum)
-  float* partial_out = nullptr;      // [slot][row][chunk][output][D]: unnormalised outputs
+  float2* partial_stats = nullptr;   // [slot][row][chunk][output]: (reference in log2 units, sum)
+  float* partial_out = nullptr;      // [slot][row][chunk][output][D]: outputs scaled by 2^-reference
   double* row_errors = nullptr;      // [slot][row][output]: [0] dense sum of squares, [c+1] squared error
   // Results (device).
   int32_t* choice = nullptr;         // [slot]
