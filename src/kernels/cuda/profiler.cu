@@ -10,10 +10,10 @@
 //   each 16) of rows 2t, 2t + 1, so a thread's softmax state covers two rows. P^T is packed and
 //   transposed 8x8 by movmatrix into the B operand of O^T += V^T P^T; a V^T fragment serves every
 //   output, and a row of ones as one more A fragment gives the rows' probability sums.
-// - Softmax in base 2 against lazy references: a row's reference is an integer that moves only
-//   when a step's maximum passes it by more than 8, so rescaling is rare and exact. A candidate's
-//   probabilities are the dense ones times 2^(dense reference - candidate reference) on the keys it
-//   keeps (ex2 of their own where that factor would pass 2^100, so nothing underflows).
+// - Softmax in base 2 against lazy references, one per row and output (a candidate's is its own,
+//   so nothing underflows however far its keys lie below the dense maximum): an integer that moves
+//   only when a step's maximum passes it by more than 8, so rescaling is rare and exact. Between
+//   16-key tiles the P V loop has no branch, so the compiler can overlap them.
 // - A candidate keeps a key when the key's block lies in the row's runs (BandRow). Where every row
 //   keeps all or none of a step (the step's block range against the runs) no key is tested, and 16
 //   keys that none of a warp's rows keeps skip their P V product.
@@ -33,7 +33,6 @@ constexpr int kCombineThreads = 128;
 constexpr int kWarps = kProfileRowTile / 8;  // 8 rows a warp
 constexpr int kThreads = 32 * kWarps;
 constexpr float kReferenceSlack = 8.f;  // probabilities stay below 2^8: no overflow in f16
-constexpr float kMaxFactor = 100.f;     // log2 of the largest dense-to-candidate factor
 
 // Shared memory of a block, bytes: Q, then per stage K and V of `step_keys` keys (rows padded by 16
 // bytes against bank conflicts), key blocks in two orders and block ranges; runs, mbarriers.
@@ -392,11 +391,9 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
     row_max(step_max);
     raise_references<kDTiles + 1>(ref[0], acc[0], step_max, scale);
 
-    // Candidates: which scores each keeps, their row maxima, references, the factor from dense
-    // probabilities, and which 16-key tiles any of the warp's rows keeps.
+    // Candidates: which scores each keeps (bit 4m + i: s[m][i]), their row maxima, references, and
+    // which 16-key tiles any of the warp's rows keeps.
     uint32_t kept[NC], active[NC];
-    bool fast[NC], slow[NC];  // fast: every row keeps all or none (factor 0 for none)
-    float factor[NC][2];
     // The step's block range in each order, from the warps' parts.
     int4 range = lane < kWarps ? s_ranges[stage * kWarps + lane] : make_int4(INT_MAX, -1, INT_MAX, -1);
     range = make_int4(__reduce_min_sync(0xffffffffu, range.x), __reduce_max_sync(0xffffffffu, range.y),
@@ -415,9 +412,8 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
         all[rr] = cover == kAll;
         text |= lo <= runs[rr].x || hi >= runs[rr].w;
       }
-      const bool uniform = !__any_sync(0xffffffffu, some);
       float max[2];
-      if (uniform) {
+      if (!__any_sync(0xffffffffu, some)) {  // every row keeps all or none of the step
         kept[c] = (all[0] ? 0x55555555u : 0u) | (all[1] ? 0xaaaaaaaau : 0u);
 #pragma unroll
         for (int rr = 0; rr < 2; ++rr) max[rr] = all[rr] ? step_max[rr] : -INFINITY;
@@ -438,16 +434,6 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
         row_max(max);
       }
       raise_references<kDTiles + 1>(ref[c + 1], acc[c + 1], max, scale);
-      bool far = false;
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const bool live = ref[c + 1][rr] != -INFINITY;
-        const float gap = ref[0][rr] - ref[c + 1][rr];  // >= -kReferenceSlack
-        far |= live && gap > kMaxFactor;
-        factor[c][rr] = live && (!uniform || all[rr]) ? pow2(fminf(gap, kMaxFactor)) : 0.f;
-      }
-      slow[c] = __any_sync(0xffffffffu, far);
-      fast[c] = uniform && !slow[c];
       const uint32_t any = __reduce_or_sync(0xffffffffu, kept[c]);
       active[c] = 0;
 #pragma unroll
@@ -455,30 +441,24 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
         if ((any >> (4 * m)) & 0xfu) active[c] |= 1u << m;
     }
 
-    // P^T and O^T += V^T P^T, 16 keys at a time; each V^T fragment serves every output.
+    // P^T and O^T += V^T P^T, 16 keys at a time, with no branch between the tiles: each output's
+    // probabilities against its own reference (keys a candidate drops: ex2(-inf) = 0); each V^T
+    // fragment serves every output.
 #pragma unroll
     for (int m = 0; m < kM; ++m) {
       uint32_t b[kOut][2];
-      float pd[4];
+      float pr[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) pd[i] = exp2_approx(fmaf(s[m][i], scale, -ref[0][i % 2]));
-      transpose_probabilities<BF16>(b[0], pd);
+      for (int i = 0; i < 4; ++i) pr[i] = exp2_approx(fmaf(s[m][i], scale, -ref[0][i % 2]));
+      transpose_probabilities<BF16>(b[0], pr);
 #pragma unroll
       for (int c = 0; c < NC; ++c) {
-        if (!((active[c] >> m) & 1u)) continue;
-        float pc[4];
-        if (fast[c]) {
 #pragma unroll
-          for (int i = 0; i < 4; ++i) pc[i] = pd[i] * factor[c][i % 2];
-        } else if (!slow[c]) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) pc[i] = (kept[c] >> (4 * m + i)) & 1u ? pd[i] * factor[c][i % 2] : 0.f;
-        } else {
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            pc[i] = (kept[c] >> (4 * m + i)) & 1u ? exp2_approx(fmaf(s[m][i], scale, -ref[c + 1][i % 2])) : 0.f;
+        for (int i = 0; i < 4; ++i) {
+          const bool keep = (kept[c] >> (4 * m + i)) & 1u;
+          pr[i] = exp2_approx(keep ? fmaf(s[m][i], scale, -ref[c + 1][i % 2]) : -INFINITY);
         }
-        transpose_probabilities<BF16>(b[c + 1], pc);
+        transpose_probabilities<BF16>(b[c + 1], pr);
       }
 #pragma unroll
       for (int n = 0; n <= kDTiles; ++n) {
