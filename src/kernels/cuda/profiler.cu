@@ -4,8 +4,8 @@
 // warps owns 8 sampled rows with all their keys and all of D and needs no other warp's scores:
 // - K/V steps of 128 keys (64 at d = 64, where two blocks share a multiprocessor) stream through a
 //   ring of shared-memory stages (cp.async, completion on mbarriers), each warp issuing its share
-//   of a step ahead; each warp also finds 16 keys' blocks in frame-major and token-major order and
-//   their range. A warp waits for the others only to refill a stage.
+//   of a step ahead; each warp also finds the blocks of an eighth of the step's keys in frame-major
+//   and token-major order, and their range. A warp waits for the others only to refill a stage.
 // - S^T is computed once per step and serves every output: its C fragments hold keys g, g + 8 (of
 //   each 16) of rows 2t, 2t + 1, so a thread's softmax state covers two rows. P^T is packed and
 //   transposed 8x8 by movmatrix into the B operand of O^T += V^T P^T; a V^T fragment serves every
