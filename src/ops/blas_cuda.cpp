@@ -2,10 +2,30 @@
 
 #include <cuda_runtime_api.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
 namespace vdit::ops::cuda {
 namespace {
 
 constexpr size_t kMaxWorkspaceBytes = size_t{32} << 20;
+constexpr int kCandidateAlgos = 8;  // heuristic results timed when a product is first seen
+constexpr int kTimedRuns = 3;       // calls per candidate (the fastest counts)
+
+
+// The cuBLASLt handle of a BlasHandle, and the algorithm picked for each product seen with it: of
+// the heuristic's first kCandidateAlgos, the fastest on the product's own operands (once, when it
+// is first seen; the heuristic's first pick is not always the fastest, e.g. with the GELU epilogue).
+struct BlasContext {
+  cublasLtHandle_t handle = nullptr;
+  std::mutex mutex;
+  std::map<std::string, cublasLtMatmulHeuristicResult_t> chosen;  // by product_key
+};
 
 // A cuBLASLt object that frees itself.
 template <typename T, cublasStatus_t (*Destroy)(T)>
@@ -48,6 +68,16 @@ uint32_t alignment(const void* p, const MatrixLayout& l) {
   return static_cast<uint32_t>(bytes & (~bytes + 1));
 }
 
+// What makes cuBLASLt's choice of algorithm for a product valid and its speed comparable.
+std::string product_key(const MatrixLayout& la, const MatrixLayout& lb, const MatrixLayout& ld,
+                        const MatmulOptions& options, uint32_t align_a, uint32_t align_b, uint32_t align_d) {
+  auto layout = [](const MatrixLayout& l) {
+    return fmt::format("{}:{}x{}/{}*{}+{}", static_cast<int>(l.type), l.rows, l.cols, l.ld, l.batch, l.batch_stride);
+  };
+  return fmt::format("{} {} {} t{} e{} b{} a{},{},{}", layout(la), layout(lb), layout(ld), options.transpose_a,
+                     static_cast<int>(options.epilogue), options.bias != nullptr, align_a, align_b, align_d);
+}
+
 }  // namespace
 
 void* create_blas_handle(Device device) {
@@ -58,10 +88,16 @@ void* create_blas_handle(Device device) {
   const cublasStatus_t status = cublasLtCreate(&handle);
   cudaSetDevice(previous);
   Checker{"BlasHandle"}(status, "cublasLtCreate");
-  return handle;
+  auto* context = new BlasContext;
+  context->handle = handle;
+  return context;
 }
 
-void destroy_blas_handle(void* handle) { cublasLtDestroy(static_cast<cublasLtHandle_t>(handle)); }
+void destroy_blas_handle(void* handle) {
+  auto* context = static_cast<BlasContext*>(handle);
+  cublasLtDestroy(context->handle);
+  delete context;
+}
 
 cudaDataType_t blas_type(DType dtype, const char* op) {
   switch (dtype) {
@@ -76,7 +112,8 @@ void matmul(const ExecContext& ctx, const char* op, const void* a, const MatrixL
             const MatrixLayout& lb, void* d, const MatrixLayout& ld, const MatmulOptions& options) {
   const Checker check{op};
   Owned<cublasLtHandle_t, cublasLtDestroy> own_handle;
-  cublasLtHandle_t handle = static_cast<cublasLtHandle_t>(ctx.blas);
+  auto* context = static_cast<BlasContext*>(ctx.blas);
+  cublasLtHandle_t handle = context ? context->handle : nullptr;
   if (!handle) {
     VDIT_CUBLASLT(cublasLtCreate(&own_handle.value));
     handle = own_handle.value;
@@ -108,24 +145,77 @@ void matmul(const ExecContext& ctx, const char* op, const void* a, const MatrixL
                                          std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d}}) {
     VDIT_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(preference.value, attribute, value, sizeof(*value)));
   }
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  VDIT_CUBLASLT(cublasLtMatmulAlgoGetHeuristic(handle, desc.value, a_layout.value, b_layout.value, d_layout.value,
-                                               d_layout.value, preference.value, 1, &heuristic, &found));
-  VDIT_CHECK(found > 0, ErrorCode::cuda, "{} on CUDA: cuBLASLt has no algorithm for a {}x{} by {}x{} product", op,
-             la.rows, la.cols, lb.rows, lb.cols);
-
   const cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
-  void* workspace = nullptr;
-  if (heuristic.workspaceSize > 0) {
-    const cudaError_t err = cudaMallocAsync(&workspace, heuristic.workspaceSize, stream);
-    VDIT_CHECK(err == cudaSuccess, ErrorCode::cuda, "{} on CUDA: workspace of {} bytes: {}", op,
-               heuristic.workspaceSize, cudaGetErrorString(err));
-  }
   const float zero = 0.0f;
-  const cublasStatus_t status =
-      cublasLtMatmul(handle, desc.value, &options.alpha, a, a_layout.value, b, b_layout.value, &zero, d, d_layout.value,
-                     d, d_layout.value, &heuristic.algo, workspace, heuristic.workspaceSize, stream);
+  auto run = [&](const cublasLtMatmulHeuristicResult_t& h, void* workspace) {
+    return cublasLtMatmul(handle, desc.value, &options.alpha, a, a_layout.value, b, b_layout.value, &zero, d,
+                          d_layout.value, d, d_layout.value, &h.algo, workspace, h.workspaceSize, stream);
+  };
+  auto allocate = [&](size_t bytes) {
+    void* workspace = nullptr;
+    if (bytes == 0) return workspace;
+    const cudaError_t err = cudaMallocAsync(&workspace, bytes, stream);
+    VDIT_CHECK(err == cudaSuccess, ErrorCode::cuda, "{} on CUDA: workspace of {} bytes: {}", op, bytes,
+               cudaGetErrorString(err));
+    return workspace;
+  };
+  auto candidates = [&](int count) {
+    std::vector<cublasLtMatmulHeuristicResult_t> results(count);
+    int found = 0;
+    VDIT_CUBLASLT(cublasLtMatmulAlgoGetHeuristic(handle, desc.value, a_layout.value, b_layout.value, d_layout.value,
+                                                 d_layout.value, preference.value, count, results.data(), &found));
+    VDIT_CHECK(found > 0, ErrorCode::cuda, "{} on CUDA: cuBLASLt has no algorithm for a {}x{} by {}x{} product", op,
+               la.rows, la.cols, lb.rows, lb.cols);
+    results.resize(found);
+    return results;
+  };
+  // The fastest of the candidates on these operands (D is written by every trial; the call below
+  // writes it again). Waits for the GPU: once per product and handle.
+  auto fastest = [&](const std::vector<cublasLtMatmulHeuristicResult_t>& list) {
+    size_t bytes = 0;
+    for (const auto& h : list) bytes = std::max(bytes, h.workspaceSize);
+    void* workspace = allocate(bytes);
+    cudaEvent_t start = nullptr, stop = nullptr;
+    cudaEventCreate(&start);
+    cudaEventCreate(&stop);
+    size_t best = 0;
+    float best_ms = -1.0f;
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (run(list[i], workspace) != CUBLAS_STATUS_SUCCESS) continue;  // warm-up; a refusal drops it
+      float ms = 0.0f;
+      cudaEventRecord(start, stream);
+      for (int r = 0; r < kTimedRuns; ++r) run(list[i], workspace);
+      cudaEventRecord(stop, stream);
+      if (cudaEventSynchronize(stop) != cudaSuccess || cudaEventElapsedTime(&ms, start, stop) != cudaSuccess) continue;
+      if (best_ms < 0.0f || ms < best_ms) {
+        best = i;
+        best_ms = ms;
+      }
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    if (workspace) cudaFreeAsync(workspace, stream);
+    return list[best];
+  };
+
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  if (context) {
+    const std::string key = product_key(la, lb, ld, options, align_a, align_b, align_d);
+    const std::lock_guard<std::mutex> lock(context->mutex);
+    const auto it = context->chosen.find(key);
+    if (it != context->chosen.end()) {
+      heuristic = it->second;
+    } else {
+      const auto list = candidates(kCandidateAlgos);
+      heuristic = list.size() == 1 ? list[0] : fastest(list);
+      context->chosen.emplace(key, heuristic);
+    }
+  } else {
+    heuristic = candidates(1)[0];
+  }
+
+  void* workspace = allocate(heuristic.workspaceSize);
+  const cublasStatus_t status = run(heuristic, workspace);
   if (workspace) cudaFreeAsync(workspace, stream);
   check(status, "cublasLtMatmul");
 }

@@ -21,11 +21,12 @@ struct ExecContext {
   Device device;
   void* stream = nullptr;  // cudaStream_t for CUDA ops (null: the default stream); the CPU ignores it
   int threads = 0;         // CPU worker threads; 0: default_thread_count()
-  void* blas = nullptr;    // cublasLtHandle_t for CUDA GEMMs, owned by the caller (null: one per call)
+  void* blas = nullptr;    // a BlasHandle's cuBLASLt context for CUDA GEMMs, owned by the caller (null: one per call)
 };
 
-// Owns a cuBLASLt handle to put in ExecContext::blas, so that GEMMs do not make one per call.
-// Holds nothing on the CPU.
+// Owns a cuBLASLt handle to put in ExecContext::blas, so that GEMMs do not make one per call, and
+// the algorithm chosen for each product shape seen with it (the fastest of cuBLASLt's first
+// candidates, timed once on the first call). Holds nothing on the CPU.
 class BlasHandle {
  public:
   explicit BlasHandle(Device device);

@@ -9,7 +9,7 @@
 
 namespace vdit::ops::cuda {
 
-void* create_blas_handle(Device device);  // a cublasLtHandle_t
+void* create_blas_handle(Device device);  // a cuBLASLt handle and the algorithms chosen with it
 void destroy_blas_handle(void* handle);
 
 Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation);
