@@ -192,18 +192,31 @@ bool case_mask(const Case& c, uint64_t seed, BlockMask* mask) {
   return true;
 }
 
-std::vector<Case> cases() {
-  const VideoLayout s50 = grid(2, 5, 5), s128 = grid(2, 8, 8), s1000 = grid(10, 10, 10),
-                    s1000_text_last = grid(5, 12, 16, 40, TextPosition::last),
-                    s4133_text_first = grid(7, 19, 31, 10, TextPosition::first), s777 = grid(7, 3, 37);
-  std::vector<Case> c;
-  // Each case starts from Case{} and sets what differs.
-  auto add = [&](const char* name, const std::function<void(Case&)>& set) {
+// The layouts of the cases: S = 50, 128 (one tile), 1000, 1000 + 40 text tokens last, 4133 with 10
+// text tokens first, 777.
+struct Layouts {
+  VideoLayout s50 = grid(2, 5, 5), s128 = grid(2, 8, 8), s1000 = grid(10, 10, 10),
+              s1000_text_last = grid(5, 12, 16, 40, TextPosition::last),
+              s4133_text_first = grid(7, 19, 31, 10, TextPosition::first), s777 = grid(7, 3, 37);
+};
+
+using CaseSetter = std::function<void(Case&)>;
+
+// Appends to `c` a case named `name` that starts from Case{} of `dtype` and sets what differs.
+std::function<void(const char*, const CaseSetter&)> case_adder(std::vector<Case>& c, DType dtype) {
+  return [&c, dtype](const char* name, const CaseSetter& set) {
     Case x;
     x.name = name;
+    x.dtype = dtype;
     set(x);
     c.push_back(std::move(x));
   };
+}
+
+std::vector<Case> cases() {
+  const auto [s50, s128, s1000, s1000_text_last, s4133_text_first, s777] = Layouts{};
+  std::vector<Case> c;
+  const auto add = case_adder(c, DType::bf16);
   // Dense, ragged and sub-tile S.
   add("small_dense_s50_d64_bf16", [&](Case& x) { x.heads = 2; x.dim = 64; x.layout = s50; });
   add("small_dense_s128_d96_f16", [&](Case& x) {
@@ -455,17 +468,9 @@ Exact exact_attention(const Tensor& q, const Tensor& k, const Tensor& v, const B
 }
 
 std::vector<Case> f32_cases() {
-  const VideoLayout s50 = grid(2, 5, 5), s128 = grid(2, 8, 8), s1000 = grid(10, 10, 10),
-                    s1000_text_last = grid(5, 12, 16, 40, TextPosition::last),
-                    s4133_text_first = grid(7, 19, 31, 10, TextPosition::first), s777 = grid(7, 3, 37);
+  const auto [s50, s128, s1000, s1000_text_last, s4133_text_first, s777] = Layouts{};
   std::vector<Case> c;
-  auto add = [&](const char* name, const std::function<void(Case&)>& set) {
-    Case x;
-    x.name = name;
-    x.dtype = DType::f32;
-    set(x);
-    c.push_back(std::move(x));
-  };
+  const auto add = case_adder(c, DType::f32);
   // Dense: sub-tile, ragged and text-first S, every head dim, strided and unaligned operands.
   add("small_dense_s50_d64", [&](Case& x) { x.heads = 2; x.dim = 64; x.layout = s50; });
   add("small_dense_s128_d96", [&](Case& x) { x.batch = 2; x.heads = 1; x.dim = 96; x.layout = s128; });
