@@ -124,7 +124,8 @@ bool flash_kernel_available(FlashKernel kernel, Device device) {
 }
 
 FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const GpuBlockMask* mask,
-                           float scale, const Tensor& out, Tensor* lse, void* stream, FlashKernel kernel) {
+                           float scale, const Tensor& out, Tensor* lse, void* stream, FlashKernel kernel,
+                           const TokenMajorSlots* token_major) {
   VDIT_CHECK(q.defined() && q.device().is_cuda(), ErrorCode::invalid_argument,
              "attention: q must be a CUDA tensor, it is {}", q.defined() ? describe_operand(q) : "undefined");
   VDIT_CHECK(q.rank() == 4, ErrorCode::invalid_argument, "attention: q is {}, expected [B, S, H, D]",
@@ -182,7 +183,34 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
     params.mask_block_k = mask->block_k;
   }
 
+  if (token_major) {
+    const Tensor& flags = token_major->permute;
+    const VideoLayout& layout = token_major->layout;
+    VDIT_CHECK(flags.defined() && flags.dtype() == DType::u8 && flags.device() == q.device() && flags.is_contiguous() &&
+                   flags.rank() == 1 && (flags.size(0) == heads || flags.size(0) == batch * heads),
+               ErrorCode::invalid_argument, "attention: permute flags are {}, expected u8 [{}] or [{}] on {}",
+               flags.defined() ? describe_operand(flags) : "undefined", heads, batch * heads, q.device().to_string());
+    VDIT_CHECK(layout.tokens() == tokens && k.size(1) == tokens, ErrorCode::invalid_argument,
+               "attention: token-major slots need S = S_k = the layout's {} tokens ({}), q is {}, k is {}",
+               layout.tokens(), layout.to_string(), describe_operand(q), describe_operand(k));
+    params.unpermute = flags.data<uint8_t>();
+    params.unpermute_slots = static_cast<int>(flags.size(0));
+    params.frames = static_cast<int>(layout.frames);
+    params.frame_tokens = static_cast<int>(layout.height * layout.width);
+    params.text = static_cast<int>(layout.text);
+    params.text_first = layout.text_position == TextPosition::first;
+  }
+
   const int device = q.device().index;
+  if (token_major && !(kernel != FlashKernel::f32 && kernel != FlashKernel::sm80 && !params.f32 &&
+                       is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params))) {
+    // Only sm90 stores O back in frame-major order itself: run into a token-major O, then scatter.
+    const Tensor token_major_out = Tensor::empty(out.shape(), out.dtype(), out.device());
+    const FlashKernel ran = attention_cuda(q, k, v, mask, scale, token_major_out, lse, stream, kernel);
+    scatter_from_token_major_gpu(std::span<const Tensor>(&token_major_out, 1), std::span<const Tensor>(&out, 1),
+                                 token_major->layout, token_major->permute, stream);
+    return ran;
+  }
   if (kernel == FlashKernel::automatic && params.f32) kernel = FlashKernel::f32;
   if (kernel == FlashKernel::automatic)
     kernel = is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params) ? FlashKernel::sm90

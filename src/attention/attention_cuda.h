@@ -20,8 +20,17 @@ bool flash_kernel_available(FlashKernel kernel, Device device);
 // undefined, otherwise it must be such a tensor on Q's device. `automatic` picks f32 for f32
 // tensors; for bf16/f16, sm90 on a 9.0 GPU when that kernel supports the call, else sm80. The f32
 // kernel takes f32 alone, sm80 and sm90 bf16 and f16 alone. Returns the kernel that ran.
+//
+// `token_major` (optional): Q, K and V of the slots it flags are in token-major order (gathered by
+// gather_to_token_major_gpu with the same flags and layout), and `out` gets O back in frame-major
+// order for every slot: on sm90 by the kernel's own stores, elsewhere by a scatter pass. The LSE rows
+// of flagged slots stay in token-major order.
+struct TokenMajorSlots {
+  const Tensor& permute;  // u8 [H] or [B*H] on Q's device
+  const VideoLayout& layout;
+};
 FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const GpuBlockMask* mask,
                            float scale, const Tensor& out, Tensor* lse, void* stream,
-                           FlashKernel kernel = FlashKernel::automatic);
+                           FlashKernel kernel = FlashKernel::automatic, const TokenMajorSlots* token_major = nullptr);
 
 }  // namespace vdit

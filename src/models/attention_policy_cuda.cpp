@@ -5,6 +5,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "attention/attention_cuda.h"
 #include "kernels/cuda/profiler.h"
 
 namespace vdit::policy_cuda {
@@ -34,10 +35,12 @@ Tensor attend_masked(const ExecContext& ctx, const Tensor& q, const Tensor& k, c
   const std::vector<Tensor> in = {q.contiguous(), k.contiguous(), v.contiguous()};
   const std::vector<Tensor> gathered = empty_like(in);
   gather_to_token_major_gpu(in, gathered, layout, permute, ctx.stream);
-  const std::vector<Tensor> o = {attention(gathered[0], gathered[1], gathered[2], mask, 0.0f, nullptr, ctx.stream)};
-  const std::vector<Tensor> out = empty_like(o);
-  scatter_from_token_major_gpu(o, out, layout, permute, ctx.stream);
-  return out[0];
+  // O comes back in frame-major order (on sm90 without a scatter pass).
+  const Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  const TokenMajorSlots token_major{permute, layout};
+  attention_cuda(gathered[0], gathered[1], gathered[2], &mask, 0.0f, out, nullptr, ctx.stream,
+                 FlashKernel::automatic, &token_major);
+  return out;
 }
 
 bool ProfiledGpu::supports(const Tensor& q, std::span<const Pattern> candidates) {

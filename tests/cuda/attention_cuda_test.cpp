@@ -773,3 +773,72 @@ TEST(AttentionCudaApi, F32TensorsRunTheF32Kernel) {
 
 }  // namespace
 }  // namespace vdit
+
+namespace vdit {
+namespace {
+
+// Token-major slots (temporal heads): attention_cuda with `token_major` must give, bit for bit, the
+// kernel's token-major O scattered back by scatter_from_token_major_gpu, on every kernel (sm90 stores
+// those rows itself; the others run the scatter pass), for per-slot and per-head flags and text first,
+// last or none.
+TEST(AttentionCudaApi, TokenMajorSlotsComeBackFrameMajor) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const Device gpu = Device::cuda();
+  struct TokenCase {
+    VideoLayout layout;
+    int64_t batch, heads, dim;
+    bool per_slot;  // flags [B*H], else [H]
+  };
+  const TokenCase cases[] = {{grid(7, 19, 31, 10, TextPosition::first), 2, 3, 64, true},
+                             {grid(5, 12, 16, 40, TextPosition::last), 1, 4, 128, false},
+                             {grid(6, 10, 25), 2, 2, 96, true}};
+  for (const TokenCase& c : cases) {
+    SCOPED_TRACE(c.layout.to_string());
+    const int64_t S = c.layout.tokens(), slots = c.per_slot ? c.batch * c.heads : c.heads;
+    const Shape shape{c.batch, S, c.heads, c.dim};
+    const Tensor q = random_input(shape, DType::bf16, 31, 1.0f).to(gpu);
+    const Tensor k = random_input(shape, DType::bf16, 32, 1.0f).to(gpu);
+    const Tensor v = random_input(shape, DType::bf16, 33, 1.0f).to(gpu);
+    Tensor flags = Tensor::empty({slots}, DType::u8);
+    for (int64_t s = 0; s < slots; ++s) flags.data<uint8_t>()[s] = s % 2 == 0;  // temporal, spatial, ...
+    flags = flags.to(gpu);
+    std::vector<Pattern> patterns;
+    for (int64_t s = 0; s < c.batch * c.heads; ++s)
+      patterns.push_back(s % 2 == 0 ? Pattern::temporal(0.3) : Pattern::spatial(0.3));
+    const GpuBlockMask mask =
+        upload_block_mask(c.per_slot ? build_block_mask(c.layout, patterns)
+                                     : build_block_mask(c.layout, std::vector<Pattern>(patterns.begin(),
+                                                                                       patterns.begin() + c.heads)),
+                          gpu);
+    const std::vector<Tensor> in = {q, k, v};
+    std::vector<Tensor> gathered;
+    for (int i = 0; i < 3; ++i) gathered.push_back(Tensor::empty(shape, DType::bf16, gpu));
+    gather_to_token_major_gpu(in, gathered, c.layout, flags);
+    const TokenMajorSlots token_major{flags, c.layout};
+    for (FlashKernel kernel : kernels_to_test()) {
+      SCOPED_TRACE(flash_kernel_name(kernel));
+      const Tensor token_order = Tensor::empty(shape, DType::bf16, gpu), expected = Tensor::empty(shape, DType::bf16, gpu);
+      attention_cuda(gathered[0], gathered[1], gathered[2], &mask, 0.0f, token_order, nullptr, nullptr, kernel);
+      scatter_from_token_major_gpu(std::span<const Tensor>(&token_order, 1), std::span<const Tensor>(&expected, 1),
+                                   c.layout, flags);
+      const Tensor got = Tensor::empty(shape, DType::bf16, gpu);
+      ASSERT_EQ(cudaMemset(got.raw_data(), 0xff, got.nbytes()), cudaSuccess);
+      attention_cuda(gathered[0], gathered[1], gathered[2], &mask, 0.0f, got, nullptr, nullptr, kernel, &token_major);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const Tensor a = got.to(Device::cpu()), b = expected.to(Device::cpu());
+      EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0);
+    }
+  }
+  // Flags of the wrong size are named.
+  const Tensor q = random_input({1, 300, 2, 64}, DType::bf16, 41, 1.0f).to(gpu);
+  const Tensor out = Tensor::empty(q.shape(), DType::bf16, gpu);
+  const Tensor bad = Tensor::zeros({3}, DType::u8, gpu);
+  const VideoLayout layout = grid(3, 10, 10);
+  const TokenMajorSlots token_major{bad, layout};
+  expect_error_naming([&] { attention_cuda(q, q, q, nullptr, 0.0f, out, nullptr, nullptr, FlashKernel::automatic,
+                                           &token_major); },
+                      "permute flags", "u8 [2]");
+}
+
+}  // namespace
+}  // namespace vdit

@@ -354,7 +354,7 @@ void launch(const FlashParams& p, cudaStream_t stream) {
 }  // namespace
 
 bool attention_f32_supports(const FlashParams& p) {
-  if (!p.f32) return false;
+  if (!p.f32 || p.unpermute) return false;
   if (p.head_dim != 64 && p.head_dim != 96 && p.head_dim != 128) return false;
   if (p.batch <= 0 || p.heads <= 0 || p.seqlen <= 0 || p.seqlen_k < 0 || !(p.scale > 0.f)) return false;
   if (p.row_offsets != nullptr) {

@@ -496,6 +496,7 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 }  // namespace
 
 bool flash_fwd_sm80_supports(const FlashParams& p) {
+  if (p.unpermute) return false;
   if (p.head_dim != 64 && p.head_dim != 96 && p.head_dim != 128) return false;
   if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v) || !aligned16(p.o)) return false;
   for (int64_t stride : {p.q_batch_stride, p.q_row_stride, p.q_head_stride, p.k_batch_stride, p.k_row_stride,

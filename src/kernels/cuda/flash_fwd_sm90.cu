@@ -13,8 +13,9 @@
 // - Ragged tails: TMA fills out-of-bounds rows with zeros; keys >= S_k are masked to -inf; rows
 //   >= S are not stored. Rows with no kept block get O = 0 and LSE = -inf. Dense attention may
 //   have any number of keys (cross-attention); block-sparse masks need S_k = S.
-// - Epilogue: O goes through shared memory (the item's last K/V stage) and a TMA store. The
-//   producer hands each item's tile count to the consumers in shared memory.
+// - Epilogue: O goes through shared memory (the item's last K/V stage) and a TMA store; the rows of
+//   token-major slots (FlashParams::unpermute) go straight from the registers to their frame-major
+//   rows instead. The producer hands each item's tile count to the consumers in shared memory.
 // - d = 96 runs on the d = 128 kernel: the tensor maps' head dim is 96, so TMA zero-fills columns
 //   96..127 and the extra columns of O are never stored.
 //
@@ -453,6 +454,39 @@ __device__ __forceinline__ void release_stage(int& pending, uint32_t kv_empty) {
   pending = -1;
 }
 
+// Frame-major row of token-major row r (DESIGN.md section 3: video position p*T + f holds frame-major
+// token f*L + p; text rows stay).
+__device__ __forceinline__ int frame_major_row(const FlashParams& p, int r) {
+  const int begin = p.text_first ? p.text : 0, video = p.frames * p.frame_tokens;
+  if (r < begin || r >= begin + video) return r;
+  const int v = r - begin;
+  return begin + (v % p.frames) * p.frame_tokens + v / p.frames;
+}
+
+// O / l of this thread's two rows to global memory from the registers, each at its frame-major row
+// when `unpermute`.
+template <class Tr>
+__device__ __forceinline__ void store_o_rows(const FlashParams& p, const float (&o)[Tr::kHeadDim / 2],
+                                             const float (&inv)[2], const WorkItem& wi, int row_in_tile,
+                                             bool unpermute) {
+  using Element = std::conditional_t<Tr::kBf16, __nv_bfloat16, __half>;
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    int row = wi.t * Tr::kBlockM + row_in_tile + 8 * r;
+    if (row >= p.seqlen) continue;
+    if (unpermute) row = frame_major_row(p, row);
+    Element* out =
+        static_cast<Element*>(p.o) + wi.b * p.o_batch_stride + int64_t{row} * p.o_row_stride + wi.h * p.o_head_stride;
+#pragma unroll
+    for (int j = 0; j < Tr::kHeadDim / 8; ++j) {
+      const int col = 8 * j + 2 * (lane % 4);
+      if (Tr::kHeadDim == p.head_dim || col < p.head_dim)
+        *reinterpret_cast<uint32_t*>(out + col) = pack2<Tr::kBf16>(o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
+    }
+  }
+}
+
 template <class Tr>
 __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensorMap* tm_o, uint32_t smem,
                          volatile ItemSlot* slot) {
@@ -549,20 +583,17 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
       inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
     }
-    if (count > 0) {
+    const bool unpermute =
+        p.unpermute && p.unpermute[p.unpermute_slots == p.heads ? wi.h : wi.b * p.heads + wi.h];
+    if (count > 0 && !unpermute) {
       store_o<Tr>(o, inv, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes, tm_o, wi, group,
                   kv_empty + 8 * prev_stage);
       pending = prev_stage;
     } else {
-      using Element = std::conditional_t<Tr::kBf16, __nv_bfloat16, __half>;
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int row = wi.t * Tr::kBlockM + row_in_tile + 8 * r;
-        if (row >= p.seqlen) continue;
-        Element* out = static_cast<Element*>(p.o) + wi.b * p.o_batch_stride + row * p.o_row_stride +
-                       wi.h * p.o_head_stride;
-        for (int col = 2 * (lane % 4); col < p.head_dim; col += 8) *reinterpret_cast<uint32_t*>(out + col) = 0u;
-      }
+      // Rows with no kept tile (O = 0), and token-major rows going back to their frame-major place:
+      // straight from the registers.
+      store_o_rows<Tr>(p, o, inv, wi, row_in_tile, unpermute);
+      if (count > 0) mbar_arrive(kv_empty + 8 * prev_stage);
     }
     if (p.lse && lane % 4 == 0) {
 #pragma unroll
@@ -794,6 +825,11 @@ bool flash_fwd_sm90_supports(const FlashParams& p) {
   if (p.head_dim != 64 && p.head_dim != 96 && p.head_dim != 128) return false;
   if (p.batch < 1 || p.heads < 1 || p.seqlen < 1 || !(p.scale > 0.f)) return false;
   if (p.seqlen_k < 0 || (p.row_offsets && p.seqlen_k != 0 && p.seqlen_k != p.seqlen)) return false;
+  if (p.unpermute && (p.seqlen_k != 0 && p.seqlen_k != p.seqlen)) return false;
+  if (p.unpermute && (p.frames < 1 || p.frame_tokens < 1 || p.text < 0 ||
+                      int64_t{p.frames} * p.frame_tokens + p.text != p.seqlen ||
+                      (p.unpermute_slots != p.heads && p.unpermute_slots != p.batch * p.heads)))
+    return false;
   if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v) || !aligned16(p.o)) return false;
   if (!strides_ok(p.q_batch_stride, p.q_row_stride, p.q_head_stride, p.batch) ||
       !strides_ok(p.k_batch_stride, p.k_row_stride, p.k_head_stride, p.batch) ||

@@ -41,6 +41,16 @@ struct FlashParams {
   int mask_block_q = 128;
   int mask_block_k = 128;
 
+  // Slots (batch, head) whose Q, K and V rows are in token-major order (temporal heads, DESIGN.md
+  // section 3): with `unpermute` set (device memory, one byte per slot of unpermute_slots: H, or
+  // B*H with slot b*H + h), their O rows are stored back in frame-major order, so that no scatter
+  // pass follows. The layout: `frames` frames of `frame_tokens` video tokens, `text` text tokens
+  // first or last. sm_90a only; the other kernels refuse it.
+  const uint8_t* unpermute = nullptr;
+  int unpermute_slots = 0;
+  int frames = 0, frame_tokens = 0, text = 0;
+  bool text_first = false;
+
   // Optional work order for load balance: query-tile work items sorted longest first
   // (device memory, `work_items` entries); kernels may ignore it.
   const int32_t* schedule = nullptr;
