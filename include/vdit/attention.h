@@ -216,9 +216,11 @@ void build_block_mask_gpu(const GpuPatterns& patterns, const Tensor& slot_codes,
 // gather_to_token_major on the GPU, bit for bit, for up to three tensors (Q, K, V) in one launch:
 // x[i] [B, S, H, D] (contiguous; f32, f16 or bf16) is gathered into out[i] (same shape and dtype,
 // not overlapping) for the slots whose permute flag (u8 [H] or [B*H] on the GPU) is set, and
-// copied for the others. scatter_from_token_major_gpu is the inverse.
+// copied for the others (left unwritten with flagged_slots_only). scatter_from_token_major_gpu is the
+// inverse.
 void gather_to_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out,
-                               const VideoLayout& layout, const Tensor& permute, void* stream = nullptr);
+                               const VideoLayout& layout, const Tensor& permute, void* stream = nullptr,
+                               bool flagged_slots_only = false);
 void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out,
                                   const VideoLayout& layout, const Tensor& permute, void* stream = nullptr);
 

@@ -199,11 +199,30 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
     params.frame_tokens = static_cast<int>(layout.height * layout.width);
     params.text = static_cast<int>(layout.text);
     params.text_first = layout.text_position == TextPosition::first;
+    if (const Tensor* g = token_major->gathered) {
+      for (int i = 0; i < 3; ++i)
+        check_operand(g[i], i == 0 ? "gathered q" : i == 1 ? "gathered k" : "gathered v", q, i == 0 ? q : k,
+                      i == 0 ? "q" : "k");
+      auto same_strides = [](const Tensor& a, const Tensor& b) {
+        for (int d = 0; d < 4; ++d)
+          if (a.stride(d) != b.stride(d)) return false;
+        return true;
+      };
+      VDIT_CHECK(same_strides(g[0], q) && same_strides(g[1], k) && same_strides(g[2], v), ErrorCode::invalid_argument,
+                 "attention: the gathered Q, K, V must have the strides of q, k, v");
+      params.q_token_major = g[0].raw_data();
+      params.k_token_major = g[1].raw_data();
+      params.v_token_major = g[2].raw_data();
+    }
   }
 
   const int device = q.device().index;
-  if (token_major && !(kernel != FlashKernel::f32 && kernel != FlashKernel::sm80 && !params.f32 &&
-                       is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params))) {
+  const bool sm90_takes_token_major = kernel != FlashKernel::f32 && kernel != FlashKernel::sm80 && !params.f32 &&
+                                      is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params);
+  VDIT_CHECK(!(token_major && token_major->gathered) || sm90_takes_token_major, ErrorCode::unsupported,
+             "attention: flagged-slot-only gathered Q, K, V need the sm90 kernel, which does not take q {} here",
+             describe_operand(q));
+  if (token_major && !sm90_takes_token_major) {
     // Only sm90 stores O back in frame-major order itself: run into a token-major O, then scatter.
     const Tensor token_major_out = Tensor::empty(out.shape(), out.dtype(), out.device());
     const FlashKernel ran = attention_cuda(q, k, v, mask, scale, token_major_out, lse, stream, kernel);

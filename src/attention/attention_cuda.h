@@ -28,6 +28,10 @@ bool flash_kernel_available(FlashKernel kernel, Device device);
 struct TokenMajorSlots {
   const Tensor& permute;  // u8 [H] or [B*H] on Q's device
   const VideoLayout& layout;
+  // Optional, sm90 only: Q, K, V token-major for the flagged slots alone (gather_to_token_major_gpu
+  // with flagged_slots_only), while the q, k, v given are the frame-major tensors the unflagged slots
+  // are read from; null: q, k, v are token-major for the flagged slots and hold every slot.
+  const Tensor* gathered = nullptr;  // three tensors shaped like q, k, v
 };
 FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const GpuBlockMask* mask,
                            float scale, const Tensor& out, Tensor* lse, void* stream,

@@ -70,7 +70,7 @@ void check_gpu_tensor(const Tensor& t, DType dtype, int64_t min_numel, const cha
 }
 
 void permute_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const VideoLayout& layout,
-                 const Tensor& permute, void* stream, bool to_token_major) {
+                 const Tensor& permute, void* stream, bool to_token_major, bool flagged_only = false) {
   const char* what = to_token_major ? "gather_to_token_major_gpu" : "scatter_from_token_major_gpu";
   layout.validate();
   VDIT_CHECK(!x.empty() && x.size() <= cuda::PermuteParams::kMaxTensors && out.size() == x.size(),
@@ -113,6 +113,7 @@ void permute_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const V
   p.permute = permute.data<uint8_t>();
   p.permute_slots = permute.numel();
   p.to_token_major = to_token_major;
+  p.flagged_only = flagged_only;
   check_cuda(cuda::launch_permute_tokens(p, as_stream(stream)), what);
 }
 
@@ -231,8 +232,8 @@ BlockMask GpuBlockMask::to_host() const {
 // ---- Permutation ----------------------------------------------------------------------------
 
 void gather_to_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const VideoLayout& layout,
-                               const Tensor& permute, void* stream) {
-  permute_gpu(x, out, layout, permute, stream, true);
+                               const Tensor& permute, void* stream, bool flagged_slots_only) {
+  permute_gpu(x, out, layout, permute, stream, true, flagged_slots_only);
 }
 
 void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const VideoLayout& layout,

@@ -34,12 +34,18 @@ Tensor attend_masked(const ExecContext& ctx, const Tensor& q, const Tensor& k, c
   if (!permute.defined()) return attention(q, k, v, mask, 0.0f, nullptr, ctx.stream);
   const std::vector<Tensor> in = {q.contiguous(), k.contiguous(), v.contiguous()};
   const std::vector<Tensor> gathered = empty_like(in);
-  gather_to_token_major_gpu(in, gathered, layout, permute, ctx.stream);
-  // O comes back in frame-major order (on sm90 without a scatter pass).
   const Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
-  const TokenMajorSlots token_major{permute, layout};
-  attention_cuda(gathered[0], gathered[1], gathered[2], &mask, 0.0f, out, nullptr, ctx.stream,
-                 FlashKernel::automatic, &token_major);
+  // O comes back in frame-major order. On sm90 only the permuted slots are gathered (the kernel reads
+  // the others from the frame-major tensors) and there is no scatter pass.
+  const bool sm90 = flash_kernel_available(FlashKernel::sm90, q.device()) && q.dtype() != DType::f32;
+  gather_to_token_major_gpu(in, gathered, layout, permute, ctx.stream, sm90);
+  const TokenMajorSlots token_major{permute, layout, sm90 ? gathered.data() : nullptr};
+  if (sm90) {
+    attention_cuda(in[0], in[1], in[2], &mask, 0.0f, out, nullptr, ctx.stream, FlashKernel::sm90, &token_major);
+  } else {
+    attention_cuda(gathered[0], gathered[1], gathered[2], &mask, 0.0f, out, nullptr, ctx.stream,
+                   FlashKernel::automatic, &token_major);
+  }
   return out;
 }
 

@@ -125,6 +125,31 @@ TEST(PermuteGpu, ScatterUndoesGatherForOneTensor) {
   EXPECT_FALSE(same_bytes(gathered.to(Device::cpu()), x.to(Device::cpu())));
 }
 
+// flagged_slots_only: the flagged slots as the full gather writes them, the others left untouched.
+TEST(PermuteGpu, GatherOfFlaggedSlotsOnlyLeavesTheOthers) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const VideoLayout layout{6, 5, 11, 20, TextPosition::first};
+  const int64_t batch = 2, heads = 3, dim = 64;
+  const Tensor x = random_bytes(Shape{batch, layout.tokens(), heads, dim}, DType::bf16, 9).to(Device::cuda());
+  const std::vector<uint8_t> flags = {1, 0, 0, 0, 1, 1};
+  const Tensor permute = gpu_flags(flags);
+  Tensor full = poisoned_like(x), partial = poisoned_like(x);
+  gather_to_token_major_gpu(std::span<const Tensor>(&x, 1), std::span<const Tensor>(&full, 1), layout, permute);
+  gather_to_token_major_gpu(std::span<const Tensor>(&x, 1), std::span<const Tensor>(&partial, 1), layout, permute,
+                            nullptr, true);
+  const Tensor a = full.to(Device::cpu()), b = partial.to(Device::cpu()), poison = poisoned_like(x).to(Device::cpu());
+  const int64_t row = dim * 2;  // bytes of one (token, head) row
+  int64_t wrong = 0;
+  for (int64_t bt = 0; bt < batch * layout.tokens(); ++bt)
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t at = (bt * heads + h) * row, slot = bt / layout.tokens() * heads + h;
+      const Tensor& want = flags[slot] ? a : poison;
+      wrong += std::memcmp(static_cast<const char*>(b.raw_data()) + at, static_cast<const char*>(want.raw_data()) + at,
+                           row) != 0;
+    }
+  EXPECT_EQ(wrong, 0);
+}
+
 TEST(PermuteGpu, RejectsBadArguments) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   const VideoLayout layout{2, 2, 2, 0, TextPosition::none};

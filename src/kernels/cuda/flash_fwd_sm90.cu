@@ -341,13 +341,14 @@ __device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const fl
 }
 
 template <class Tr>
-__device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensorMap* tm_q, const CUtensorMap* tm_k,
-                         const CUtensorMap* tm_v, uint32_t smem, volatile ItemSlot* slot) {
+// tm[0..2]: Q, K, V; tm[3..5]: their token-major copies, read for the slots FlashParams::unpermute flags.
+__device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensorMap* const (&tm)[6], uint32_t smem,
+                         volatile ItemSlot* slot) {
   const uint32_t q_full = smem + Tr::kBarOffset, q_empty = q_full + 8;
   const uint32_t k_full = q_full + 16, v_full = k_full + 8 * Tr::kStages, kv_empty = v_full + 8 * Tr::kStages;
   int stage = 0;
   uint32_t phase = 0, q_phase = 0;
-  auto load_kv = [&](const WorkItem& wi, int key0) {
+  auto load_kv = [&](const CUtensorMap* tm_k, const CUtensorMap* tm_v, const WorkItem& wi, int key0) {
     mbar_wait(kv_empty + 8 * stage, phase ^ 1);
     const uint32_t k_dst = smem + Tr::kKOffset + stage * Tr::kKVBytes;
     const uint32_t v_dst = smem + Tr::kVOffset + stage * Tr::kKVBytes;
@@ -371,13 +372,15 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
     WorkItem wi;
     TileList tiles;
     int last_valid;  // keys of the last tile below S_k (key blocks are sorted)
+    bool token_major;  // read from the token-major copies
   };
   auto claim = [&]() {
-    Claimed c{-1, {}, {nullptr, 0, 1}, 0};
+    Claimed c{-1, {}, {nullptr, 0, 1}, 0, false};
     const int index = atomicAdd(w.counter, 1);
     if (index >= w.total) return c;
     c.item = w.order ? w.order[index] : index;
     c.wi = decode_item(c.item, p.heads, w.q_tiles);
+    c.token_major = p.unpermute && p.unpermute[p.unpermute_slots == p.heads ? c.wi.h : c.wi.b * p.heads + c.wi.h];
     c.tiles = tile_list(p, w, c.wi.b, c.wi.h, c.wi.t, Tr::kBlockM, Tr::kBlockN);
     if (c.tiles.count > 0) c.last_valid = min(Tr::kBlockN, w.keys - c.tiles.tile(c.tiles.count - 1) * Tr::kBlockN);
     return c;
@@ -386,7 +389,10 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
   for (;;) {
     // The first K/V tile needs only a free stage: load it while the consumers finish the last
     // item, before the Q buffer frees up.
-    if (cur.tiles.count > 0) load_kv(cur.wi, cur.tiles.tile(0) * Tr::kBlockN);
+    const CUtensorMap* tm_q = cur.token_major ? tm[3] : tm[0];
+    const CUtensorMap* tm_k = cur.token_major ? tm[4] : tm[1];
+    const CUtensorMap* tm_v = cur.token_major ? tm[5] : tm[2];
+    if (cur.tiles.count > 0) load_kv(tm_k, tm_v, cur.wi, cur.tiles.tile(0) * Tr::kBlockN);
     mbar_wait(q_empty, q_phase ^ 1);
     q_phase ^= 1;
     slot->item = cur.item;
@@ -404,7 +410,7 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
     const int claim_after = min(Tr::kStages - 1, cur.tiles.count - 1);
     Claimed next = claim_after < 1 ? claim() : cur;
     for (int i = 1; i < cur.tiles.count; ++i) {
-      load_kv(cur.wi, cur.tiles.tile(i) * Tr::kBlockN);
+      load_kv(tm_k, tm_v, cur.wi, cur.tiles.tile(i) * Tr::kBlockN);
       if (i == claim_after) next = claim();
     }
     cur = next;
@@ -608,8 +614,8 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
 }
 
 template <class Tr>
-__device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUtensorMap* tm_q,
-                            const CUtensorMap* tm_k, const CUtensorMap* tm_v, const CUtensorMap* tm_o) {
+__device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUtensorMap* const (&tm)[6],
+                            const CUtensorMap* tm_o) {
   extern __shared__ uint8_t smem_raw[];
   const uint32_t raw = smem_address(smem_raw);
   const uint32_t smem = (raw + 1023) & ~1023u;
@@ -630,7 +636,7 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
 
   if (threadIdx.x < 128) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-    if (threadIdx.x == 0) producer<Tr>(p, w, tm_q, tm_k, tm_v, smem, slot);
+    if (threadIdx.x == 0) producer<Tr>(p, w, tm, smem, slot);
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
     consumer<Tr>(p, w, tm_o, smem, slot);
@@ -643,9 +649,12 @@ template <int kHeadDim, bool kBf16>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_sm90_kernel(const __grid_constant__ FlashParams p, const __grid_constant__ Sm90Work w,
                           const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
-                          const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ CUtensorMap tm_o) {
+                          const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ CUtensorMap tm_q2,
+                          const __grid_constant__ CUtensorMap tm_k2, const __grid_constant__ CUtensorMap tm_v2,
+                          const __grid_constant__ CUtensorMap tm_o) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  kernel_body<Sm90Traits<kHeadDim, kBf16>>(p, w, &tm_q, &tm_k, &tm_v, &tm_o);
+  const CUtensorMap* const maps[6] = {&tm_q, &tm_k, &tm_v, &tm_q2, &tm_k2, &tm_v2};
+  kernel_body<Sm90Traits<kHeadDim, kBf16>>(p, w, maps, &tm_o);
 #endif
 }
 
@@ -783,6 +792,16 @@ void launch(const FlashParams& p, cudaStream_t stream) {
       make_tensor_map(encode, p, p.v, w.keys, p.v_batch_stride, p.v_row_stride, p.v_head_stride, Tr::kBlockN, "v");
   const CUtensorMap tm_o = make_tensor_map(encode, p, p.o, p.seqlen, p.o_batch_stride, p.o_row_stride, p.o_head_stride,
                                            Tr::kBlockM / 2, "o");
+  // The token-major copies (FlashParams::unpermute), or Q, K, V again.
+  const CUtensorMap tm_q2 = p.q_token_major ? make_tensor_map(encode, p, p.q_token_major, p.seqlen, p.q_batch_stride,
+                                                              p.q_row_stride, p.q_head_stride, Tr::kBlockM, "q_token_major")
+                                            : tm_q;
+  const CUtensorMap tm_k2 = p.k_token_major ? make_tensor_map(encode, p, p.k_token_major, w.keys, p.k_batch_stride,
+                                                              p.k_row_stride, p.k_head_stride, Tr::kBlockN, "k_token_major")
+                                            : tm_k;
+  const CUtensorMap tm_v2 = p.v_token_major ? make_tensor_map(encode, p, p.v_token_major, w.keys, p.v_batch_stride,
+                                                              p.v_row_stride, p.v_head_stride, Tr::kBlockN, "v_token_major")
+                                            : tm_v;
 
   int device = 0, sms = 0;
   VDIT_CUDA_OK(cudaGetDevice(&device));
@@ -802,7 +821,7 @@ void launch(const FlashParams& p, cudaStream_t stream) {
   auto kernel = flash_fwd_sm90_kernel<kHeadDim, kBf16>;
   VDIT_CUDA_OK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes));
   const int grid = w.total < sms ? w.total : sms;
-  kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(p, w, tm_q, tm_k, tm_v, tm_o);
+  kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(p, w, tm_q, tm_k, tm_v, tm_q2, tm_k2, tm_v2, tm_o);
   VDIT_CUDA_OK(cudaGetLastError());
   VDIT_CUDA_OK(cudaFreeAsync(work, stream));
 }
@@ -826,6 +845,9 @@ bool flash_fwd_sm90_supports(const FlashParams& p) {
   if (p.batch < 1 || p.heads < 1 || p.seqlen < 1 || !(p.scale > 0.f)) return false;
   if (p.seqlen_k < 0 || (p.row_offsets && p.seqlen_k != 0 && p.seqlen_k != p.seqlen)) return false;
   if (p.unpermute && (p.seqlen_k != 0 && p.seqlen_k != p.seqlen)) return false;
+  if ((p.q_token_major || p.k_token_major || p.v_token_major) &&
+      (!p.unpermute || !aligned16(p.q_token_major) || !aligned16(p.k_token_major) || !aligned16(p.v_token_major)))
+    return false;
   if (p.unpermute && (p.frames < 1 || p.frame_tokens < 1 || p.text < 0 ||
                       int64_t{p.frames} * p.frame_tokens + p.text != p.seqlen ||
                       (p.unpermute_slots != p.heads && p.unpermute_slots != p.batch * p.heads)))

@@ -48,6 +48,11 @@ struct FlashParams {
   // first or last. sm_90a only; the other kernels refuse it.
   const uint8_t* unpermute = nullptr;
   int unpermute_slots = 0;
+  // With unpermute: where the flagged slots' token-major Q, K and V are (same strides as q, k, v), so
+  // that q, k, v can stay frame-major for the others; null: q, k, v hold every slot.
+  const void* q_token_major = nullptr;
+  const void* k_token_major = nullptr;
+  const void* v_token_major = nullptr;
   int frames = 0, frame_tokens = 0, text = 0;
   bool text_first = false;
 

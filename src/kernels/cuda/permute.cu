@@ -37,8 +37,12 @@ __global__ void __launch_bounds__(kThreads) permute_tokens(PermuteParams p, Geom
     const uint32_t token = row - b * g.tokens;
     const uint32_t h = in_row / g.head_vectors;
     uint32_t source = token;
-    if (token >= g.video_begin && token < g.video_end &&
-        __ldg(p.permute + (p.permute_slots == g.heads ? h : b * g.heads + h))) {
+    const bool flagged = __ldg(p.permute + (p.permute_slots == g.heads ? h : b * g.heads + h));
+    if (p.flagged_only && !flagged) {
+      targets[u] = g.vectors;  // nothing to write
+      continue;
+    }
+    if (token >= g.video_begin && token < g.video_end && flagged) {
       const uint32_t vi = token - g.video_begin;
       if (p.to_token_major) {  // position p*T + f holds frame-major token f*L + p
         const uint32_t place = vi / g.frames, frame = vi - place * g.frames;

@@ -20,6 +20,7 @@ struct PermuteParams {
   const uint8_t* permute = nullptr;   // device flags: [heads] (shared by the batch) or [batch * heads]
   int64_t permute_slots = 0;          // heads or batch * heads
   bool to_token_major = true;         // gather; false: scatter back to frame-major
+  bool flagged_only = false;          // leave the rows of slots whose flag is 0 unwritten
 };
 
 // Picks the widest vector (16, 8, 4 or 2 bytes) that row_bytes and the pointers allow.
