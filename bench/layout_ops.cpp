@@ -18,8 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "attention/attention_cuda.h"
-#include "core/half.h"
+#include "attention/attention_timing.h"
 #include "vdit/attention.h"
 
 namespace {
@@ -42,31 +41,6 @@ const std::vector<BenchShape> kShapes = {
 
 void cuda_ok(cudaError_t err, const char* what) {
   if (err != cudaSuccess) fail(ErrorCode::cuda, "bench_layout_ops: {}: {}", what, cudaGetErrorString(err));
-}
-
-// Fills a tensor with a 32 MB block of random bf16 values, repeated (timings never run on zeros).
-void fill_random(const Tensor& t, uint64_t seed) {
-  static Tensor block;
-  constexpr int64_t kElements = int64_t{16} << 20;
-  if (!block.defined()) {
-    Tensor host = Tensor::empty(Shape{kElements}, DType::bf16);
-    auto* h = static_cast<uint16_t*>(host.raw_data());
-    uint64_t state = 0x5eed;
-    for (int64_t i = 0; i < kElements; ++i) {
-      state = state * 6364136223846793005ull + 1442695040888963407ull;
-      h[i] = f32_to_bf16((static_cast<float>(state >> 40) * 0x1p-23f - 1.0f) * 1.7320508f);
-    }
-    block = host.to(Device::cuda());
-  }
-  const size_t block_bytes = block.nbytes(), offset = (seed * 4099 * 2) % block_bytes;
-  auto* dst = static_cast<uint8_t*>(t.raw_data());
-  for (size_t done = 0; done < t.nbytes();) {
-    const size_t start = done == 0 ? offset : 0;
-    const size_t n = std::min(block_bytes - start, t.nbytes() - done);
-    cuda_ok(cudaMemcpy(dst + done, static_cast<const uint8_t*>(block.raw_data()) + start, n, cudaMemcpyDeviceToDevice),
-            "fill");
-    done += n;
-  }
 }
 
 // Median milliseconds of `runs` timed calls after `warmup` untimed ones.
@@ -118,11 +92,9 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int chunks) {
   const VideoLayout& layout = s.layout;
   const Shape shape{s.batch, layout.tokens(), s.heads, s.dim};
   std::array<Tensor, 3> x, y;
-  for (int i = 0; i < 3; ++i) {
-    x[i] = Tensor::empty(shape, DType::bf16, Device::cuda());
-    y[i] = Tensor::empty(shape, DType::bf16, Device::cuda());
-    fill_random(x[i], 11 + i);
-    fill_random(y[i], 17 + i);
+  for (int i = 0; i < 3; ++i) {  // random, never zeros
+    x[i] = random_device_tensor(shape, DType::bf16, 11 + i);
+    y[i] = random_device_tensor(shape, DType::bf16, 17 + i);
   }
   const double tensor_bytes = static_cast<double>(x[0].nbytes());
 
