@@ -196,7 +196,7 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
     params.unpermute = flags.data<uint8_t>();
     params.unpermute_slots = static_cast<int>(flags.size(0));
     params.frames = static_cast<int>(layout.frames);
-    params.frame_tokens = static_cast<int>(layout.height * layout.width);
+    params.frame_tokens = static_cast<int>(layout.frame_tokens());
     params.text = static_cast<int>(layout.text);
     params.text_first = layout.text_position == TextPosition::first;
     if (const Tensor* g = token_major->gathered) {
@@ -217,23 +217,23 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
   }
 
   const int device = q.device().index;
-  const bool sm90_takes_token_major = kernel != FlashKernel::f32 && kernel != FlashKernel::sm80 && !params.f32 &&
-                                      is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params);
-  VDIT_CHECK(!(token_major && token_major->gathered) || sm90_takes_token_major, ErrorCode::unsupported,
-             "attention: flagged-slot-only gathered Q, K, V need the sm90 kernel, which does not take q {} here",
-             describe_operand(q));
-  if (token_major && !sm90_takes_token_major) {
-    // Only sm90 stores O back in frame-major order itself: run into a token-major O, then scatter.
-    const Tensor token_major_out = Tensor::empty(out.shape(), out.dtype(), out.device());
-    const FlashKernel ran = attention_cuda(q, k, v, mask, scale, token_major_out, lse, stream, kernel);
-    scatter_from_token_major_gpu(std::span<const Tensor>(&token_major_out, 1), std::span<const Tensor>(&out, 1),
-                                 token_major->layout, token_major->permute, stream);
-    return ran;
+  const bool sm90_fits = !params.f32 && is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params);
+  if (token_major) {
+    const bool on_sm90 = sm90_fits && (kernel == FlashKernel::automatic || kernel == FlashKernel::sm90);
+    VDIT_CHECK(!token_major->gathered || on_sm90, ErrorCode::unsupported,
+               "attention: flagged-slot-only gathered Q, K, V need the sm90 kernel, which does not take q {} here",
+               describe_operand(q));
+    if (!on_sm90) {
+      // Only sm90 stores O back in frame-major order itself: run into a token-major O, then scatter.
+      const Tensor token_major_out = Tensor::empty(out.shape(), out.dtype(), out.device());
+      const FlashKernel ran = attention_cuda(q, k, v, mask, scale, token_major_out, lse, stream, kernel);
+      scatter_from_token_major_gpu(std::span<const Tensor>(&token_major_out, 1), std::span<const Tensor>(&out, 1),
+                                   token_major->layout, token_major->permute, stream);
+      return ran;
+    }
   }
   if (kernel == FlashKernel::automatic && params.f32) kernel = FlashKernel::f32;
-  if (kernel == FlashKernel::automatic)
-    kernel = is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params) ? FlashKernel::sm90
-                                                                               : FlashKernel::sm80;
+  if (kernel == FlashKernel::automatic) kernel = sm90_fits ? FlashKernel::sm90 : FlashKernel::sm80;
   VDIT_CHECK((kernel == FlashKernel::f32) == params.f32, ErrorCode::unsupported,
              "attention: q is {}; the {} kernel takes {}", describe_operand(q), flash_kernel_name(kernel),
              kernel == FlashKernel::f32 ? "f32 alone" : "bf16 or f16");
