@@ -4,9 +4,10 @@
 // --runs), the caching allocator's peak memory, the density the policy used, and the output's
 // relative L2 error against diffusers' bf16 output (`expected` in the inputs file, when present).
 //
-// --breakdown: the forward's op sequence replayed at the model's shapes with random weights of the
-// same sizes and a CUDA event after every op, the time between events summed per op category
-// (median of 3 replays). WanTransformer3DModel only; the replay mirrors WanModel::forward and block.
+// --breakdown: the forward again with an OpTimeline (src/ops/op_timeline.h): a CUDA event after
+// every op, the time between events summed per op category (GEMMs per product shape, each norm and
+// elementwise op, attention and the profiled policy's profiler, mask builder and gather), median of
+// 3 forwards after one untimed.
 //
 // Policies: dense; mix[:D] (layer 0 dense as a profiled policy's warm-up layer, then spatial:D and
 // temporal:D on alternate layers; D 0.25 by default); profiled[:D] (the profiled policy: each
@@ -27,16 +28,15 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <numeric>
 #include <string>
 #include <vector>
 
 #include "core/allocator_cuda.h"
-#include "core/half.h"
 #include "io/safetensors.h"
 #include "models/cogvideox/cogvideox_model.h"
 #include "models/model.h"
 #include "models/wan/wan_model.h"
+#include "ops/op_timeline.h"
 
 namespace {
 
@@ -89,188 +89,6 @@ AttentionPolicy make_policy(const std::string& name, int layers) {
     return AttentionPolicy::profiled(std::move(options));
   }
   return AttentionPolicy::fixed(parse_pattern(name));
-}
-
-// Uniform values in [-bound, bound), rounded to bf16, on the GPU: never zeros, so that GEMMs are
-// timed on data like real weights.
-Tensor random_bf16(const Shape& shape, float bound, uint64_t seed) {
-  Tensor host = Tensor::empty(shape, DType::bf16);
-  auto* h = static_cast<uint16_t*>(host.raw_data());
-  uint64_t state = seed * 0x9e3779b97f4a7c15ull + 1;
-  for (int64_t i = 0; i < host.numel(); ++i) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    const float u = static_cast<float>(state >> 40) * 0x1p-24f;
-    h[i] = f32_to_bf16((2.0f * u - 1.0f) * bound);
-  }
-  return host.to(kGpu);
-}
-
-// CUDA events after each op; the time from one mark to the next is added to the mark's category.
-class OpTimeline {
- public:
-  ~OpTimeline() {
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
-  }
-  void begin() {
-    used_ = 0;
-    categories_.clear();
-    record();
-  }
-  void mark(const std::string& category) {
-    categories_.push_back(category);
-    record();
-  }
-  // Waits for the GPU; milliseconds per category, in order of first appearance.
-  std::vector<std::pair<std::string, double>> finish() {
-    cuda_ok(cudaEventSynchronize(events_[used_ - 1]), "cudaEventSynchronize");
-    std::vector<std::pair<std::string, double>> totals;
-    for (size_t i = 0; i < categories_.size(); ++i) {
-      float ms = 0.0f;
-      cuda_ok(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]), "cudaEventElapsedTime");
-      auto it = std::find_if(totals.begin(), totals.end(), [&](const auto& t) { return t.first == categories_[i]; });
-      if (it == totals.end()) {
-        totals.emplace_back(categories_[i], ms);
-      } else {
-        it->second += ms;
-      }
-    }
-    return totals;
-  }
-
- private:
-  void record() {
-    if (used_ == events_.size()) {
-      cudaEvent_t e = nullptr;
-      cuda_ok(cudaEventCreate(&e), "cudaEventCreate");
-      events_.push_back(e);
-    }
-    cuda_ok(cudaEventRecord(events_[used_++], nullptr), "cudaEventRecord");
-  }
-
-  std::vector<cudaEvent_t> events_;
-  size_t used_ = 0;
-  std::vector<std::string> categories_;
-};
-
-struct Linear {
-  Tensor weight, bias;
-  Tensor operator()(const ExecContext& ctx, const Tensor& x, Activation act = Activation::none) const {
-    return linear(ctx, x, weight, bias, act);
-  }
-};
-
-Linear random_linear(int64_t in, int64_t out, uint64_t seed) {
-  const float bound = 1.0f / std::sqrt(static_cast<float>(in));
-  return {random_bf16({out, in}, bound, seed), random_bf16({out}, bound, seed + 1)};
-}
-
-// Random weights of the sizes of one Wan block and of the embedders and head; the replay runs every
-// layer on the same block weights.
-struct WanReplayWeights {
-  Tensor patch_weight, patch_bias;
-  Linear time_1, time_2, time_proj, text_1, text_2;
-  Linear q, k, v, o, cross_q, cross_k, cross_v, cross_o, ffn_in, ffn_out;
-  Tensor norm_q, norm_k, cross_norm_q, cross_norm_k, norm2_weight, norm2_bias, block_table, head_table;
-  Linear proj_out;
-
-  explicit WanReplayWeights(const WanConfig& c) {
-    const int64_t dim = c.dim();
-    uint64_t seed = 100;
-    auto lin = [&](int64_t in, int64_t out) { return random_linear(in, out, seed += 2); };
-    const int64_t patch_in = c.in_channels * c.patch.volume();
-    patch_weight = random_bf16({dim, c.in_channels, c.patch.t, c.patch.h, c.patch.w},
-                               1.0f / std::sqrt(static_cast<float>(patch_in)), ++seed);
-    patch_bias = random_bf16({dim}, 0.1f, ++seed);
-    time_1 = lin(c.freq_dim, dim);
-    time_2 = lin(dim, dim);
-    time_proj = lin(dim, 6 * dim);
-    text_1 = lin(c.text_dim, dim);
-    text_2 = lin(dim, dim);
-    q = lin(dim, dim), k = lin(dim, dim), v = lin(dim, dim), o = lin(dim, dim);
-    cross_q = lin(dim, dim), cross_k = lin(dim, dim), cross_v = lin(dim, dim), cross_o = lin(dim, dim);
-    ffn_in = lin(dim, c.ffn_dim);
-    ffn_out = lin(c.ffn_dim, dim);
-    for (Tensor* t : {&norm_q, &norm_k, &cross_norm_q, &cross_norm_k, &norm2_weight})
-      *t = random_bf16({dim}, 1.0f, ++seed);
-    norm2_bias = random_bf16({dim}, 0.1f, ++seed);
-    block_table = random_bf16({1, 6, dim}, 0.05f, ++seed);
-    head_table = random_bf16({1, 2, dim}, 0.05f, ++seed);
-    proj_out = lin(dim, c.out_channels * c.patch.volume());
-  }
-};
-
-std::vector<double> iota_positions(int64_t n) {
-  std::vector<double> p(n);
-  std::iota(p.begin(), p.end(), 0.0);
-  return p;
-}
-
-// WanModel::forward's ops in its order (see src/models/wan/wan_model.cpp), each followed by a mark.
-void replay_wan(const ExecContext& ctx, const WanConfig& c, const WanReplayWeights& w, const Tensor& latents,
-                const Tensor& timesteps, const Tensor& text_states, AttentionPolicy& policy, OpTimeline& timeline) {
-  const int64_t batch = latents.size(0), dim = c.dim();
-  auto heads = [&](const Tensor& x) { return x.contiguous().view({x.size(0), x.size(1), c.heads, c.head_dim}); };
-  auto merge = [](const Tensor& x) { return x.contiguous().view({x.size(0), x.size(1), x.size(2) * x.size(3)}); };
-  timeline.begin();
-  const PatchGrid grid = patch_grid(latents, VideoAxes::bcfhw, c.patch);
-  const RopeTable rope = rope_table_3d(ctx, c.rope_axis_dims(),
-                                       {iota_positions(grid.frames), iota_positions(grid.height), iota_positions(grid.width)});
-  timeline.mark("rope table");
-  Tensor x = patch_embed(ctx, latents, VideoAxes::bcfhw, c.patch, w.patch_weight, w.patch_bias);
-  const Tensor t = timestep_embedding(ctx, timesteps, static_cast<int>(c.freq_dim), {true, 0.0});
-  const Tensor temb = w.time_2(ctx, w.time_1(ctx, cast(ctx, t, DType::bf16), Activation::silu));
-  const Tensor modulation = w.time_proj(ctx, silu(ctx, temb)).view({batch, 6, dim});
-  const Tensor text = w.text_2(ctx, w.text_1(ctx, text_states, Activation::gelu_tanh));
-  timeline.mark("embeddings");
-
-  AttentionSite site{0, 1, 0, static_cast<int>(c.layers),
-                     VideoLayout{grid.frames, grid.height, grid.width, 0, TextPosition::none}};
-  Tensor ffn, ffn_gate;  // the previous layer's feed-forward output, added by the next norm
-  for (int layer = 0; layer < c.layers; ++layer) {
-    site.layer = layer;
-    const Tensor mod = add(ctx, modulation, w.block_table);
-    auto chunk = [&](int i) { return mod.select(1, i); };
-    const Tensor h = ffn.defined()
-                         ? gated_residual_add_layer_norm(ctx, x, ffn, ffn_gate, {}, {}, c.eps, chunk(0), chunk(1))
-                         : layer_norm_modulate(ctx, x, {}, {}, c.eps, chunk(0), chunk(1));
-    timeline.mark(ffn.defined() ? "residual add + norm" : "norms + adaLN");
-    Tensor q = w.q(ctx, h), k = w.k(ctx, h);
-    const Tensor v = heads(w.v(ctx, h));
-    timeline.mark("linear: self QKV");
-    q = rms_norm_rope(ctx, q, w.norm_q, c.eps, c.heads, rope);
-    k = rms_norm_rope(ctx, k, w.norm_k, c.eps, c.heads, rope);
-    timeline.mark("RMSNorm + RoPE Q/K (self)");
-    const Tensor o = policy.attend(ctx, q, k, v, site);
-    timeline.mark("self-attention");
-    const Tensor out = w.o(ctx, merge(o));
-    timeline.mark("linear: self out");
-    const Tensor n = gated_residual_add_layer_norm(ctx, x, out, chunk(2), w.norm2_weight, w.norm2_bias, c.eps);
-    timeline.mark("residual add + norm");
-    Tensor cq = w.cross_q(ctx, n), ck = w.cross_k(ctx, text);
-    const Tensor cv = heads(w.cross_v(ctx, text));
-    timeline.mark("linear: cross Q/K/V/out");
-    cq = heads(rms_norm(ctx, cq, w.cross_norm_q, c.eps));
-    ck = heads(rms_norm(ctx, ck, w.cross_norm_k, c.eps));
-    timeline.mark("RMSNorm Q/K");
-    const Tensor co = cross_attention(ctx, cq, ck, cv);
-    timeline.mark("cross-attention");
-    const Tensor cross_out = w.cross_o(ctx, merge(co));
-    timeline.mark("linear: cross Q/K/V/out");
-    const Tensor f = gated_residual_add_layer_norm(ctx, x, cross_out, {}, {}, {}, c.eps, chunk(3), chunk(4));
-    timeline.mark("residual add + norm");
-    const Tensor hidden = w.ffn_in(ctx, f, Activation::gelu_tanh);
-    timeline.mark("linear: FFN in + GELU");
-    ffn = w.ffn_out(ctx, hidden);
-    ffn_gate = chunk(5);
-    timeline.mark("linear: FFN out");
-  }
-  const Tensor table = w.head_table.select(0, 0);
-  const Tensor shift = add(ctx, temb, table.select(0, 0)), scale = add(ctx, temb, table.select(0, 1));
-  x = w.proj_out(ctx, ffn.defined()
-                          ? gated_residual_add_layer_norm(ctx, x, ffn, ffn_gate, {}, {}, c.eps, shift, scale)
-                          : layer_norm_modulate(ctx, x, {}, {}, c.eps, shift, scale));
-  (void)unpatchify(ctx, x, grid, c.patch, PatchFeatures::channel_minor, VideoAxes::bcfhw);
-  timeline.mark("output head");
 }
 
 struct Comparison {
@@ -411,39 +229,46 @@ int run(const Options& o) {
   cudaEventDestroy(stop);
   write_json(report, o.json);
 
-  if (o.breakdown && wan) {
-    const WanConfig& c = wan->config();
-    const WanReplayWeights weights(c);
-    OpTimeline timeline;
+  if (o.breakdown) {
+    // The real forward, with an event after every op (ops and attention policy mark themselves).
+    OpTimeline timeline(ctx);
+    ExecContext timed = ctx;
+    timed.timeline = &timeline;
     for (const std::string& name : o.policies) {
       AttentionPolicy policy = make_policy(name, layers);
       std::map<std::string, std::vector<double>> samples;
+      std::map<std::string, int> calls;
       std::vector<std::string> order;
-      constexpr int kReplays = 3;
-      for (int i = 0; i < 1 + kReplays; ++i) {
+      constexpr int kTimed = 3;
+      for (int i = 0; i < 1 + kTimed; ++i) {
         policy.clear_records();
-        replay_wan(ctx, c, weights, inputs.latents, inputs.timesteps, inputs.text, policy, timeline);
+        timeline.begin();
+        (void)model->forward(timed, inputs, policy);
         const auto totals = timeline.finish();
         if (i == 0) continue;
-        for (const auto& [category, ms] : totals) {
-          if (!samples.count(category)) order.push_back(category);
-          samples[category].push_back(ms);
+        for (const OpTime& t : totals) {
+          if (!samples.count(t.category)) order.push_back(t.category);
+          samples[t.category].push_back(t.ms);
+          calls[t.category] = t.calls;
         }
       }
+      std::stable_sort(order.begin(), order.end(),
+                       [&](const std::string& a, const std::string& b) { return median(samples[a]) > median(samples[b]); });
       double sum = 0.0;
       for (const std::string& category : order) sum += median(samples[category]);
-      std::printf("  breakdown (%s, op replay, median of %d): %.2f ms in all\n", name.c_str(), kReplays, sum);
+      std::printf("  breakdown (%s, forward with an event after every op, median of %d): %.2f ms in all\n",
+                  name.c_str(), kTimed, sum);
       for (const std::string& category : order) {
         const double ms = median(samples[category]);
-        std::printf("    %-28s %9.2f ms  %5.1f%%\n", category.c_str(), ms, 100.0 * ms / sum);
+        std::printf("    %-44s %9.2f ms  %5.1f%%  %5d calls\n", category.c_str(), ms, 100.0 * ms / sum,
+                    calls[category]);
         report["policies"][name]["breakdown_ms"][category] = ms;
+        report["policies"][name]["breakdown_calls"][category] = calls[category];
       }
       report["policies"][name]["breakdown_total_ms"] = sum;
       std::fflush(stdout);
     }
     write_json(report, o.json);
-  } else if (o.breakdown) {
-    std::printf("  breakdown: only WanTransformer3DModel has an op replay\n");
   }
   return 0;
 }

@@ -3,10 +3,14 @@
 // policies run through the model and record what they did.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <map>
+
 #include "io/safetensors.h"
 #include "model_fixtures.h"
 #include "models/model.h"
 #include "models/wan/wan_model.h"
+#include "ops/op_timeline.h"
 
 namespace vdit {
 namespace {
@@ -54,6 +58,50 @@ TEST(WanModel, MatchesDiffusersInFloat32) {
   EXPECT_EQ(dense.records()[1].layer, 1);
   EXPECT_EQ(dense.records()[1].heads.size(), 4u);  // 2 batch items x 2 heads
   EXPECT_EQ(dense.records()[1].density, 1.0);
+}
+
+// The op timeline of the real forward: every op of the architecture marked once per call (counted
+// from WanTransformer3DModel: per block 10 linears, 2 RMSNorm + RoPE, 2 RMSNorm, one self- and one
+// cross-attention; 5 embedding linears and the output projection), and the output unchanged.
+TEST(WanModel, OpTimelineCountsEveryOp) {
+  const Reference ref = load_reference();
+  auto model = load_model(kModel, kCpu);
+  AttentionPolicy dense = AttentionPolicy::dense();
+  const Tensor plain = model->forward(kCpu, ref.inputs, dense);
+
+  OpTimeline timeline(kCpu);
+  ExecContext timed = kCpu;
+  timed.timeline = &timeline;
+  const auto start = std::chrono::steady_clock::now();
+  timeline.begin();
+  const Tensor out = model->forward(timed, ref.inputs, dense);
+  const std::vector<OpTime> times = timeline.finish();
+  const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(relative_l2(out, plain), 0.0);
+
+  const int layers = 2;
+  std::map<std::string, int> calls;
+  int linears = 0;
+  double sum_ms = 0.0;
+  for (const OpTime& t : times) {
+    calls[t.category] = t.calls;
+    if (t.category.rfind("linear ", 0) == 0) linears += t.calls;
+    EXPECT_GE(t.ms, 0.0) << t.category;
+    sum_ms += t.ms;
+  }
+  EXPECT_EQ(linears, 10 * layers + 5 + 1);
+  EXPECT_EQ(calls["attention"], layers);
+  EXPECT_EQ(calls["cross_attention"], layers);
+  EXPECT_EQ(calls["rms_norm_rope"], 2 * layers);
+  EXPECT_EQ(calls["rms_norm"], 2 * layers);
+  EXPECT_EQ(calls["patch_embed"], 1);
+  EXPECT_EQ(calls["unpatchify"], 1);
+  EXPECT_EQ(calls["linear 72x32->64 gelu_tanh"], layers);  // the feed-forward input: 2 x 36 tokens, dim 32, ffn 64
+  EXPECT_LE(sum_ms, wall_ms);
+  EXPECT_GT(sum_ms, 0.5 * wall_ms);
+
+  timeline.begin();  // begin() starts over
+  EXPECT_TRUE(timeline.finish().empty());
 }
 
 TEST(WanModel, EachBatchItemIsIndependent) {

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "ops/op_timeline.h"
+
 #ifdef VDIT_HAVE_CUDA
 #include "models/attention_policy_cuda.h"
 #endif
@@ -183,6 +185,7 @@ AttentionPolicy AttentionPolicy::profiled(ProfiledOptions options) {
 
 Tensor AttentionPolicy::attend(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                                const AttentionSite& site) {
+  OpMark mark(ctx, "attention");  // the kernel; the profiled policy marks its profiler and masks apart
   check_qkv(q, k, v, site);
   switch (kind_) {
     case Kind::dense: return attend_uniform(ctx, q, k, v, site, Pattern::dense());

@@ -7,6 +7,7 @@
 
 #include "attention/attention_cuda.h"
 #include "kernels/cuda/profiler.h"
+#include "ops/op_timeline.h"
 
 namespace vdit::policy_cuda {
 namespace {
@@ -39,6 +40,7 @@ Tensor attend_masked(const ExecContext& ctx, const Tensor& q, const Tensor& k, c
   // the others from the frame-major tensors) and there is no scatter pass.
   const bool sm90 = flash_kernel_available(FlashKernel::sm90, q.device()) && q.dtype() != DType::f32;
   gather_to_token_major_gpu(in, gathered, layout, permute, ctx.stream, sm90);
+  mark_op(ctx, "attention: gather to token-major");
   const TokenMajorSlots token_major{permute, layout, sm90 ? gathered.data() : nullptr};
   if (sm90) {
     attention_cuda(in[0], in[1], in[2], &mask, 0.0f, out, nullptr, ctx.stream, FlashKernel::sm90, &token_major);
@@ -87,6 +89,7 @@ Tensor ProfiledGpu::attend(const ExecContext& ctx, const Tensor& q_in, const Ten
   }
   const Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
   profile_heads_gpu(q, k, v, patterns_, po, profile_, ctx.stream);
+  mark_op(ctx, "attention: profiler");
   build_block_mask_gpu(patterns_, profile_.choice, mask_, ctx.stream);
   // The record's copy of the codes: device to device on the stream (the profile's buffer is reused
   // by the next call); the host reads it when the records are asked for.
@@ -95,6 +98,7 @@ Tensor ProfiledGpu::attend(const ExecContext& ctx, const Tensor& q_in, const Ten
                              cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(ctx.stream)),
              "profiled policy: copy of the slot codes");
   *code_density = code_density_;
+  mark_op(ctx, "attention: mask builder");
   return attend_masked(ctx, q, k, v, layout, mask_, profile_.permute);
 }
 

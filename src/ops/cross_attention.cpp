@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "ops/common.h"
+#include "ops/op_timeline.h"
 
 #ifdef VDIT_HAVE_CUDA
 #include "ops/ops_cuda.h"
@@ -25,6 +26,7 @@ void softmax_row(float* s, int64_t n) {
 }  // namespace
 
 Tensor cross_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, float scale) {
+  OpMark mark(ctx, "cross_attention");
   ops::check_input(ctx, q, "cross_attention", "q");
   ops::check_input(ctx, k, "cross_attention", "k");
   ops::check_input(ctx, v, "cross_attention", "v");

@@ -1,5 +1,6 @@
 #include "ops/activation.h"
 #include "ops/common.h"
+#include "ops/op_timeline.h"
 
 #ifdef VDIT_HAVE_CUDA
 #include "ops/ops_cuda.h"
@@ -22,6 +23,7 @@ bool trailing_shape_of(const Shape& b, const Shape& a) {
 }
 
 Tensor map_activation(const ExecContext& ctx, const Tensor& x, const char* op, Activation activation) {
+  OpMark mark(ctx, op);
   ops::check_input(ctx, x, op, "x");
 #ifdef VDIT_HAVE_CUDA
   if (ctx.device.is_cuda()) return ops::cuda::activation(ctx, x, activation);
@@ -47,6 +49,7 @@ Tensor gelu_tanh(const ExecContext& ctx, const Tensor& x) {
 Tensor silu(const ExecContext& ctx, const Tensor& x) { return map_activation(ctx, x, "silu", Activation::silu); }
 
 Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
+  OpMark mark(ctx, "add");
   ops::check_input(ctx, a, "add", "a");
   ops::check_input(ctx, b, "add", "b");
   VDIT_CHECK(trailing_shape_of(b.shape(), a.shape()), ErrorCode::invalid_argument,
@@ -67,6 +70,7 @@ Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
 }
 
 Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
+  OpMark mark(ctx, "concat_tokens");
   ops::check_input(ctx, a, "concat_tokens", "a");
   ops::check_input(ctx, b, "concat_tokens", "b");
   VDIT_CHECK(a.rank() == 3 && b.rank() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(2),
@@ -84,6 +88,7 @@ Tensor concat_tokens(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
 }
 
 Tensor cast(const ExecContext& ctx, const Tensor& x, DType dtype) {
+  OpMark mark(ctx, "cast");
   ops::check_input(ctx, x, "cast", "x");
   VDIT_CHECK(dtype == DType::f32 || dtype == DType::f16 || dtype == DType::bf16, ErrorCode::invalid_argument,
              "cast: to {}, expected a float dtype", dtype_name(dtype));

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "ops/common.h"
+#include "ops/op_timeline.h"
 
 #ifdef VDIT_HAVE_CUDA
 #include "ops/ops_cuda.h"
@@ -9,6 +10,7 @@
 namespace vdit {
 
 Tensor timestep_embedding(const ExecContext& ctx, const Tensor& timesteps, int dim, const TimestepEmbedding& options) {
+  OpMark mark(ctx, "timestep_embedding");
   ops::check_input(ctx, timesteps, "timestep_embedding", "timesteps");
   VDIT_CHECK(timesteps.rank() == 1, ErrorCode::invalid_argument,
              "timestep_embedding: timesteps have shape {}, expected [B]", timesteps.shape().to_string());

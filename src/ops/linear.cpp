@@ -4,6 +4,7 @@
 
 #include "ops/activation.h"
 #include "ops/common.h"
+#include "ops/op_timeline.h"
 
 #ifdef VDIT_HAVE_CUDA
 #include "ops/ops_cuda.h"
@@ -13,6 +14,13 @@ namespace vdit {
 
 Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias,
               Activation activation) {
+  // "linear 32760x1536->8960 gelu_tanh": one category per product shape.
+  OpMark mark(ctx, ctx.timeline ? fmt::format("linear {}x{}->{}{}", x.numel() / std::max<int64_t>(x.size(-1), 1),
+                                              weight.size(1), weight.size(0),
+                                              activation == Activation::gelu_tanh ? " gelu_tanh"
+                                              : activation == Activation::silu    ? " silu"
+                                                                                  : "")
+                                : std::string());
   ops::check_input(ctx, x, "linear", "x");
   ops::check_input(ctx, weight, "linear", "weight");
   VDIT_CHECK(x.rank() >= 1 && weight.rank() == 2 && x.size(-1) == weight.size(1), ErrorCode::invalid_argument,

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "ops/common.h"
+#include "ops/op_timeline.h"
 
 #ifdef VDIT_HAVE_CUDA
 #include "ops/ops_cuda.h"
@@ -74,6 +75,7 @@ Tensor layer_norm_impl(const ExecContext& ctx, const Tensor& x, const Tensor& we
 }  // namespace
 
 Tensor layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
+  OpMark mark(ctx, "layer_norm");
   ops::check_input(ctx, x, "layer_norm", "x");
   check_affine(ctx, weight, x.size(-1), "layer_norm", "weight");
   check_affine(ctx, bias, x.size(-1), "layer_norm", "bias");
@@ -86,6 +88,7 @@ Tensor layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight,
 
 Tensor layer_norm_modulate(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias,
                            float eps, const Tensor& shift, const Tensor& scale) {
+  OpMark mark(ctx, "layer_norm_modulate");
   check_tokens(ctx, x, "layer_norm_modulate", "x");
   check_affine(ctx, weight, x.size(-1), "layer_norm_modulate", "weight");
   check_affine(ctx, bias, x.size(-1), "layer_norm_modulate", "bias");
@@ -99,6 +102,7 @@ Tensor layer_norm_modulate(const ExecContext& ctx, const Tensor& x, const Tensor
 }
 
 Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps) {
+  OpMark mark(ctx, "rms_norm");
   ops::check_input(ctx, x, "rms_norm", "x");
   check_affine(ctx, weight, x.size(-1), "rms_norm", "weight");
 #ifdef VDIT_HAVE_CUDA
@@ -126,6 +130,7 @@ Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, f
 
 Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, int64_t heads,
                      const RopeTable& table, int64_t token_offset) {
+  OpMark mark(ctx, "rms_norm_rope");
   check_tokens(ctx, x, "rms_norm_rope", "x");
   check_affine(ctx, weight, x.size(-1), "rms_norm_rope", "weight");
   ops::check_input(ctx, table.cos, "rms_norm_rope", "table.cos");
@@ -145,6 +150,7 @@ Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weig
 }
 
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale) {
+  OpMark mark(ctx, "modulate");
   check_tokens(ctx, x, "modulate", "x");
   check_modulation(ctx, x, shift, "modulate", "shift");
   check_modulation(ctx, x, scale, "modulate", "scale");
@@ -168,6 +174,7 @@ Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, co
 }
 
 void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate) {
+  OpMark mark(ctx, "gated_residual_add");
   check_tokens(ctx, x, "gated_residual_add", "x");
   ops::check_input(ctx, y, "gated_residual_add", "y");
   ops::check_shape(y, x.shape(), "gated_residual_add", "y");
@@ -200,6 +207,7 @@ void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, cons
 Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,
                                      const Tensor& weight, const Tensor& bias, float eps, const Tensor& shift,
                                      const Tensor& scale) {
+  OpMark mark(ctx, "gated_residual_add_layer_norm");
   const char* op = "gated_residual_add_layer_norm";
   check_tokens(ctx, x, op, "x");
   ops::check_input(ctx, y, op, "y");

@@ -16,12 +16,15 @@
 
 namespace vdit {
 
+class OpTimeline;
+
 // Where and how ops run. Passed by reference to every op; holds no state of its own.
 struct ExecContext {
   Device device;
   void* stream = nullptr;  // cudaStream_t for CUDA ops (null: the default stream); the CPU ignores it
   int threads = 0;         // CPU worker threads; 0: default_thread_count()
   void* blas = nullptr;    // a BlasHandle's cuBLASLt context for CUDA GEMMs, owned by the caller (null: one per call)
+  OpTimeline* timeline = nullptr;  // per-op timing (op_timeline.h), owned by the caller; null: off
 };
 
 // Owns a cuBLASLt handle to put in ExecContext::blas, so that GEMMs do not make one per call, and

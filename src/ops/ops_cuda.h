@@ -12,6 +12,12 @@ namespace vdit::ops::cuda {
 void* create_blas_handle(Device device);  // a cuBLASLt handle and the algorithms chosen with it
 void destroy_blas_handle(void* handle);
 
+// CUDA events for OpTimeline (op_timeline_cuda.cpp).
+void* create_event();
+void destroy_event(void* event);
+void record_event(void* event, void* stream);
+double event_elapsed_ms(void* start, void* stop);  // waits for `stop`
+
 Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, Activation activation);
 // layer_norm (shift and scale undefined) or layer_norm_modulate.
 Tensor layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,

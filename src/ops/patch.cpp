@@ -1,4 +1,5 @@
 #include "ops/common.h"
+#include "ops/op_timeline.h"
 #include "ops/patch_index.h"
 
 #ifdef VDIT_HAVE_CUDA
@@ -39,6 +40,7 @@ PatchGrid patch_grid(const Tensor& video, VideoAxes axes, PatchSize patch) {
 }
 
 Tensor patchify(const ExecContext& ctx, const Tensor& video, VideoAxes axes, PatchSize patch) {
+  OpMark mark(ctx, "patchify");
   ops::check_input(ctx, video, "patchify", "video");
   const PatchGrid grid = patch_grid(video, axes, patch);
   const ops::VideoDims d = dims_of(video, axes, "patchify");
@@ -61,6 +63,7 @@ Tensor patchify(const ExecContext& ctx, const Tensor& video, VideoAxes axes, Pat
 
 Tensor patch_embed(const ExecContext& ctx, const Tensor& video, VideoAxes axes, PatchSize patch,
                    const Tensor& weight, const Tensor& bias) {
+  OpMark mark(ctx, "patch_embed");
   ops::check_input(ctx, video, "patch_embed", "video");
   ops::check_input(ctx, weight, "patch_embed", "weight");
   const ops::VideoDims d = dims_of(video, axes, "patch_embed");
@@ -74,6 +77,7 @@ Tensor patch_embed(const ExecContext& ctx, const Tensor& video, VideoAxes axes, 
 
 Tensor unpatchify(const ExecContext& ctx, const Tensor& tokens, PatchGrid grid, PatchSize patch,
                   PatchFeatures features, VideoAxes axes) {
+  OpMark mark(ctx, "unpatchify");
   ops::check_input(ctx, tokens, "unpatchify", "tokens");
   check_patch(patch, "unpatchify");
   VDIT_CHECK(tokens.rank() == 3 && tokens.size(1) == grid.tokens() && tokens.size(2) % patch.volume() == 0,

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "ops/common.h"
+#include "ops/op_timeline.h"
 
 #ifdef VDIT_HAVE_CUDA
 #include "ops/ops_cuda.h"
@@ -65,6 +66,7 @@ RopeTable rope_table_3d(const std::array<int, 3>& axis_dims, const std::array<st
 
 RopeTable rope_table_3d(const ExecContext& ctx, const std::array<int, 3>& axis_dims,
                         const std::array<std::vector<double>, 3>& positions, double theta) {
+  OpMark mark(ctx, "rope_table_3d");
 #ifdef VDIT_HAVE_CUDA
   if (ctx.device.is_cuda()) {
     // Only the per-axis runs cross the bus (a few KB); the GPU lays out the token rows.
@@ -81,6 +83,7 @@ RopeTable rope_table_3d(const ExecContext& ctx, const std::array<int, 3>& axis_d
 }
 
 void apply_rope(const ExecContext& ctx, Tensor& x, const RopeTable& table, int64_t token_offset) {
+  OpMark mark(ctx, "apply_rope");
   ops::check_input(ctx, x, "apply_rope", "x");
   ops::check_input(ctx, table.cos, "apply_rope", "table.cos");
   ops::check_input(ctx, table.sin, "apply_rope", "table.sin");

@@ -10,10 +10,12 @@
 
 #include <cstdlib>
 #include <functional>
+#include <map>
 
 #include "io/safetensors.h"
 #include "model_fixtures.h"
 #include "models/model.h"
+#include "ops/op_timeline.h"
 
 namespace vdit {
 namespace {
@@ -103,6 +105,59 @@ TEST_P(ModelsCuda, F32SparsePoliciesMatchTheCpu) {
       EXPECT_DOUBLE_EQ(got[i].density, want[i].density) << "record " << i;
     }
   }
+}
+
+// The op timeline on the GPU (CUDA events on the stream): the same op categories, called as often,
+// as the CPU forward's timeline (the CPU implementations call other ops inside theirs, which count
+// as part of the outer op on both), times that add up to no more than the forward's, and the same
+// output as without the timeline (up to cuBLASLt's run-to-run freedom, which is none here).
+TEST_P(ModelsCuda, OpTimelineCountsTheCpuOps) {
+  const BlasHandle blas(Device::cuda(0));
+  const ExecContext gpu{Device::cuda(0), nullptr, 0, blas.get()};
+  const ExecContext cpu{};
+  const SafetensorsFile file = SafetensorsFile::open(folder_ + "/reference.safetensors");
+  const ModelInputs inputs = reference_inputs(file);
+  auto gpu_model = load_model(folder_ + "/transformer", gpu, DType::bf16);
+  auto cpu_model = load_model(folder_ + "/transformer", cpu, DType::f32);
+  auto counted = [&](const VideoModel& model, const ExecContext& ctx, Tensor* out, double* forward_ms) {
+    OpTimeline timeline(ctx);
+    ExecContext timed = ctx;
+    timed.timeline = &timeline;
+    AttentionPolicy dense = AttentionPolicy::dense();
+    cudaEvent_t start, stop;
+    cudaEventCreate(&start);
+    cudaEventCreate(&stop);
+    cudaEventRecord(start, nullptr);
+    timeline.begin();
+    *out = model.forward(timed, inputs, dense);
+    cudaEventRecord(stop, nullptr);
+    std::map<std::string, int> calls;
+    double sum = 0.0;
+    for (const OpTime& t : timeline.finish()) {
+      calls[t.category] = t.calls;
+      EXPECT_GE(t.ms, 0.0) << t.category;
+      sum += t.ms;
+    }
+    float ms = 0.0f;
+    cudaEventSynchronize(stop);
+    cudaEventElapsedTime(&ms, start, stop);
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    *forward_ms = ms;
+    if (ctx.device.is_cuda()) {
+      EXPECT_LE(sum, ms * 1.001 + 1e-3);
+    }
+    return calls;
+  };
+  Tensor on_gpu, on_cpu;
+  double gpu_ms = 0.0, cpu_ms = 0.0;
+  const std::map<std::string, int> gpu_calls = counted(*gpu_model, gpu, &on_gpu, &gpu_ms);
+  const std::map<std::string, int> cpu_calls = counted(*cpu_model, cpu, &on_cpu, &cpu_ms);
+  EXPECT_EQ(gpu_calls, cpu_calls);
+  EXPECT_GT(gpu_calls.at("attention"), 0);
+  AttentionPolicy dense = AttentionPolicy::dense();
+  EXPECT_EQ(relative_l2(gpu_model->forward(gpu, inputs, dense), on_gpu), 0.0);
+  std::printf("%s: %zu op categories, GPU forward %.2f ms\n", GetParam(), gpu_calls.size(), gpu_ms);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ModelsCuda, ::testing::Values("wan", "cogvideox", "cogvideox15"));
