@@ -5,9 +5,9 @@
 # and bf16, and the sparse policies in f32 against the CPU), then the model benchmark: diffusers
 # eager (bench/model_forward_peers.py) and vdit (bench_model_forward) on the same random weights of
 # the real Wan2.1-T2V-1.3B config at 480p/81 frames, then CogVideoX-5B at 720x480/49 frames if time
-# is left; each with --breakdown (the per-op times of the real forward). A summary and the table come last. The `attention` phase (not in the default) runs
-# attention_cuda_test (flash kernels and the f32 kernel) and compute-sanitizer memcheck and
-# racecheck on the f32 kernel's small cases.
+# is left; each with --breakdown (the per-op times of the real forward). A summary and the table
+# come last. The `attention` phase (not in the default) runs attention_cuda_test (flash kernels and
+# the f32 kernel) and compute-sanitizer memcheck and racecheck on the f32 kernel's small cases.
 #
 # Usage: scripts/device/models.sh [build] [test] [attention] [wan] [cogvideox]
 #        (default: build test wan cogvideox)
