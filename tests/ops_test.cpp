@@ -368,6 +368,29 @@ TEST(Ops, RopeTableAndRotation) {
   EXPECT_LT(max_error(x, expected), 1e-6);
 }
 
+// CogVideoX's Q/K: LayerNorm over each head's D with weight and bias, then the rotation of the
+// video tokens after 3 text tokens; float64 reference written out (layer_norm_ref, then rotate).
+TEST(Ops, LayerNormRope) {
+  const std::array<int, 3> dims = {2, 4, 2};
+  const RopeTable table = rope_table_3d(dims, {{{0.0, 1.0}, {0.0, 1.0}, {0.0, 1.0, 2.0}}});  // 12 tokens
+  Tensor x = random_tensor({2, 15, 3, 8}, 45), w = random_tensor({8}, 46), b = random_tensor({8}, 47);
+  std::vector<double> expected = layer_norm_ref(x, w, b, 1e-6);
+  const std::vector<double> c = values(table.cos), s = values(table.sin);
+  for (int64_t item = 0; item < 2; ++item)
+    for (int64_t t = 0; t < 12; ++t)
+      for (int64_t h = 0; h < 3; ++h)
+        for (int64_t i = 0; i < 4; ++i) {
+          const int64_t at = ((item * 15 + 3 + t) * 3 + h) * 8 + 2 * i;
+          const double x0 = expected[at], x1 = expected[at + 1];
+          expected[at] = x0 * c[t * 4 + i] - x1 * s[t * 4 + i];
+          expected[at + 1] = x0 * s[t * 4 + i] + x1 * c[t * 4 + i];
+        }
+  EXPECT_LT(max_error(layer_norm_rope(kCpu, x, w, b, 1e-6f, table, 3), expected), 1e-5);
+  // Too many tokens for the table after the offset; not [B, N, H, D].
+  EXPECT_THROW(layer_norm_rope(kCpu, x, w, b, 1e-6f, table, 4), Error);
+  EXPECT_THROW(layer_norm_rope(kCpu, x.view({2, 15, 24}), {}, {}, 1e-6f, table, 0), Error);
+}
+
 TEST(Ops, AddRepeatsTrailingOperand) {
   Tensor a = random_tensor({3, 2, 5}, 39), b = random_tensor({1, 2, 5}, 40), c = random_tensor({5}, 41);
   auto av = values(a), bv = values(b), cv = values(c);

@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
     const float inv = rsqrtf(group_sum(squares, group, partial) / static_cast<float>(a.dim) + a.eps);
     if (!valid) continue;
     const int64_t mod = row / a.rows_per_item * a.mod_stride;
-    const int64_t rope_token = a.rope_cos ? row % a.seq - a.rope_offset : -1;
+    const int64_t rope_token = a.rope_cos ? row / a.rows_per_token % a.seq - a.rope_offset : -1;
     const bool rotate = rope_token >= 0 && rope_token < a.rope_tokens;
 #pragma unroll
     for (int j = 0; j < VPT; ++j) {
@@ -442,7 +442,8 @@ cudaError_t norm(Float type, const void* x, void* y, const void* weight, const v
         static_cast<const T*>(x), static_cast<T*>(y), static_cast<const T*>(weight), static_cast<const T*>(bias),
         static_cast<const T*>(shift), static_cast<const T*>(scale), args);
     if (args.rope_cos && args.rope_tokens > 0) {  // a second pass where the fused kernel does not apply
-      const RopeArgs r{args.rows / args.seq, args.seq, args.dim / args.head_dim, args.head_dim / 2, args.rope_tokens,
+      const RopeArgs r{args.rows / (args.seq * args.rows_per_token), args.seq,
+                       args.dim * args.rows_per_token / args.head_dim, args.head_dim / 2, args.rope_tokens,
                        args.rope_offset};
       rope_kernel<T><<<row_grid(r.batch * r.tokens), kThreads, 0, stream>>>(static_cast<T*>(y), args.rope_cos,
                                                                             args.rope_sin, r);

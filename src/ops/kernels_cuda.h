@@ -19,12 +19,12 @@ struct NormArgs {
   int64_t rows_per_item = 1, mod_stride = 0;  // modulation rows: one per batch item of rows_per_item rows
   float eps = 0.0f;
   bool center = true;  // LayerNorm subtracts the mean; RMSNorm does not
-  // With rope_cos set, the normalised row (token row % seq of its batch item) is then rotated as
-  // rope() does, in heads of head_dim, when that token is in [rope_offset, rope_offset + rope_tokens):
-  // rope_cos/rope_sin f32 [rope_tokens, head_dim / 2].
+  // With rope_cos set, the normalised row (of token row / rows_per_token % seq of its batch item)
+  // is then rotated as rope() does, in heads of head_dim, when that token is in [rope_offset,
+  // rope_offset + rope_tokens): rope_cos/rope_sin f32 [rope_tokens, head_dim / 2].
   const float* rope_cos = nullptr;
   const float* rope_sin = nullptr;
-  int64_t seq = 1, rope_offset = 0, rope_tokens = 0, head_dim = 0;
+  int64_t seq = 1, rows_per_token = 1, rope_offset = 0, rope_tokens = 0, head_dim = 0;
 };
 
 // y = norm(x) [* weight] [+ bias] [* (1 + scale) + shift] [rotated] per row of x [rows, dim]; null

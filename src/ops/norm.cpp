@@ -149,6 +149,28 @@ Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weig
   return y;
 }
 
+Tensor layer_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                       const RopeTable& table, int64_t token_offset) {
+  OpMark mark(ctx, "layer_norm_rope");
+  ops::check_input(ctx, x, "layer_norm_rope", "x");
+  check_affine(ctx, weight, x.size(-1), "layer_norm_rope", "weight");
+  check_affine(ctx, bias, x.size(-1), "layer_norm_rope", "bias");
+  ops::check_input(ctx, table.cos, "layer_norm_rope", "table.cos");
+  ops::check_input(ctx, table.sin, "layer_norm_rope", "table.sin");
+  ops::check_shape(table.sin, table.cos.shape(), "layer_norm_rope", "table.sin");
+  VDIT_CHECK(x.rank() == 4 && x.size(3) == 2 * table.pairs() && token_offset >= 0 &&
+                 token_offset + table.tokens() <= x.size(1),
+             ErrorCode::invalid_argument,
+             "layer_norm_rope: x {} ([B, N, H, D]) does not hold {} tokens of head dim {} from token {}",
+             x.shape().to_string(), table.tokens(), 2 * table.pairs(), token_offset);
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) return ops::cuda::layer_norm_rope(ctx, x, weight, bias, eps, table, token_offset);
+#endif
+  Tensor y = layer_norm(ctx, x, weight, bias, eps);
+  apply_rope(ctx, y, table, token_offset);
+  return y;
+}
+
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale) {
   OpMark mark(ctx, "modulate");
   check_tokens(ctx, x, "modulate", "x");

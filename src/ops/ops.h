@@ -63,6 +63,11 @@ struct RopeTable;
 Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, int64_t heads,
                      const RopeTable& table, int64_t token_offset = 0);
 
+// layer_norm of x [B, N, H, D] over each head's D (weight and bias [D], optional), then
+// apply_rope(table, token_offset): CogVideoX's Q and K. One pass over x on CUDA.
+Tensor layer_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                       const RopeTable& table, int64_t token_offset = 0);
+
 // adaLN modulation x * (1 + scale) + shift, per batch item: x [B, N, D], shift and scale [B, D].
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale);
 

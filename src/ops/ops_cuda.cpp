@@ -103,6 +103,22 @@ Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weig
   return y.view({x.size(0), x.size(1), heads, args.head_dim});
 }
 
+Tensor layer_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                       const RopeTable& table, int64_t token_offset) {
+  check_operand(table.cos, DType::f32, "layer_norm_rope", "table.cos");
+  check_operand(table.sin, DType::f32, "layer_norm_rope", "table.sin");
+  kernels::NormArgs args;
+  args.eps = eps;
+  args.rope_cos = static_cast<const float*>(table.cos.raw_data());
+  args.rope_sin = static_cast<const float*>(table.sin.raw_data());
+  args.seq = x.size(1);
+  args.rows_per_token = x.size(2);  // a row is one head of a token
+  args.rope_offset = token_offset;
+  args.rope_tokens = table.tokens();
+  args.head_dim = x.size(3);
+  return run_norm(ctx, x, weight, bias, {}, {}, args, "layer_norm_rope");
+}
+
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale) {
   const DType dtype = x.dtype();
   check_operand(x, dtype, "modulate", "x");

@@ -25,6 +25,8 @@ Tensor layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight,
 Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps);
 Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, int64_t heads,
                      const RopeTable& table, int64_t token_offset);
+Tensor layer_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                       const RopeTable& table, int64_t token_offset);
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale);
 void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate);
 Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,

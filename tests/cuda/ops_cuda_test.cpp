@@ -197,6 +197,34 @@ TEST_F(OpsCuda, RmsNormRope) {
   }
 }
 
+// CogVideoX's Q/K: LayerNorm per head with RoPE after the text tokens in one pass; heads of 64
+// (CogVideoX-5B's, 48 of them, 226 text tokens before the video in the real model; 3 heads after 5
+// text tokens here), heads of 16 (several rows to a warp) and of 6 (the two-pass fallback).
+TEST_F(OpsCuda, LayerNormRope) {
+  auto positions = [](int n) {
+    std::vector<double> p(n);
+    for (int i = 0; i < n; ++i) p[i] = i;
+    return p;
+  };
+  struct Case {
+    std::array<int, 3> axes;
+    int64_t heads, offset, extra;
+  };
+  for (const Case& c : {Case{{16, 24, 24}, 3, 5, 0}, Case{{4, 6, 6}, 4, 0, 3}, Case{{2, 2, 2}, 5, 1, 0}}) {
+    const RopeTable table = rope_table_3d(c.axes, {positions(2), positions(3), positions(4)});
+    const RopeTable table_gpu = rope_table_3d(kGpu, c.axes, {positions(2), positions(3), positions(4)});
+    const int64_t head_dim = c.axes[0] + c.axes[1] + c.axes[2], tokens = c.offset + table.tokens() + c.extra;
+    for (DType dt : kDtypes) {
+      const Tensor x = random_tensor({2, tokens, c.heads, head_dim}, dt, 30);
+      const Tensor w = random_tensor({head_dim}, dt, 31), b = random_tensor({head_dim}, dt, 32);
+      EXPECT_LT(max_error(layer_norm_rope(kGpu, gpu(x), gpu(w), gpu(b), 1e-6f, table_gpu, c.offset),
+                          layer_norm_rope(kCpu, x, w, b, 1e-6f, table, c.offset)),
+                bound(dt))
+          << dtype_name(dt) << " heads " << c.heads << " x " << head_dim;
+    }
+  }
+}
+
 TEST_F(OpsCuda, ElementWise) {
   for (DType dt : kDtypes) {
     const Tensor x = random_tensor({5, 1031}, dt, 9, -6.0f, 6.0f), z = random_tensor({5, 1031}, dt, 10);

@@ -211,11 +211,11 @@ void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text,
   {
     const Tensor x = joint_input(b.norm1, mod1);
     pending = {};
-    Tensor q = layer_norm(ctx, split_heads(b.to_q(ctx, x), c.heads), b.norm_q.weight, b.norm_q.bias, kQkNormEps);
-    Tensor k = layer_norm(ctx, split_heads(b.to_k(ctx, x), c.heads), b.norm_k.weight, b.norm_k.bias, kQkNormEps);
+    const Tensor q = layer_norm_rope(ctx, split_heads(b.to_q(ctx, x), c.heads), b.norm_q.weight, b.norm_q.bias,
+                                     kQkNormEps, rope, l);
+    const Tensor k = layer_norm_rope(ctx, split_heads(b.to_k(ctx, x), c.heads), b.norm_k.weight, b.norm_k.bias,
+                                     kQkNormEps, rope, l);
     const Tensor v = split_heads(b.to_v(ctx, x), c.heads);
-    apply_rope(ctx, q, rope, l);
-    apply_rope(ctx, k, rope, l);
     const Tensor out = b.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site)));
     const NormLayer& n2 = b.norm2.norm;
     const Tensor video_in = gated_residual_add_layer_norm(ctx, video, out.slice(1, l, s), mod1.select(1, 2),
