@@ -19,7 +19,8 @@ inline ModelInputs reference_inputs(const SafetensorsFile& file) {
 // ||actual - expected|| / ||expected|| over the elements as f32, accumulated in double; `actual`
 // may be on the GPU. The shapes must match.
 inline double relative_l2(const Tensor& actual, const Tensor& expected) {
-  const Tensor a = actual.to(Device::cpu()).to(DType::f32).contiguous(), e = expected.to(DType::f32).contiguous();
+  const Tensor a = actual.to(Device::cpu()).to(DType::f32).contiguous();
+  const Tensor e = expected.to(Device::cpu()).to(DType::f32).contiguous();
   EXPECT_EQ(a.shape(), e.shape());
   double diff = 0.0, norm = 0.0;
   for (int64_t i = 0; i < std::min(a.numel(), e.numel()); ++i) {
