@@ -239,16 +239,18 @@ def table(args) -> None:
                         f"{err:.2e} |")
             if "breakdown_ms" in r:
                 total = r["breakdown_total_ms"]
-                lines = [f"| {k} | {v:.1f} | {100 * v / total:.1f}% |" for k, v in r["breakdown_ms"].items()]
-                breakdowns.append((f"{ref['label']}, vdit {policy}: op replay {total:.1f} ms "
+                calls = r.get("breakdown_calls", {})
+                ordered = sorted(r["breakdown_ms"].items(), key=lambda kv: -kv[1])
+                lines = [f"| {k} | {v:.1f} | {100 * v / total:.1f}% | {calls.get(k, '')} |" for k, v in ordered]
+                breakdowns.append((f"{ref['label']}, vdit {policy}: per-op times {total:.1f} ms "
                                    f"(forward measured {r['ms']:.1f} ms)", lines))
         if "breakdown_ms" in ref:
             total = sum(ref["breakdown_ms"].values())
-            lines = [f"| {k} | {v:.1f} | {100 * v / total:.1f}% |"
+            lines = [f"| {k} | {v:.1f} | {100 * v / total:.1f}% | - |"
                      for k, v in sorted(ref["breakdown_ms"].items(), key=lambda kv: -kv[1])]
             breakdowns.append((f"{ref['label']}, diffusers: GPU kernel time {total:.1f} ms (torch.profiler)", lines))
     for title, lines in breakdowns:
-        print(f"\n{title}\n\n| op category | ms | share |\n| --- | --- | --- |")
+        print(f"\n{title}\n\n| op category | ms | share | calls |\n| --- | --- | --- | --- |")
         print("\n".join(lines))
     print("\n| model | implementation | attention density | ms / forward | speed-up vs diffusers | peak allocated GiB "
           "| peak reserved GiB | rel. L2 vs diffusers output |")
