@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <map>
 
 #include "io/safetensors.h"
@@ -31,8 +32,20 @@ class ModelsCuda : public ::testing::TestWithParam<const char*> {
     const char* dir = std::getenv("VDIT_GPU_MODEL_FIXTURES");
     if (!dir) GTEST_SKIP() << "VDIT_GPU_MODEL_FIXTURES is not set";
     folder_ = std::string(dir) + "/" + GetParam();
+    blas_ = std::make_unique<BlasHandle>(Device::cuda(0));
+    gpu_ = ExecContext{Device::cuda(0), nullptr, 0, blas_->get()};
+    file_ = std::make_unique<SafetensorsFile>(SafetensorsFile::open(folder_ + "/reference.safetensors"));
+    inputs_ = reference_inputs(*file_);
   }
+  std::unique_ptr<VideoModel> load(const ExecContext& ctx, DType dtype) const {
+    return load_model(folder_ + "/transformer", ctx, dtype);
+  }
+
   std::string folder_;
+  std::unique_ptr<BlasHandle> blas_;
+  ExecContext gpu_, cpu_;
+  std::unique_ptr<SafetensorsFile> file_;  // the reference fixture: inputs and diffusers' output
+  ModelInputs inputs_;
 };
 
 // The model in `dtype` on the GPU, dense attention, against diffusers' float32 output.
@@ -67,13 +80,10 @@ TEST_P(ModelsCuda, Bf16MatchesDiffusers) {
 // (a wrong mask or permutation moves them by far more: the tile pattern alone moves the output
 // by more than 1e-4 from dense, tests/models_wan_test.cpp).
 TEST_P(ModelsCuda, F32SparsePoliciesMatchTheCpu) {
-  const BlasHandle blas(Device::cuda(0));
-  const ExecContext gpu{Device::cuda(0), nullptr, 0, blas.get()};
-  const ExecContext cpu{};
-  const SafetensorsFile file = SafetensorsFile::open(folder_ + "/reference.safetensors");
-  const ModelInputs inputs = reference_inputs(file);
-  auto gpu_model = load_model(folder_ + "/transformer", gpu, DType::f32);
-  auto cpu_model = load_model(folder_ + "/transformer", cpu, DType::f32);
+  const ExecContext &gpu = gpu_, &cpu = cpu_;
+  const ModelInputs& inputs = inputs_;
+  auto gpu_model = load(gpu, DType::f32);
+  auto cpu_model = load(cpu, DType::f32);
 
   ProfiledOptions profiled;
   profiled.warmup_fraction = 0.5;
@@ -112,13 +122,10 @@ TEST_P(ModelsCuda, F32SparsePoliciesMatchTheCpu) {
 // as part of the outer op on both), times that add up to no more than the forward's, and the same
 // output as without the timeline (up to cuBLASLt's run-to-run freedom, which is none here).
 TEST_P(ModelsCuda, OpTimelineCountsTheCpuOps) {
-  const BlasHandle blas(Device::cuda(0));
-  const ExecContext gpu{Device::cuda(0), nullptr, 0, blas.get()};
-  const ExecContext cpu{};
-  const SafetensorsFile file = SafetensorsFile::open(folder_ + "/reference.safetensors");
-  const ModelInputs inputs = reference_inputs(file);
-  auto gpu_model = load_model(folder_ + "/transformer", gpu, DType::bf16);
-  auto cpu_model = load_model(folder_ + "/transformer", cpu, DType::f32);
+  const ExecContext &gpu = gpu_, &cpu = cpu_;
+  const ModelInputs& inputs = inputs_;
+  auto gpu_model = load(gpu, DType::bf16);
+  auto cpu_model = load(cpu, DType::f32);
   auto counted = [&](const VideoModel& model, const ExecContext& ctx, Tensor* out, double* forward_ms) {
     OpTimeline timeline(ctx);
     ExecContext timed = ctx;

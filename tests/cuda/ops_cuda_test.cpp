@@ -168,19 +168,23 @@ TEST_F(OpsCuda, GatedResidualAddLayerNorm) {
   }
 }
 
+// Rotary cases: per-axis head-dim channels, heads, text tokens before the video, tokens after it;
+// the video is a 2 x 3 x 4 grid at integer positions.
+struct RopeCase {
+  std::array<int, 3> axes;
+  int64_t heads, offset, extra;
+};
+
+std::vector<double> positions(int n) {
+  std::vector<double> p(n);
+  for (int i = 0; i < n; ++i) p[i] = i;
+  return p;
+}
+
 // Wan's Q/K: RMSNorm across 12 heads of 128 with RoPE in one pass; heads of 16 after 5 text tokens
 // (rows several to a warp); heads of 6 (vectors would straddle heads: the two-pass fallback).
 TEST_F(OpsCuda, RmsNormRope) {
-  auto positions = [](int n) {
-    std::vector<double> p(n);
-    for (int i = 0; i < n; ++i) p[i] = i;
-    return p;
-  };
-  struct Case {
-    std::array<int, 3> axes;
-    int64_t heads, offset, extra;
-  };
-  for (const Case& c : {Case{{44, 42, 42}, 12, 0, 0}, Case{{4, 6, 6}, 3, 5, 2}, Case{{2, 2, 2}, 5, 1, 0}}) {
+  for (const RopeCase& c : {RopeCase{{44, 42, 42}, 12, 0, 0}, RopeCase{{4, 6, 6}, 3, 5, 2}, RopeCase{{2, 2, 2}, 5, 1, 0}}) {
     const RopeTable table = rope_table_3d(c.axes, {positions(2), positions(3), positions(4)});
     const RopeTable table_gpu = rope_table_3d(kGpu, c.axes, {positions(2), positions(3), positions(4)});
     // Laid out on the GPU from the same per-axis values: equal to the host table, bit for bit.
@@ -201,16 +205,7 @@ TEST_F(OpsCuda, RmsNormRope) {
 // (CogVideoX-5B's, 48 of them, 226 text tokens before the video in the real model; 3 heads after 5
 // text tokens here), heads of 16 (several rows to a warp) and of 6 (the two-pass fallback).
 TEST_F(OpsCuda, LayerNormRope) {
-  auto positions = [](int n) {
-    std::vector<double> p(n);
-    for (int i = 0; i < n; ++i) p[i] = i;
-    return p;
-  };
-  struct Case {
-    std::array<int, 3> axes;
-    int64_t heads, offset, extra;
-  };
-  for (const Case& c : {Case{{16, 24, 24}, 3, 5, 0}, Case{{4, 6, 6}, 4, 0, 3}, Case{{2, 2, 2}, 5, 1, 0}}) {
+  for (const RopeCase& c : {RopeCase{{16, 24, 24}, 3, 5, 0}, RopeCase{{4, 6, 6}, 4, 0, 3}, RopeCase{{2, 2, 2}, 5, 1, 0}}) {
     const RopeTable table = rope_table_3d(c.axes, {positions(2), positions(3), positions(4)});
     const RopeTable table_gpu = rope_table_3d(kGpu, c.axes, {positions(2), positions(3), positions(4)});
     const int64_t head_dim = c.axes[0] + c.axes[1] + c.axes[2], tokens = c.offset + table.tokens() + c.extra;
