@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/attention_f32.h"
+#include "kernels/cuda/mask_item.h"
 #include "kernels/cuda/static_switch.h"
 
 namespace vdit::cuda {
@@ -96,24 +97,16 @@ __device__ __forceinline__ bool decode_work(const FlashParams& p, Work* w) {
     w->listed = 0;
     return true;
   }
-  const int sub_q = ceil_div(p.mask_block_q, kBlockQ);
-  const int mask_q_blocks = ceil_div(p.seqlen, p.mask_block_q);
-  const bool shared = p.mask_heads == p.heads;
-  const int sq = item % sub_q;
-  item /= sub_q;
-  const int batch_factor = shared ? p.batch : 1;
-  const int bb = item % batch_factor;
-  const int row = item / batch_factor;
-  const int slot = row / mask_q_blocks;
-  const int block_start = row % mask_q_blocks * p.mask_block_q;
-  w->batch = shared ? bb : slot / p.heads;
-  w->head = shared ? slot : slot % p.heads;
-  w->q0 = block_start + sq * kBlockQ;
+  const MaskItem m = decode_mask_item(p, item, ceil_div(p.mask_block_q, kBlockQ));
+  const int block_start = m.q_block * p.mask_block_q;
+  w->batch = m.batch;
+  w->head = m.head;
+  w->q0 = block_start + m.sub * kBlockQ;
   w->q_end = min(block_start + p.mask_block_q, p.seqlen);
   if (w->q0 >= w->q_end) return false;
-  const int begin = p.row_offsets[row];
+  const int begin = p.row_offsets[m.row];
   w->key_blocks = p.key_blocks + begin;
-  w->listed = p.row_offsets[row + 1] - begin;
+  w->listed = p.row_offsets[m.row + 1] - begin;
   return true;
 }
 

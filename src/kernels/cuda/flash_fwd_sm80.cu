@@ -13,6 +13,7 @@
 
 #include "kernels/cuda/flash_fwd.h"
 #include "kernels/cuda/fragment_math.h"
+#include "kernels/cuda/mask_item.h"
 #include "kernels/cuda/static_switch.h"
 
 namespace vdit::cuda {
@@ -163,23 +164,14 @@ __device__ __forceinline__ bool decode_work(const FlashParams& p, WorkItem* w) {
   // Sparse: items run in the schedule's order (longest rows first); a mask shared by the batch
   // (mask_heads == heads) runs each of its rows once per batch item, batch fastest.
   const int sub_q = p.mask_block_q / T::kBlockQ;
-  const int mask_q_blocks = ceil_div(p.seqlen, p.mask_block_q);
-  const bool shared = p.mask_heads == p.heads;
-  const int sq = item % sub_q;
-  item /= sub_q;
-  const int batch_factor = shared ? p.batch : 1;
-  const int bb = item % batch_factor;
-  item /= batch_factor;
-  const int row = p.schedule != nullptr ? p.schedule[item] : item;
-  const int slot = row / mask_q_blocks;
-  const int q_block = row % mask_q_blocks;
-  w->batch = shared ? bb : slot / p.heads;
-  w->head = shared ? slot : slot % p.heads;
-  w->q_tile = q_block * sub_q + sq;
+  const MaskItem m = decode_mask_item(p, item, sub_q);
+  w->batch = m.batch;
+  w->head = m.head;
+  w->q_tile = m.q_block * sub_q + m.sub;
   if (w->q_tile >= q_tiles) return false;
-  const int begin = p.row_offsets[row];
+  const int begin = p.row_offsets[m.row];
   w->key_blocks = p.key_blocks + begin;
-  w->listed = p.row_offsets[row + 1] - begin;
+  w->listed = p.row_offsets[m.row + 1] - begin;
   return true;
 }
 
