@@ -186,10 +186,7 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
   if (token_major) {
     const Tensor& flags = token_major->permute;
     const VideoLayout& layout = token_major->layout;
-    VDIT_CHECK(flags.defined() && flags.dtype() == DType::u8 && flags.device() == q.device() && flags.is_contiguous() &&
-                   flags.rank() == 1 && (flags.size(0) == heads || flags.size(0) == batch * heads),
-               ErrorCode::invalid_argument, "attention: permute flags are {}, expected u8 [{}] or [{}] on {}",
-               flags.defined() ? describe_operand(flags) : "undefined", heads, batch * heads, q.device().to_string());
+    check_permute_flags(flags, batch, heads, q.device(), "attention");
     VDIT_CHECK(layout.tokens() == tokens && k.size(1) == tokens, ErrorCode::invalid_argument,
                "attention: token-major slots need S = S_k = the layout's {} tokens ({}), q is {}, k is {}",
                layout.tokens(), layout.to_string(), describe_operand(q), describe_operand(k));

@@ -33,6 +33,10 @@ struct TokenMajorSlots {
   // are read from; null: q, k, v are token-major for the flagged slots and hold every slot.
   const Tensor* gathered = nullptr;  // three tensors shaped like q, k, v
 };
+// Fails naming `what` unless `flags` are permute flags of a [batch, S, heads, D] tensor on `device`:
+// contiguous u8 [heads] (shared by the batch) or [batch * heads].
+void check_permute_flags(const Tensor& flags, int64_t batch, int64_t heads, Device device, const char* what);
+
 FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const GpuBlockMask* mask,
                            float scale, const Tensor& out, Tensor* lse, void* stream,
                            FlashKernel kernel = FlashKernel::automatic, const TokenMajorSlots* token_major = nullptr);

@@ -7,6 +7,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "attention/attention_cuda.h"
 #include "kernels/cuda/mask_builder.h"
 #include "kernels/cuda/permute.h"
 #include "kernels/cuda/profiler.h"
@@ -98,10 +99,7 @@ void permute_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const V
     p.dst[i] = out[i].raw_data();
   }
   const int64_t batch = first.size(0), heads = first.size(2);
-  VDIT_CHECK(permute.defined() && permute.device().is_cuda() && permute.dtype() == DType::u8 &&
-                 permute.is_contiguous() && (permute.numel() == heads || permute.numel() == batch * heads),
-             ErrorCode::invalid_argument, "{}: permute must be u8 [{}] or [{}] on the GPU, got {}", what, heads,
-             batch * heads, permute.defined() ? permute.describe() : "undefined");
+  check_permute_flags(permute, batch, heads, first.device(), what);
   p.tensors = static_cast<int>(x.size());
   p.batch = batch;
   p.tokens = first.size(1);
@@ -135,6 +133,13 @@ ProfileWorkspace profile_workspace(int64_t slots, int64_t rows, int64_t chunks, 
 }  // namespace
 
 // ---- Masks ----------------------------------------------------------------------------------
+
+void check_permute_flags(const Tensor& flags, int64_t batch, int64_t heads, Device device, const char* what) {
+  VDIT_CHECK(flags.defined() && flags.device() == device && flags.dtype() == DType::u8 && flags.is_contiguous() &&
+                 flags.rank() == 1 && (flags.size(0) == heads || flags.size(0) == batch * heads),
+             ErrorCode::invalid_argument, "{}: permute flags must be u8 [{}] or [{}] on {}, got {}", what, heads,
+             batch * heads, device.to_string(), flags.defined() ? flags.describe() : "undefined");
+}
 
 GpuPatterns make_gpu_patterns(const VideoLayout& layout, std::span<const Pattern> candidates, int block_q,
                               int block_k, Device device) {
