@@ -20,10 +20,13 @@ struct AttentionTiming {
   FlashKernel kernel;  // the kernel that ran
 };
 
-// attention_cuda timed with CUDA events around each of `runs` calls, after `warmup` calls. The
-// input sets (Q, K, V) rotate from call to call; several sets keep a small shape from being timed
-// out of L2.
+// attention_cuda timed with CUDA events around each of `runs` calls, after `warmup` calls and then as
+// many more as fill `warmup_ms` of GPU time: these kernels run at the GPU's power limit, and the
+// clock a short burst gets depends on what ran before it (one CSR timed twice in one call, as
+// spatial and as temporal, read 2.62 and 2.94 ms), so timings settle first. The input sets (Q, K, V)
+// rotate from call to call; several sets keep a small shape from being timed out of L2.
 AttentionTiming time_attention_cuda(const std::vector<std::array<Tensor, 3>>& inputs, const Tensor& out,
-                                    const GpuBlockMask* mask, FlashKernel kernel, int runs, int warmup);
+                                    const GpuBlockMask* mask, FlashKernel kernel, int runs, int warmup,
+                                    double warmup_ms = 0.0);
 
 }  // namespace vdit

@@ -49,7 +49,8 @@ Tensor random_device_tensor(const Shape& shape, DType dtype, uint64_t seed, Devi
 }
 
 AttentionTiming time_attention_cuda(const std::vector<std::array<Tensor, 3>>& inputs, const Tensor& out,
-                                    const GpuBlockMask* mask, FlashKernel kernel, int runs, int warmup) {
+                                    const GpuBlockMask* mask, FlashKernel kernel, int runs, int warmup,
+                                    double warmup_ms) {
   VDIT_CHECK(!inputs.empty() && runs >= 1 && warmup >= 0, ErrorCode::invalid_argument,
              "attention timing: {} input sets, {} runs, {} warm-up calls", inputs.size(), runs, warmup);
   std::vector<cudaEvent_t> events(2 * runs);
@@ -60,6 +61,16 @@ AttentionTiming time_attention_cuda(const std::vector<std::array<Tensor, 3>>& in
     timing.kernel = attention_cuda(in[0], in[1], in[2], mask, 0.0f, out, nullptr, nullptr, kernel);
   };
   for (int i = 0; i < warmup; ++i) call(i);
+  if (warmup_ms > 0.0) {  // one timed call sizes the rest of the warm-up
+    cuda_ok(cudaEventRecord(events[0]), "cudaEventRecord");
+    call(0);
+    cuda_ok(cudaEventRecord(events[1]), "cudaEventRecord");
+    cuda_ok(cudaEventSynchronize(events[1]), "attention warm-up");
+    float once = 0;
+    cuda_ok(cudaEventElapsedTime(&once, events[0], events[1]), "cudaEventElapsedTime");
+    const int more = static_cast<int>(std::min(10000.0, warmup_ms / std::max(once, 1e-3f)));
+    for (int i = 0; i < more; ++i) call(i);
+  }
   for (int i = 0; i < runs; ++i) {
     cuda_ok(cudaEventRecord(events[2 * i]), "cudaEventRecord");
     call(i);
