@@ -1,7 +1,8 @@
 // Times the flash-attention kernels on the four shapes of ../shared/ANCHORS.md (bf16, batch 1):
 // dense, tile:1/2/4, spatial and temporal at 0.25 and 0.15, and a mixed per-head pattern (half
-// spatial, half temporal at 0.25). CUDA events, warm-up (300 ms of calls), median of --runs. Prints time,
-// dense-equivalent TFLOP/s (4 S^2 D H / t), effective TFLOP/s (kept tiles only) and density, and
+// spatial, half temporal at 0.25). CUDA events, warm-up (300 ms of calls), median of --runs (5x on
+// the short shapes). Prints time, dense-equivalent TFLOP/s (4 S^2 D H / t), effective TFLOP/s (kept
+// tiles only) and density, and
 // writes for bench/attention_peers.py: <dir>/<shape>.masks.safetensors (each mask's CSR) and
 // <dir>/ours_<kernel>.json (the timings).
 //
@@ -36,6 +37,7 @@ struct BenchShape {
 // GPU time of calls before each row is timed, so that every row (and the peers, attention_peers.py)
 // is timed at the clock the GPU settles at under that load (see time_attention_cuda).
 constexpr double kWarmupMs = 300.0;
+constexpr int kShortShapeRuns = 5;
 
 const std::vector<BenchShape> kShapes = {
     {"cogvideox", 13, 30, 45, 48, 64},   // 17,550 tokens
@@ -119,6 +121,9 @@ int run(int argc, char** argv) {
     const Tensor out = Tensor::empty(qkv_shape, DType::bf16, Device::cuda());
     const double dense_flop = 4.0 * S * S * D * H;
     const int warmup = dense_flop > 5e13 ? 1 : 3;
+    // Short shapes (calls of a few ms) take kShortShapeRuns x the runs: over 10 runs, one CSR timed
+    // as three rows of one call spread 2.68-3.07 ms; over 50, 2.75-2.86.
+    const int shape_runs = dense_flop > 5e13 ? runs : kShortShapeRuns * runs;
 
     std::vector<std::pair<std::string, Tensor>> mask_tensors;
     for (const auto& [name, patterns] : bench_patterns(H)) {
@@ -135,7 +140,7 @@ int run(int argc, char** argv) {
                                   csr_tensor(std::vector<int64_t>(mask.key_blocks.begin(), mask.key_blocks.end()))});
         }
       }
-      const double ms = time_attention_cuda(inputs, out, patterns.empty() ? nullptr : &gpu_mask, kernel, runs, warmup,
+      const double ms = time_attention_cuda(inputs, out, patterns.empty() ? nullptr : &gpu_mask, kernel, shape_runs, warmup,
                                             kWarmupMs)
                             .ms;
       const double dense_tflops = dense_flop / (ms * 1e-3) / 1e12;

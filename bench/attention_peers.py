@@ -23,6 +23,7 @@ BLOCK = 128
 
 
 WARMUP_MS = 300.0  # as bench_attention: calls before timing, so that the GPU clock settles
+SHORT_SHAPE_RUNS = 5  # as bench_attention: 5x the runs where a call takes a few ms
 
 
 def median_ms(fn, runs, warmup):
@@ -137,6 +138,7 @@ def main():
         S, H, D = any_record["tokens"], any_record["heads"], any_record["head_dim"]
         dense_flop = 4.0 * S * S * D * H
         warmup = 1 if dense_flop > 5e13 else 3
+        runs = args.runs if dense_flop > 5e13 else SHORT_SHAPE_RUNS * args.runs  # as bench_attention
         gen = torch.Generator(device="cuda").manual_seed(0)
         q, k, v = (torch.randn(1, H, S, D, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(3))
         masks_path = os.path.join(args.dir, f"{shape}.masks.safetensors")
@@ -144,7 +146,7 @@ def main():
 
         try:
             with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-                cudnn_ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), args.runs, warmup)
+                cudnn_ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), runs, warmup)
         except Exception as e:  # noqa: BLE001 - record, never crash the table
             cudnn_ms = None
             print(f"{shape}: cuDNN SDPA failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
@@ -158,7 +160,7 @@ def main():
                         block_mask = None
                     else:
                         block_mask = flex_mask(masks[f"{pattern}.row_offsets"], masks[f"{pattern}.key_blocks"], H, S)
-                    entry["flex_ms"] = median_ms(lambda: flex(q, k, v, block_mask=block_mask), args.runs, warmup)
+                    entry["flex_ms"] = median_ms(lambda: flex(q, k, v, block_mask=block_mask), runs, warmup)
                 except torch.cuda.OutOfMemoryError:
                     entry["flex_note"] = "OOM"
                 except Exception as e:  # noqa: BLE001
