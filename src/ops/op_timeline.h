@@ -59,8 +59,10 @@ inline void mark_op(const ExecContext& ctx, std::string_view category) {
 // `OpMark mark(ctx, "layer_norm");` as an op's first line. Ops it calls are counted in its time.
 class OpMark {
  public:
-  OpMark(const ExecContext& ctx, std::string category) : timeline_(ctx.timeline), category_(std::move(category)) {
-    if (timeline_) timeline_->enter();
+  OpMark(const ExecContext& ctx, std::string_view category) : timeline_(ctx.timeline) {
+    if (!timeline_) return;  // off: nothing copied
+    category_ = category;
+    timeline_->enter();
   }
   ~OpMark() {
     if (!timeline_) return;
