@@ -2,21 +2,28 @@
 // forward on mma.sync (sm_80 and later) of 64 sampled rows over one key chunk, for dense and every
 // candidate at once, computed transposed: S^T = K Q^T and O^T += V^T P^T, so that each of the 8
 // warps owns 8 sampled rows with all their keys and all of D and needs no other warp's scores:
-// - K/V steps of 128 keys (64 at d = 64, where two blocks share a multiprocessor) stream through a
-//   ring of shared-memory stages (cp.async, completion on mbarriers), each warp issuing its share
-//   of a step ahead; each warp also finds the blocks of an eighth of the step's keys in frame-major
-//   and token-major order, and their range. A warp waits for the others only to refill a stage.
+// - K/V steps of 128 keys (one block a multiprocessor) stream through a ring of shared-memory
+//   stages (cp.async, completion on mbarriers), each warp issuing its share of a step ahead; each
+//   warp also finds the blocks of an eighth of the step's keys in frame-major and token-major order
+//   (divisions as multiplications), and their range. A warp waits for the others only to refill a
+//   stage.
 // - S^T is computed once per step and serves every output: its C fragments hold keys g, g + 8 (of
 //   each 16) of rows 2t, 2t + 1, so a thread's softmax state covers two rows. P^T is packed and
 //   transposed 8x8 by movmatrix into the B operand of O^T += V^T P^T; a V^T fragment serves every
 //   output, and a row of ones as one more A fragment gives the rows' probability sums.
-// - Softmax in base 2 against lazy references, one per row and output (a candidate's is its own,
-//   so nothing underflows however far its keys lie below the dense maximum): an integer that moves
-//   only when a step's maximum passes it by more than 8, so rescaling is rare and exact. Between
-//   16-key tiles the P V loop has no branch, so the compiler can overlap them.
+// - Softmax in base 2 against lazy references, one per row and output: an integer that moves only
+//   when a step's maximum passes it by more than 8, so rescaling is rare and exact. A candidate's
+//   row takes dense's reference wherever its maximum so far is known to lie at most kShareRange
+//   below it (64 in bf16, 1 in f16); where the warp's rows all do, the candidate's P^T is dense's
+//   B operand masked (two PRMT and two LOP3 a tile: no exponential, no transposition), and its
+//   maxima are needed only when dense's reference moves. Elsewhere (keys far below the dense
+//   maximum) the row keeps its own reference and the step computes the candidate's probabilities
+//   itself, so nothing underflows. Between 16-key tiles the P V loop has no branch, so the compiler
+//   can overlap them.
 // - A candidate keeps a key when the key's block lies in the row's runs (BandRow). Where every row
-//   keeps all or none of a step (the step's block range against the runs) no key is tested, and 16
-//   keys that none of a warp's rows keeps skip their P V product.
+//   keeps all or none of a step (the step's block range against the runs: a lane per row and
+//   candidate, ballots) no key is tested, and 16 keys that none of a warp's rows keeps skip their
+//   P V product.
 #include "kernels/cuda/profiler.h"
 
 #include <cuda_bf16.h>
@@ -45,15 +52,18 @@ constexpr size_t profile_smem(int head_dim, int candidates, int step_keys, int s
 template <int D, int NC>
 struct Shape {
   static constexpr int kOut = NC + 1;  // outputs: dense and each candidate
-  // Two blocks a multiprocessor (16 warps of up to 128 registers) where the accumulators are
-  // small, with 64-key steps; else one, with 128-key steps: 32 scores a thread either way.
-  static constexpr int kBlocksPerSm = D * kOut <= 192 ? 2 : 1;
-  static constexpr int kM = kBlocksPerSm == 2 ? 4 : 8;  // 16-key tiles per step
+  // One block a multiprocessor (8 warps of up to 255 registers) and 128-key steps, at every d:
+  // at d = 64, two blocks of 64-key steps (128 registers) ran slower, each step's fixed work
+  // spread over half the keys.
+  static constexpr int kM = 8;  // 16-key tiles per step
   static constexpr int kStepKeys = 16 * kM;
-  static constexpr int kStages = profile_smem(D, NC, kStepKeys, 4) * kBlocksPerSm <= 227 * 1024   ? 4
-                                 : profile_smem(D, NC, kStepKeys, 3) * kBlocksPerSm <= 227 * 1024 ? 3
-                                                                                                   : 2;
-  static constexpr int kAhead = kStages == 4 ? 2 : 1;  // steps issued ahead of the one computed
+  static constexpr int kStages = profile_smem(D, NC, kStepKeys, 4) <= 227 * 1024   ? 4
+                                 : profile_smem(D, NC, kStepKeys, 3) <= 227 * 1024 ? 3
+                                                                                   : 2;
+  // One step issued ahead of the one computed, whatever the stages: with 4 stages (d = 64) two
+  // ahead ran slower (refilling a stage then waits for every warp to be done with the step two
+  // back rather than three).
+  static constexpr int kAhead = 1;
   static constexpr int kDTiles = D / 16;  // 16-column tiles of O^T (and 16-wide k-steps of S^T)
   static constexpr int kStride = D + 8;   // smem row, elements
   static constexpr int kTile = kStepKeys * kStride;
@@ -73,16 +83,10 @@ struct Shape {
   static constexpr size_t kBars = kRuns + size_t{kProfileRowTile} * NC * sizeof(int4);
   static constexpr size_t kSmem = kBars + size_t{2} * kStages * sizeof(uint64_t);
   static_assert(kSmem == profile_smem(D, NC, kStepKeys, kStages));
-  static_assert(kSmem * kBlocksPerSm <= 227 * 1024, "shared memory over the sm_90 limit");
+  static_assert(kSmem <= 227 * 1024, "shared memory over the sm_90 limit");
   static_assert(kVectors <= kRowLanes && kStepKeys % kCopyRows == 0 && kKeysPerWarp * 2 <= 32 &&
                 kProfileKeyTile % kStepKeys == 0);
 };
-
-template <int D>
-int blocks_per_sm(int candidates) {
-  return candidates == 1 ? Shape<D, 1>::kBlocksPerSm
-                         : candidates == 2 ? Shape<D, 2>::kBlocksPerSm : Shape<D, 3>::kBlocksPerSm;
-}
 
 __device__ __forceinline__ uint32_t smem_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -149,6 +153,13 @@ __device__ __forceinline__ uint32_t transpose8x8(uint32_t x) {
   return y;
 }
 
+// Bytes of a and b picked by the selector's nibbles (PTX prmt; nibble bit 3: the byte's sign, spread).
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t selector) {
+  uint32_t d;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(selector));
+  return d;
+}
+
 // 2^e for an integer-valued e <= 127, or -inf; 0 below the normal range.
 __device__ __forceinline__ float pow2(float e) {
   return e < -126.f ? 0.f : __int_as_float((static_cast<int>(e) + 127) << 23);
@@ -200,12 +211,11 @@ __device__ __forceinline__ Coverage coverage(const int4& runs, int32_t lo, int32
   return kSome;
 }
 
-// Which of a thread's scores a candidate keeps, tested key by key (bit 4m + i: s[m][i]), and their
-// row maxima. kBand: no row's prefix or suffix run reaches the step. Keys past the chunk may count
-// as kept: their scores are -inf.
+// Which of a thread's scores a candidate keeps, tested key by key (bit m + 8i: s[m][i]). kBand: no
+// row's prefix or suffix run reaches the step. Keys past the chunk may count as kept: their scores
+// are -inf.
 template <bool kBand, int kM>
-__device__ __forceinline__ uint32_t test_keys(const int4 (&runs)[2], const int32_t (&blocks)[2 * kM],
-                                              const float (&s)[kM][4], float (&max)[2]) {
+__device__ __forceinline__ uint32_t test_keys(const int4 (&runs)[2], const int32_t (&blocks)[2 * kM]) {
   uint32_t kept = 0;
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -218,13 +228,31 @@ __device__ __forceinline__ uint32_t test_keys(const int4 (&runs)[2], const int32
         const int32_t block = blocks[2 * m + e];
         bool keep = static_cast<uint32_t>(block - r.y) <= width;
         if constexpr (!kBand) keep = keep || block <= r.x || block >= r.w;
-        if (keep) {
-          kept |= 1u << (4 * m + 2 * e + rr);
-          max[rr] = fmaxf(max[rr], s[m][2 * e + rr]);
-        }
+        if (keep) kept |= 1u << (m + 8 * (2 * e + rr));
       }
   }
   return kept;
+}
+
+// Row maxima (raw scores) of the kept scores.
+template <int kM>
+__device__ __forceinline__ void kept_max(uint32_t kept, const float (&s)[kM][4], float (&max)[2]) {
+  max[0] = max[1] = -INFINITY;
+#pragma unroll
+  for (int m = 0; m < kM; ++m)
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      if ((kept >> (m + 8 * i)) & 1u) max[i % 2] = fmaxf(max[i % 2], s[m][i]);
+  row_max(max);
+}
+
+__device__ __forceinline__ uint32_t divide(uint32_t n, ProfileDivisor d) { return __umulhi(n << 1, d.mul) >> d.shift; }
+
+ProfileDivisor divisor(int64_t d) {
+  ProfileDivisor r;
+  while ((int64_t{1} << r.shift) < d) ++r.shift;
+  r.mul = static_cast<uint32_t>(((uint64_t{1} << (31 + r.shift)) + static_cast<uint64_t>(d) - 1) / static_cast<uint64_t>(d));
+  return r;
 }
 
 // This thread's share of step `step`'s K/V rows into its stage: vector c of rows r0 + kCopyRows *
@@ -245,13 +273,26 @@ __device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char
   const int64_t token_stride = int64_t{p.heads} * D;
   const uint32_t k0 = key_begin + static_cast<uint32_t>(Sh::kStepKeys) * step;
   const int64_t first = offset + int64_t{k0} * token_stride;
+  constexpr int kPasses = Sh::kStepKeys / Sh::kCopyRows;
   if (c < Sh::kVectors) {
+    if (k0 + Sh::kStepKeys <= key_end) {  // every key of the step in the chunk: no test
+      const uint16_t* k_at = k + first;
+      const uint16_t* v_at = v + first;
 #pragma unroll
-    for (int pass = 0; pass < Sh::kStepKeys / Sh::kCopyRows; ++pass) {
-      const bool valid = k0 + r0 + pass * Sh::kCopyRows < key_end;
-      const int64_t at = valid ? first + pass * Sh::kCopyRows * token_stride : 0;
-      cp_async16(k_tile + pass * Sh::kCopyRows * Sh::kStride, k + at, valid);
-      cp_async16(v_tile + pass * Sh::kCopyRows * Sh::kStride, v + at, valid);
+      for (int pass = 0; pass < kPasses; ++pass) {
+        cp_async16(k_tile + pass * Sh::kCopyRows * Sh::kStride, k_at, true);
+        cp_async16(v_tile + pass * Sh::kCopyRows * Sh::kStride, v_at, true);
+        k_at += Sh::kCopyRows * token_stride;
+        v_at += Sh::kCopyRows * token_stride;
+      }
+    } else {
+#pragma unroll
+      for (int pass = 0; pass < kPasses; ++pass) {
+        const bool valid = k0 + r0 + pass * Sh::kCopyRows < key_end;
+        const int64_t at = valid ? first + pass * Sh::kCopyRows * token_stride : 0;
+        cp_async16(k_tile + pass * Sh::kCopyRows * Sh::kStride, k + at, valid);
+        cp_async16(v_tile + pass * Sh::kCopyRows * Sh::kStride, v + at, valid);
+      }
     }
   }
   cp_async_arrive(full);
@@ -262,14 +303,15 @@ __device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char
   const bool counted = order < 2 && key < key_end;
   int32_t block = INT_MAX;  // past the chunk
   if (counted) {
+    // Token arithmetic in 32 bits (layouts have fewer than 2^31 tokens), divisions by multiplying.
     uint32_t position = key;
-    // Token arithmetic in 32 bits (layouts have fewer than 2^31 tokens): 64-bit division is slow.
     const uint32_t vi = key - static_cast<uint32_t>(geo.video_begin);
     if (order == 1 && key >= geo.video_begin && vi < geo.video_tokens) {
-      const uint32_t frame_tokens = static_cast<uint32_t>(geo.frame_tokens), frame = vi / frame_tokens;
-      position = static_cast<uint32_t>(geo.video_begin) + (vi - frame * frame_tokens) * static_cast<uint32_t>(geo.frames) + frame;
+      const uint32_t frame = divide(vi, p.frame_div);
+      position = static_cast<uint32_t>(geo.video_begin) +
+                 (vi - frame * static_cast<uint32_t>(geo.frame_tokens)) * static_cast<uint32_t>(geo.frames) + frame;
     }
-    block = static_cast<int32_t>(position / static_cast<uint32_t>(geo.block_k));
+    block = static_cast<int32_t>(divide(position, p.block_div));
   }
   if (order < 2) {
     int32_t* blocks = reinterpret_cast<int32_t*>(smem + Sh::kBlocks) + (stage * 2 + order) * Sh::kStepKeys;
@@ -315,18 +357,11 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
 #pragma unroll
   for (int c = 0; c < NC; ++c) orders |= (p.patterns[c].permuted ? 1u : 0u) << c;
   const uint32_t one = BF16 ? 0x3f803f80u : 0x3c003c00u;  // two 16-bit ones
-
-  // Q^T as the B operand of S^T = K Q^T: q_frag[kk] covers head dims 16kk .. 16kk + 15.
-  uint32_t q_frag[kDTiles][2];
-#pragma unroll
-  for (int kp = 0; kp < kDTiles / 2; ++kp) {
-    uint32_t r[4];
-    ldmatrix_x4(r, s_q + (row0 + mat_row) * Sh::kStride + 32 * kp + 8 * mat);
-    q_frag[2 * kp][0] = r[0];
-    q_frag[2 * kp][1] = r[1];
-    q_frag[2 * kp + 1][0] = r[2];
-    q_frag[2 * kp + 1][1] = r[3];
-  }
+  // A candidate shares dense's reference (its P^T is then dense's, masked) where its maximum lies at
+  // most this far below that: dense's probabilities then resolve the candidate's as finely as its
+  // own reference would (bf16: ex2 flushes below 2^-126 lose under 2^-62 of its maximum; f16: its
+  // subnormals as with an own reference).
+  constexpr float kShareRange = BF16 ? 64.f : 1.f;
 
   // Per output: O^T accumulators, element i: column 16n + g + 8(i / 2) of row 2t + i % 2; tile
   // kDTiles holds the rows' probability sums (elements 0, 1). References of rows 2t, 2t + 1.
@@ -358,13 +393,18 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
 #pragma unroll
     for (int m = 0; m < kM; ++m) s[m][0] = s[m][1] = s[m][2] = s[m][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < kDTiles; ++kk)
+    for (int kp = 0; kp < kDTiles / 2; ++kp) {
+      uint32_t qf[4];  // Q^T as the B operand, head dims 32kp .. 32kp + 31 (read each step: registers)
+      ldmatrix_x4(qf, s_q + (row0 + mat_row) * Sh::kStride + 32 * kp + 8 * mat);
 #pragma unroll
-      for (int m = 0; m < kM; ++m) {
-        uint32_t kf[4];
-        ldmatrix_x4(kf, k_tile + (16 * m + 8 * (mat % 2) + mat_row) * Sh::kStride + 16 * kk + 8 * (mat / 2));
-        mma16816<BF16>(s[m], kf, q_frag[kk][0], q_frag[kk][1]);
-      }
+      for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int m = 0; m < kM; ++m) {
+          uint32_t kf[4];
+          ldmatrix_x4(kf, k_tile + (16 * m + 8 * (mat % 2) + mat_row) * Sh::kStride + 32 * kp + 16 * half + 8 * (mat / 2));
+          mma16816<BF16>(s[m], kf, qf[2 * half], qf[2 * half + 1]);
+        }
+    }
     const uint32_t k0 = key_begin + static_cast<uint32_t>(Sh::kStepKeys) * step;
     const uint32_t valid = min(static_cast<uint32_t>(Sh::kStepKeys), key_end - k0);
     if (valid < Sh::kStepKeys) {  // keys past the chunk: kept by no output
@@ -389,35 +429,47 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
       step_max[rr] = x[0];
     }
     row_max(step_max);
+    const float dense_before[2] = {ref[0][0], ref[0][1]};
     raise_references<kDTiles + 1>(ref[0], acc[0], step_max, scale);
 
-    // Candidates: which scores each keeps (bit 4m + i: s[m][i]), their row maxima, references, and
+    // Candidates: which scores each keeps (bit m + 8i: s[m][i]), their row maxima, references, and
     // which 16-key tiles any of the warp's rows keeps.
     uint32_t kept[NC], active[NC];
-    // The step's block range in each order, from the warps' parts.
+    // The step's block range in each order, from the warps' parts; how the runs of candidate c and
+    // row r of the warp cover it (lane 8c + r), as bit masks over the warp.
     int4 range = lane < kWarps ? s_ranges[stage * kWarps + lane] : make_int4(INT_MAX, -1, INT_MAX, -1);
     range = make_int4(__reduce_min_sync(0xffffffffu, range.x), __reduce_max_sync(0xffffffffu, range.y),
                       __reduce_min_sync(0xffffffffu, range.z), __reduce_max_sync(0xffffffffu, range.w));
+    uint32_t some_rows, all_rows, text_rows;
+    {
+      const bool live = lane < 8 * NC;
+      const int4 runs = live ? s_runs[(row0 + lane % 8) * NC + lane / 8] : make_int4(0, 0, 0, 0);
+      const int32_t lo = (orders >> (lane / 8)) & 1 ? range.z : range.x;
+      const int32_t hi = (orders >> (lane / 8)) & 1 ? range.w : range.y;
+      const Coverage cover = coverage(runs, lo, hi);
+      some_rows = __ballot_sync(0xffffffffu, live && cover == kSome);
+      all_rows = __ballot_sync(0xffffffffu, live && cover == kAll);
+      text_rows = __ballot_sync(0xffffffffu, live && (lo <= runs.x || hi >= runs.w));
+    }
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
-      const int order = (orders >> c) & 1;
-      const int32_t lo = order ? range.z : range.x, hi = order ? range.w : range.y;
-      int4 runs[2];
-      bool some = false, text = false, all[2];
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        runs[rr] = s_runs[(row0 + 2 * t + rr) * NC + c];
-        const Coverage cover = coverage(runs[rr], lo, hi);
-        some |= cover == kSome;
-        all[rr] = cover == kAll;
-        text |= lo <= runs[rr].x || hi >= runs[rr].w;
-      }
+      // Rows that keep a key need the candidate's maxima unless they share dense's reference and
+      // that did not move (a row that keeps none keeps its reference).
+      bool update;
+      auto needs = [&](int rr, bool keeps) {
+        const float own = ref[c + 1][rr];
+        return keeps && !(own == ref[0][rr] && own == dense_before[rr]);
+      };
       float max[2];
-      if (!__any_sync(0xffffffffu, some)) {  // every row keeps all or none of the step
-        kept[c] = (all[0] ? 0x55555555u : 0u) | (all[1] ? 0xaaaaaaaau : 0u);
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) max[rr] = all[rr] ? step_max[rr] : -INFINITY;
+      if (((some_rows >> (8 * c)) & 0xffu) == 0) {  // every row keeps all or none of the step
+        const bool all0 = (all_rows >> (8 * c + 2 * t)) & 1u, all1 = (all_rows >> (8 * c + 2 * t + 1)) & 1u;
+        kept[c] = (all0 ? 0x00ff00ffu : 0u) | (all1 ? 0xff00ff00u : 0u);
+        max[0] = all0 ? step_max[0] : -INFINITY;
+        max[1] = all1 ? step_max[1] : -INFINITY;
+        update = __any_sync(0xffffffffu, needs(0, all0) || needs(1, all1));
       } else {
+        const int order = (orders >> c) & 1;
+        const int4 runs[2] = {s_runs[(row0 + 2 * t) * NC + c], s_runs[(row0 + 2 * t + 1) * NC + c]};
         int32_t blocks[2 * kM];  // of keys 16m + g + 8e at 2m + e
         const int4* at = reinterpret_cast<const int4*>(s_blocks + (stage * 2 + order) * Sh::kStepKeys + 2 * kM * g);
 #pragma unroll
@@ -425,51 +477,111 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
           const int4 b = at[q];
           blocks[4 * q] = b.x, blocks[4 * q + 1] = b.y, blocks[4 * q + 2] = b.z, blocks[4 * q + 3] = b.w;
         }
-        max[0] = max[1] = -INFINITY;
-        if (__any_sync(0xffffffffu, text)) {
-          kept[c] = test_keys<false, kM>(runs, blocks, s, max);
+        if ((text_rows >> (8 * c)) & 0xffu) {
+          kept[c] = test_keys<false, kM>(runs, blocks);
         } else {
-          kept[c] = test_keys<true, kM>(runs, blocks, s, max);
+          kept[c] = test_keys<true, kM>(runs, blocks);
         }
-        row_max(max);
+        update = __any_sync(0xffffffffu, needs(0, kept[c] & 0x00ff00ffu) || needs(1, kept[c] & 0xff00ff00u));
+        if (update) kept_max<kM>(kept[c], s, max);
       }
-      raise_references<kDTiles + 1>(ref[c + 1], acc[c + 1], max, scale);
-      const uint32_t any = __reduce_or_sync(0xffffffffu, kept[c]);
-      active[c] = 0;
+      if (update) {
+        // A row's own reference rises as before; it then joins dense's where the candidate's
+        // maximum so far is known to lie at most kShareRange below that.
+        float alpha[2] = {1.f, 1.f};
+        bool moved = false;
 #pragma unroll
-      for (int m = 0; m < kM; ++m)
-        if ((any >> (4 * m)) & 0xfu) active[c] |= 1u << m;
+        for (int rr = 0; rr < 2; ++rr) {
+          const float own = ref[c + 1][rr], dense = ref[0][rr], m = max[rr] * scale;
+          float next = m > own + kReferenceSlack ? ceilf(m) : own;
+          if (next != -INFINITY && (next >= dense || m >= dense - kShareRange)) next = dense;
+          if (next != own) {
+            alpha[rr] = pow2(own - next);
+            ref[c + 1][rr] = next;
+            moved = true;
+          }
+        }
+        if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+          for (int n = 0; n <= kDTiles; ++n) {
+            acc[c + 1][n][0] *= alpha[0];
+            acc[c + 1][n][1] *= alpha[1];
+            acc[c + 1][n][2] *= alpha[0];
+            acc[c + 1][n][3] *= alpha[1];
+          }
+        }
+      }
+      const uint32_t any = __reduce_or_sync(0xffffffffu, kept[c]);
+      active[c] = any | any >> 8 | any >> 16 | any >> 24;
     }
 
-    // P^T and O^T += V^T P^T, 16 keys at a time, with no branch between the tiles: each output's
-    // probabilities against its own reference (keys a candidate drops: ex2(-inf) = 0); each V^T
-    // fragment serves every output.
+    // Where every row of the warp shares dense's reference under every candidate (or keeps no key
+    // of the step), a candidate's P^T is dense's, masked. Per candidate, after the transposition of
+    // P^T (thread: row g, keys 2t, 2t + 1 and 8 + 2t, 9 + 2t of each tile): the row's keep bits, bit
+    // m of byte 2e + j for key 16m + 8e + 2t + j.
+    bool shared = true;
+    uint32_t kept_t[NC];
 #pragma unroll
-    for (int m = 0; m < kM; ++m) {
-      uint32_t b[kOut][2];
-      float pr[4];
+    for (int c = 0; c < NC; ++c) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) pr[i] = exp2_approx(fmaf(s[m][i], scale, -ref[0][i % 2]));
-      transpose_probabilities<BF16>(b[0], pr);
+      for (int rr = 0; rr < 2; ++rr)
+        shared = shared && (ref[c + 1][rr] == ref[0][rr] || (kept[c] & (0x00ff00ffu << (8 * rr))) == 0);
+      const uint32_t lo = __shfl_sync(0xffffffffu, kept[c], 8 * t + g / 2);
+      const uint32_t hi = __shfl_sync(0xffffffffu, kept[c], 8 * t + 4 + g / 2);
+      kept_t[c] = prmt(lo, hi, 0x6240u + (g & 1) * 0x1111u);
+    }
+    shared = __all_sync(0xffffffffu, shared);
+    // Elsewhere each candidate's own references; a row still without one keeps only keys past the
+    // chunk (scores -inf), so any finite reference gives them 0 (and no -inf - -inf).
+    float own[NC][2];
 #pragma unroll
-      for (int c = 0; c < NC; ++c) {
+    for (int c = 0; c < NC; ++c)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const bool keep = (kept[c] >> (4 * m + i)) & 1u;
-          pr[i] = exp2_approx(keep ? fmaf(s[m][i], scale, -ref[c + 1][i % 2]) : -INFINITY);
+      for (int rr = 0; rr < 2; ++rr) own[c][rr] = ref[c + 1][rr] == -INFINITY ? 0.f : ref[c + 1][rr];
+
+    // P^T and O^T += V^T P^T, 16 keys at a time, with no branch between the tiles: dense's
+    // probabilities against its reference; a candidate's from dense's where shared, else against its
+    // own reference (keys it drops: ex2(-inf) = 0); each V^T fragment serves every output.
+    auto p_v = [&]<bool kShared>() {
+#pragma unroll
+      for (int m = 0; m < kM; ++m) {
+        uint32_t b[kOut][2];
+        float pr[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) pr[i] = exp2_approx(fmaf(s[m][i], scale, -ref[0][i % 2]));
+        transpose_probabilities<BF16>(b[0], pr);
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+          if constexpr (kShared) {
+            // Bit m of each byte to its sign bit, spread over the half of its key.
+            const uint32_t bits = kept_t[c] << (7 - m);
+            b[c + 1][0] = b[0][0] & prmt(bits, 0u, 0x9988u);
+            b[c + 1][1] = b[0][1] & prmt(bits, 0u, 0xbbaau);
+          } else {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const bool keep = (kept[c] >> (m + 8 * i)) & 1u;
+              pr[i] = exp2_approx(keep ? fmaf(s[m][i], scale, -own[c][i % 2]) : -INFINITY);
+            }
+            transpose_probabilities<BF16>(b[c + 1], pr);
+          }
         }
-        transpose_probabilities<BF16>(b[c + 1], pr);
-      }
 #pragma unroll
-      for (int n = 0; n <= kDTiles; ++n) {
-        uint32_t vf[4] = {one, one, one, one};  // tile kDTiles: ones, for the sums
-        if (n < kDTiles)
-          ldmatrix_x4_trans(vf, v_tile + (16 * m + 8 * (mat / 2) + mat_row) * Sh::kStride + 16 * n + 8 * (mat % 2));
-        mma16816<BF16>(acc[0][n], vf, b[0][0], b[0][1]);
+        for (int n = 0; n <= kDTiles; ++n) {
+          uint32_t vf[4] = {one, one, one, one};  // tile kDTiles: ones, for the sums
+          if (n < kDTiles)
+            ldmatrix_x4_trans(vf, v_tile + (16 * m + 8 * (mat / 2) + mat_row) * Sh::kStride + 16 * n + 8 * (mat % 2));
+          mma16816<BF16>(acc[0][n], vf, b[0][0], b[0][1]);
 #pragma unroll
-        for (int c = 0; c < NC; ++c)
-          if ((active[c] >> m) & 1u) mma16816<BF16>(acc[c + 1][n], vf, b[c + 1][0], b[c + 1][1]);
+          for (int c = 0; c < NC; ++c)
+            if ((active[c] >> m) & 1u) mma16816<BF16>(acc[c + 1][n], vf, b[c + 1][0], b[c + 1][1]);
+        }
       }
+    };
+    if (shared) {
+      p_v.template operator()<true>();
+    } else {
+      p_v.template operator()<false>();
     }
     __syncwarp();
     if (lane == 0) mbar_arrive(bars + Sh::kStages + stage);  // this warp is done with the stage
@@ -499,7 +611,7 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
 // Partial outputs of the sampled rows of one row tile and slot over one key chunk, for dense and
 // NC candidates.
 template <int D, bool BF16, int NC>
-__global__ void __launch_bounds__(kThreads, Shape<D, NC>::kBlocksPerSm) profile_partials(ProfileParams p) {
+__global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p) {
   using Sh = Shape<D, NC>;
   extern __shared__ __align__(16) unsigned char smem[];
   uint16_t* s_q = reinterpret_cast<uint16_t*>(smem + Sh::kQ);
@@ -660,15 +772,14 @@ cudaError_t launch_partials_for(const ProfileParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-int profile_chunks(int slots, int row_tiles, int64_t tokens, int head_dim, int candidates) {
+int profile_chunks(int slots, int row_tiles, int64_t tokens, int /*head_dim: one block a multiprocessor at every d*/,
+                   int candidates) {
   int device = 0, sms = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) {
     sms = 132;
   }
-  const int per_sm = head_dim == 64 ? blocks_per_sm<64>(candidates)
-                     : head_dim == 96 ? blocks_per_sm<96>(candidates) : blocks_per_sm<128>(candidates);
-  const int64_t resident = int64_t{sms} * per_sm;
+  const int64_t resident = sms;
   const int64_t key_tiles = (tokens + kProfileKeyTile - 1) / kProfileKeyTile;
   // Writing and merging a block's partial outputs (64 rows, candidates + 1 outputs of head_dim
   // floats, written and read back) costs about as much as streaming candidates + 1 key tiles, and
@@ -693,7 +804,10 @@ cudaError_t launch_profile_heads(const ProfileParams& p, cudaStream_t stream) {
       p.chunk_keys % kProfileKeyTile != 0) {
     return cudaErrorInvalidValue;
   }
-  cudaError_t error = p.bf16 ? launch_partials_for<true>(p, stream) : launch_partials_for<false>(p, stream);
+  ProfileParams q = p;
+  q.frame_div = divisor(p.geometry.frame_tokens > 0 ? p.geometry.frame_tokens : 1);
+  q.block_div = divisor(p.geometry.block_k > 0 ? p.geometry.block_k : 1);
+  cudaError_t error = q.bf16 ? launch_partials_for<true>(q, stream) : launch_partials_for<false>(q, stream);
   if (error != cudaSuccess) return error;
   const dim3 rows(p.sample_rows, p.batch * p.heads);
   switch (p.candidates) {

@@ -17,7 +17,14 @@ namespace vdit::cuda {
 
 constexpr int kProfileMaxCandidates = 3;
 constexpr int kProfileRowTile = 64;  // sampled rows per block
-constexpr int kProfileKeyTile = 128;  // chunks are multiples of it (keys per pipeline step: 64 or 128)
+constexpr int kProfileKeyTile = 128;  // chunks are multiples of it (keys per pipeline step: 128)
+
+// n / d for 0 <= n < 2^31 as umulhi(2n, mul) >> shift: shift = ceil(log2 d), mul = ceil(2^(31 +
+// shift) / d) (then n * mul / 2^(31 + shift) lies above n / d by less than 2^-shift <= 1 / d).
+struct ProfileDivisor {
+  uint32_t mul = 0;
+  int32_t shift = 0;
+};
 
 struct ProfileParams {
   const void* q = nullptr;  // [B, S, H, D] contiguous, bf16 or f16
@@ -33,6 +40,7 @@ struct ProfileParams {
   int chunks = 0;                          // key chunks per (slot, row tile)
   int64_t chunk_keys = 0;                  // a multiple of kProfileKeyTile
   float scale_log2 = 0.f;                  // log2(e) / sqrt(D)
+  ProfileDivisor frame_div, block_div;     // set by launch_profile_heads: geometry.frame_tokens, block_k
   double dense_fallback = 0.0;             // > 0: code -1 when the best relative error exceeds it
   // Workspace (device).
   float2* partial_stats = nullptr;   // [slot][row][chunk][output]: (reference in log2 units, sum)
