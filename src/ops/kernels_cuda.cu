@@ -170,7 +170,9 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
   for (int64_t base = blockIdx.x * int64_t{rows_per_block}; base < a.rows; base += int64_t{gridDim.x} * rows_per_block) {
     const int64_t row = base + threadIdx.x / group;
     const bool valid = row < a.rows;
-    float v[VPT][V];
+    // The row as stored (x after the residual update), in T: exact, and for 16-bit T half the
+    // registers of floats, so that more rows are in flight.
+    alignas(16) T raw[VPT][V];
     float sum = 0.0f;
     // With a residual update, the row's x, y and gate (x written back, rounded as gated_add_kernel rounds it).
     T* rx = nullptr;
@@ -187,8 +189,8 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
       if (valid && c < vectors) {
         const int64_t at = int64_t{c} * V;
         if (rx) {
-          float y_in[V], g[V];
-          load_vec(rx + at, v[j]);
+          float x_in[V], y_in[V], g[V];
+          load_vec(rx + at, x_in);
           load_vec(ry + at, y_in);
           if (rg) {
             load_vec(rg + at, g);
@@ -197,13 +199,13 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
             for (int i = 0; i < V; ++i) g[i] = 1.0f;
           }
 #pragma unroll
-          for (int i = 0; i < V; ++i) v[j][i] = load(store<T>(v[j][i] + g[i] * y_in[i]));
-          store_vec(rx + at, v[j]);
+          for (int i = 0; i < V; ++i) raw[j][i] = store<T>(x_in[i] + g[i] * y_in[i]);
+          *reinterpret_cast<uint4*>(rx + at) = *reinterpret_cast<const uint4*>(raw[j]);
         } else {
-          load_vec(x + row * a.dim + at, v[j]);
+          *reinterpret_cast<uint4*>(raw[j]) = *reinterpret_cast<const uint4*>(x + row * a.dim + at);
         }
 #pragma unroll
-        for (int i = 0; i < V; ++i) sum += v[j][i];
+        for (int i = 0; i < V; ++i) sum += load(raw[j][i]);
       }
     }
     float mean = 0.0f;
@@ -214,8 +216,8 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
       if (valid && lane + j * group < vectors) {
 #pragma unroll
         for (int i = 0; i < V; ++i) {
-          v[j][i] -= mean;
-          squares += v[j][i] * v[j][i];
+          const float d = load(raw[j][i]) - mean;
+          squares += d * d;
         }
       }
     }
@@ -229,36 +231,36 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
       const int c = lane + j * group;
       if (c >= vectors) continue;
       const int64_t at = int64_t{c} * V;
-      float w[V], b[V], sh[V], sc[V];
+      float v[V], w[V], b[V], sh[V], sc[V];
 #pragma unroll
-      for (int i = 0; i < V; ++i) v[j][i] *= inv;
+      for (int i = 0; i < V; ++i) v[i] = (load(raw[j][i]) - mean) * inv;
       if (weight) {
         load_vec(weight + at, w);
 #pragma unroll
-        for (int i = 0; i < V; ++i) v[j][i] *= w[i];
+        for (int i = 0; i < V; ++i) v[i] *= w[i];
       }
       if (bias) {
         load_vec(bias + at, b);
 #pragma unroll
-        for (int i = 0; i < V; ++i) v[j][i] += b[i];
+        for (int i = 0; i < V; ++i) v[i] += b[i];
       }
       if (scale) {
         load_vec(scale + mod + at, sc);
         load_vec(shift + mod + at, sh);
 #pragma unroll
-        for (int i = 0; i < V; ++i) v[j][i] = v[j][i] * (1.0f + sc[i]) + sh[i];
+        for (int i = 0; i < V; ++i) v[i] = v[i] * (1.0f + sc[i]) + sh[i];
       }
       if (rotate) {  // the vector lies within one head (head_dim % V == 0)
         const int64_t pairs = a.head_dim / 2, first = rope_token * pairs + at % a.head_dim / 2;
 #pragma unroll
         for (int i = 0; i < V / 2; ++i) {
           const float c = a.rope_cos[first + i], s = a.rope_sin[first + i];
-          const float x0 = v[j][2 * i], x1 = v[j][2 * i + 1];
-          v[j][2 * i] = x0 * c - x1 * s;
-          v[j][2 * i + 1] = x0 * s + x1 * c;
+          const float x0 = v[2 * i], x1 = v[2 * i + 1];
+          v[2 * i] = x0 * c - x1 * s;
+          v[2 * i + 1] = x0 * s + x1 * c;
         }
       }
-      store_vec(y + row * a.dim + at, v[j]);
+      store_vec(y + row * a.dim + at, v);
     }
   }
 }
