@@ -408,8 +408,10 @@ bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T*
                         static_cast<const void*>(r.y), static_cast<const void*>(r.gate)})
     if (!aligned16(p)) return false;
   const int vectors = static_cast<int>(a.dim / V);
+  // Up to 4 vectors a thread before the group grows past one lane (short rows, e.g. a head of 64:
+  // more bytes in flight a thread, fewer shuffles), then up to a warp, then kMaxVpt a thread.
   int group = 1;
-  while (group < 32 && group < vectors) group *= 2;
+  while (group < 32 && group * 4 < vectors) group *= 2;
   while (group * kMaxVpt < vectors) group *= 2;
   const int vpt = (vectors + group - 1) / group;
   const int threads = group > 256 ? group : 256, rows_per_block = threads / group;
