@@ -101,7 +101,11 @@ int run(int argc, char** argv) {
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  if (!json_path.empty()) std::ofstream(json_path) << report.dump(2) << "\n";
+  if (!json_path.empty()) {
+    std::ofstream json(json_path);
+    json << report.dump(2) << "\n";
+    VDIT_CHECK(json.good(), ErrorCode::io, "bench_gemm: cannot write {}", json_path);
+  }
   return 0;
 }
 
