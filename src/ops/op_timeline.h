@@ -1,8 +1,9 @@
-// Where the time of a forward goes, per op category, measured on the real forward: the model marks
-// the end of each op (or group of ops) with a category, and the time from one mark to the next is
-// added to that category. On a CUDA device the marks are events recorded on the context's stream
-// (nothing waits for the GPU until finish()); on the CPU, where ops run synchronously, wall clock.
-// Off unless ExecContext::timeline points at one: then mark_op costs a null test.
+// Where the time of a forward goes, per op category, measured on the real forward: every op marks
+// its end with its category (OpMark; linear adds its product shape), the attention policy marks its
+// parts (profiler, mask builder, gather), and the time from one mark to the next is added to that
+// category. On a CUDA device the marks are events recorded on the context's stream (nothing waits
+// for the GPU until finish()); on the CPU, where ops run synchronously, wall clock. Off, at the cost
+// of a null test per op, unless ExecContext::timeline points at one.
 #pragma once
 
 #include <chrono>
