@@ -283,7 +283,7 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   profile.rows = host_rows.to(device);
   const int64_t slots = int64_t{batch} * heads;
   const int row_tiles = (profile.sample_rows + cuda::kProfileRowTile - 1) / cuda::kProfileRowTile;
-  profile.chunks = cuda::profile_chunks(static_cast<int>(slots), row_tiles, patterns.layout.tokens(), head_dim, count);
+  profile.chunks = cuda::profile_chunks(static_cast<int>(slots), row_tiles, patterns.layout.tokens(), count);
   profile.choice = Tensor::empty(Shape{slots}, DType::i32, device);
   profile.permute = Tensor::empty(Shape{slots}, DType::u8, device);
   profile.mse = Tensor::empty(Shape{slots, count}, DType::f32, device);

@@ -772,8 +772,7 @@ cudaError_t launch_partials_for(const ProfileParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-int profile_chunks(int slots, int row_tiles, int64_t tokens, int /*head_dim: one block a multiprocessor at every d*/,
-                   int candidates) {
+int profile_chunks(int slots, int row_tiles, int64_t tokens, int candidates) {
   int device = 0, sms = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) {

@@ -53,8 +53,9 @@ struct ProfileParams {
   float* relative_error = nullptr;   // [slot][candidate]
 };
 
-// Key chunks per (slot, row tile) that keep every multiprocessor busy for this shape.
-int profile_chunks(int slots, int row_tiles, int64_t tokens, int head_dim, int candidates);
+// Key chunks per (slot, row tile) that keep every multiprocessor busy for this shape (one block a
+// multiprocessor at every head dim).
+int profile_chunks(int slots, int row_tiles, int64_t tokens, int candidates);
 
 cudaError_t launch_profile_heads(const ProfileParams& params, cudaStream_t stream);
 
