@@ -134,13 +134,6 @@ ProfileWorkspace profile_workspace(int64_t slots, int64_t rows, int64_t chunks, 
 
 // ---- Masks ----------------------------------------------------------------------------------
 
-void check_permute_flags(const Tensor& flags, int64_t batch, int64_t heads, Device device, const char* what) {
-  VDIT_CHECK(flags.defined() && flags.device() == device && flags.dtype() == DType::u8 && flags.is_contiguous() &&
-                 flags.rank() == 1 && (flags.size(0) == heads || flags.size(0) == batch * heads),
-             ErrorCode::invalid_argument, "{}: permute flags must be u8 [{}] or [{}] on {}, got {}", what, heads,
-             batch * heads, device.to_string(), flags.defined() ? flags.describe() : "undefined");
-}
-
 GpuPatterns make_gpu_patterns(const VideoLayout& layout, std::span<const Pattern> candidates, int block_q,
                               int block_k, Device device) {
   layout.validate();
@@ -235,6 +228,13 @@ BlockMask GpuBlockMask::to_host() const {
 }
 
 // ---- Permutation ----------------------------------------------------------------------------
+
+void check_permute_flags(const Tensor& flags, int64_t batch, int64_t heads, Device device, const char* what) {
+  VDIT_CHECK(flags.defined() && flags.device() == device && flags.dtype() == DType::u8 && flags.is_contiguous() &&
+                 flags.rank() == 1 && (flags.size(0) == heads || flags.size(0) == batch * heads),
+             ErrorCode::invalid_argument, "{}: permute flags must be u8 [{}] or [{}] on {}, got {}", what, heads,
+             batch * heads, device.to_string(), flags.defined() ? flags.describe() : "undefined");
+}
 
 void gather_to_token_major_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const VideoLayout& layout,
                                const Tensor& permute, void* stream, bool flagged_slots_only) {

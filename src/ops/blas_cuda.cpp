@@ -17,7 +17,6 @@ constexpr size_t kMaxWorkspaceBytes = size_t{32} << 20;
 constexpr int kCandidateAlgos = 8;  // heuristic results timed when a product is first seen
 constexpr int kTimedRuns = 3;       // calls per candidate (the fastest counts)
 
-
 // The cuBLASLt handle of a BlasHandle, and the algorithm picked for each product seen with it: of
 // the heuristic's first kCandidateAlgos, the fastest on the product's own operands (once, when it
 // is first seen; the heuristic's first pick is not always the fastest, e.g. with the GELU epilogue).

@@ -14,19 +14,18 @@ namespace vdit {
 
 Tensor linear(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias,
               Activation activation) {
-  // "linear 32760x1536->8960 gelu_tanh": one category per product shape.
-  OpMark mark(ctx, ctx.timeline ? fmt::format("linear {}x{}->{}{}", x.numel() / std::max<int64_t>(x.size(-1), 1),
-                                              weight.size(1), weight.size(0),
-                                              activation == Activation::gelu_tanh ? " gelu_tanh"
-                                              : activation == Activation::silu    ? " silu"
-                                                                                  : "")
-                                : std::string());
   ops::check_input(ctx, x, "linear", "x");
   ops::check_input(ctx, weight, "linear", "weight");
   VDIT_CHECK(x.rank() >= 1 && weight.rank() == 2 && x.size(-1) == weight.size(1), ErrorCode::invalid_argument,
              "linear: x {} does not match weight {} ([out, in])", x.shape().to_string(),
              weight.shape().to_string());
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / std::max<int64_t>(in, 1);
+  // "linear 32760x1536->8960 gelu_tanh": one category per product shape (named once the operands are checked).
+  OpMark mark(ctx, ctx.timeline ? fmt::format("linear {}x{}->{}{}", rows, in, out,
+                                              activation == Activation::gelu_tanh ? " gelu_tanh"
+                                              : activation == Activation::silu    ? " silu"
+                                                                                  : "")
+                                : std::string());
   if (bias.defined()) {
     ops::check_input(ctx, bias, "linear", "bias");
     ops::check_shape(bias, Shape{out}, "linear", "bias");
