@@ -200,6 +200,30 @@ TEST(Ops, GatedResidualAddLayerNormIsTheTwoOps) {
   EXPECT_THROW(gated_residual_add_layer_norm(kCpu, ragged, joint, gate, w, b, 1e-6f), Error);
 }
 
+// The _into variant writes the same values into a token range of a larger tensor, and nothing else.
+TEST(Ops, GatedResidualAddLayerNormIntoATokenRange) {
+  Tensor table = random_tensor({2, 6, 9}, 25), x = random_tensor({2, 5, 9}, 26), joint = random_tensor({2, 7, 9}, 27);
+  const Tensor y = joint.slice(1, 2, 7), shift = table.select(1, 3), scale = table.select(1, 4);
+  Tensor returned_x = x.clone(), into_x = x.clone();
+  const Tensor returned = gated_residual_add_layer_norm(kCpu, returned_x, y, table.select(1, 2), {}, {}, 1e-6f, shift,
+                                                        scale);
+  const Tensor before = random_tensor({2, 8, 9}, 30);
+  Tensor sequence = before.clone();
+  gated_residual_add_layer_norm_into(kCpu, sequence.slice(1, 3, 8), into_x, y, table.select(1, 2), {}, {}, 1e-6f, shift,
+                                     scale);
+  EXPECT_EQ(values(into_x), values(returned_x));
+  EXPECT_EQ(values(sequence.slice(1, 3, 8).contiguous()), values(returned));
+  EXPECT_EQ(values(sequence.slice(1, 0, 3).contiguous()), values(before.slice(1, 0, 3).contiguous()));
+
+  Tensor other = x.clone();
+  EXPECT_THROW(gated_residual_add_layer_norm_into(kCpu, sequence.slice(1, 2, 8), other, y, {}, {}, {}, 1e-6f), Error);
+  EXPECT_THROW(gated_residual_add_layer_norm_into(kCpu, sequence.transpose(0, 1).slice(0, 0, 2), other, y, {}, {}, {},
+                                                  1e-6f),
+               Error);  // wrong shape
+  Tensor wide = random_tensor({2, 5, 18}, 31);
+  EXPECT_THROW(gated_residual_add_layer_norm_into(kCpu, wide.slice(2, 0, 9), other, y, {}, {}, {}, 1e-6f), Error);
+}
+
 TEST(Ops, ElementWise) {
   Tensor x = random_tensor({3, 4099}, 25, -6.0f, 6.0f), z = random_tensor({3, 4099}, 26);
   auto xv = values(x), zv = values(z);

@@ -45,9 +45,5 @@ if command -v compute-sanitizer >/dev/null; then
     echo "compute-sanitizer $tool: exit $?; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/$tool.log" | tail -1)"
   done
 fi
-if [ -n "${COMPARE_NO_PINGPONG:-}" ]; then
-  echo "without pingpong:"
-  VDIT_SM90_PINGPONG=0 VDIT_FLASH_SM90_BENCH=1 timeout 120 "$test" --gtest_filter='FlashSm90.Timing' 2>&1 | grep "^|"
-fi
 VDIT_FLASH_SM90_BENCH=1 timeout 120 "$test" --gtest_filter='FlashSm90.Timing' 2>&1 | tee "$out/timing.log" | grep "^|"
 exit $status

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run ON THE DEVICE after scripts/device/flash_sm90.sh has built build-device-sm90: Nsight Compute
 # counters of the sm_90a flash kernel on chosen rows of the timing table (arguments: "shape mask"
-# substrings, e.g. "Wan 1.3B dense"), with the pingpong schedule off and on. Full reports in $OUT.
+# substrings, e.g. "Wan 1.3B dense"). Full reports in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp}"
@@ -12,12 +12,10 @@ metrics+=,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,smsp__issue
 metrics+=,lts__t_sector_hit_rate.pct,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum
 metrics+=,lts__t_sectors_srcunit_tex_op_read.sum,sm__cycles_active.avg
 for row in "$@"; do
-  for pp in ${PINGPONG-0 1}; do
-    name=$(echo "$row pp$pp" | tr -c 'A-Za-z0-9.\n' '_')
-    echo "== $row, pingpong $pp"
-    VDIT_SM90_PINGPONG=$pp VDIT_FLASH_SM90_BENCH=1 VDIT_FLASH_SM90_BENCH_ONLY="$row" timeout 120 \
-      ncu --kernel-name regex:flash_fwd_sm90_kernel --launch-skip 2 --launch-count 1 --metrics "$metrics" \
-      --section WarpStateStats "$test" --gtest_filter=FlashSm90.Timing >"$out/ncu_$name.txt" 2>&1
-    grep -E "^\s+(gpu__|sm__|lts__|dram__|smsp__)|Stall|stall" "$out/ncu_$name.txt" | grep -v "^\s*----" | head -30
-  done
+  name=$(echo "$row" | tr -c 'A-Za-z0-9.\n' '_')
+  echo "== $row"
+  VDIT_FLASH_SM90_BENCH=1 VDIT_FLASH_SM90_BENCH_ONLY="$row" timeout 120 \
+    ncu --clock-control none --kernel-name regex:flash_fwd_sm90_kernel --launch-skip 2 --launch-count 1 \
+    --metrics "$metrics" --section WarpStateStats "$test" --gtest_filter=FlashSm90.Timing >"$out/ncu_$name.txt" 2>&1
+  grep -E "^\s+(gpu__|sm__|lts__|dram__|smsp__)|Stall|stall" "$out/ncu_$name.txt" | grep -v "^\s*----" | head -30
 done

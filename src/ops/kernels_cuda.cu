@@ -80,13 +80,20 @@ __global__ void softmax_kernel(const float* scores, T* probs, int64_t rows, int6
   }
 }
 
+// Where a norm's output row starts (NormArgs::y_item_stride).
+__device__ __forceinline__ int64_t norm_y_offset(const NormArgs& a, int64_t row) {
+  if (a.y_item_stride == 0) return row * a.dim;
+  const int64_t item = row / a.y_tokens;
+  return item * a.y_item_stride + (row - item * a.y_tokens) * a.dim;
+}
+
 // One block per row.
 template <typename T>
 __global__ void norm_kernel(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale,
                             NormArgs a) {
   const int64_t row = blockIdx.x;
   const T* xr = x + row * a.dim;
-  T* yr = y + row * a.dim;
+  T* yr = y + norm_y_offset(a, row);
   float mean = 0.0f;
   if (a.center) {
     float s = 0.0f;
@@ -260,7 +267,7 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
           v[2 * i + 1] = x0 * s + x1 * c;
         }
       }
-      store_vec(y + row * a.dim + at, v);
+      store_vec(y + norm_y_offset(a, row) + at, v);
     }
   }
 }
@@ -399,7 +406,9 @@ template <typename T>
 bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale,
                       const NormArgs& a, cudaStream_t stream, const Residual<T>& r = {}) {
   constexpr int V = kVec<T>, kMaxVpt = 8;
-  if (a.dim % V != 0 || a.dim / V > kNormRowsMaxThreads * kMaxVpt || a.mod_stride % V != 0) return false;
+  if (a.dim % V != 0 || a.dim / V > kNormRowsMaxThreads * kMaxVpt || a.mod_stride % V != 0 ||
+      a.y_item_stride % V != 0)
+    return false;
   if (a.rope_cos && (a.head_dim % V != 0 || a.seq <= 0)) return false;
   if (r.x && (r.tokens <= 0 || r.y_item % V != 0 || r.y_token % V != 0 || r.gate_stride % V != 0)) return false;
   for (const void* p : {static_cast<const void*>(x), static_cast<const void*>(y), static_cast<const void*>(weight),

@@ -25,6 +25,9 @@ struct NormArgs {
   const float* rope_cos = nullptr;
   const float* rope_sin = nullptr;
   int64_t seq = 1, rows_per_token = 1, rope_offset = 0, rope_tokens = 0, head_dim = 0;
+  // Output rows: contiguous [rows, dim] when y_item_stride is 0, else batch items of y_tokens rows,
+  // y_item_stride elements apart (a token range of a larger tensor). Not with RoPE.
+  int64_t y_tokens = 0, y_item_stride = 0;
 };
 
 // y = norm(x) [* weight] [+ bias] [* (1 + scale) + shift] [rotated] per row of x [rows, dim]; null

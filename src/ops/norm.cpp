@@ -226,11 +226,11 @@ void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, cons
   });
 }
 
-Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,
-                                     const Tensor& weight, const Tensor& bias, float eps, const Tensor& shift,
-                                     const Tensor& scale) {
-  OpMark mark(ctx, "gated_residual_add_layer_norm");
-  const char* op = "gated_residual_add_layer_norm";
+namespace {
+
+void check_gated_add_norm(const ExecContext& ctx, const Tensor& x, const Tensor& y, const Tensor& gate,
+                          const Tensor& weight, const Tensor& bias, const Tensor& shift, const Tensor& scale,
+                          const char* op) {
   check_tokens(ctx, x, op, "x");
   ops::check_input(ctx, y, op, "y");
   ops::check_shape(y, x.shape(), op, "y");
@@ -243,6 +243,15 @@ Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Te
     check_modulation(ctx, x, shift, op, "shift");
     check_modulation(ctx, x, scale, op, "scale");
   }
+}
+
+}  // namespace
+
+Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,
+                                     const Tensor& weight, const Tensor& bias, float eps, const Tensor& shift,
+                                     const Tensor& scale) {
+  OpMark mark(ctx, "gated_residual_add_layer_norm");
+  check_gated_add_norm(ctx, x, y, gate, weight, bias, shift, scale, "gated_residual_add_layer_norm");
 #ifdef VDIT_HAVE_CUDA
   if (ctx.device.is_cuda())
     return ops::cuda::gated_residual_add_layer_norm(ctx, x, y, gate, weight, bias, eps, shift, scale);
@@ -250,6 +259,30 @@ Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Te
   gated_residual_add(ctx, x, y, gate);
   return scale.defined() ? layer_norm_modulate(ctx, x, weight, bias, eps, shift, scale)
                          : layer_norm(ctx, x, weight, bias, eps);
+}
+
+void gated_residual_add_layer_norm_into(const ExecContext& ctx, const Tensor& out, Tensor& x, const Tensor& y,
+                                        const Tensor& gate, const Tensor& weight, const Tensor& bias, float eps,
+                                        const Tensor& shift, const Tensor& scale) {
+  // Marked as the op it computes: the per-op times of a forward do not depend on where the output goes.
+  OpMark mark(ctx, "gated_residual_add_layer_norm");
+  const char* op = "gated_residual_add_layer_norm_into";
+  check_gated_add_norm(ctx, x, y, gate, weight, bias, shift, scale, op);
+  ops::check_input(ctx, out, op, "out");
+  ops::check_shape(out, x.shape(), op, "out");
+  VDIT_CHECK(out.stride(2) == 1 && out.stride(1) == out.size(2), ErrorCode::invalid_argument,
+             "{}: out {} must have unit strides along D and between tokens (strides {}, {})", op, out.describe(),
+             out.stride(1), out.stride(2));
+#ifdef VDIT_HAVE_CUDA
+  if (ctx.device.is_cuda()) {
+    ops::cuda::gated_residual_add_layer_norm(ctx, x, y, gate, weight, bias, eps, shift, scale, &out);
+    return;
+  }
+#endif
+  gated_residual_add(ctx, x, y, gate);
+  Tensor dst = out;
+  dst.copy_from(scale.defined() ? layer_norm_modulate(ctx, x, weight, bias, eps, shift, scale)
+                                : layer_norm(ctx, x, weight, bias, eps));
 }
 
 }  // namespace vdit

@@ -146,7 +146,7 @@ void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, cons
 
 Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,
                                      const Tensor& weight, const Tensor& bias, float eps, const Tensor& shift,
-                                     const Tensor& scale) {
+                                     const Tensor& scale, const Tensor* out) {
   const char* op = "gated_residual_add_layer_norm";
   const DType dtype = x.dtype();
   kernels::NormArgs args;
@@ -156,12 +156,21 @@ Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Te
              "{} on CUDA: y is {}, expected {} with unit stride along D", op, y.describe(), dtype_name(dtype));
   const kernels::TokenArgs add{x.size(0), x.size(1), x.size(2), check_rows(gate, dtype, op, "gate"), y.stride(0),
                                y.stride(1)};
-  Tensor out = Tensor::empty(x.shape(), dtype, ctx.device);
+  Tensor y_norm;
+  if (out) {  // rows of D, items out->stride(0) apart
+    VDIT_CHECK(out->dtype() == dtype, ErrorCode::invalid_argument, "{} on CUDA: out is {}, expected {}", op,
+               out->describe(), dtype_name(dtype));
+    y_norm = *out;
+    args.y_tokens = x.size(1);
+    args.y_item_stride = out->stride(0);
+  } else {
+    y_norm = Tensor::empty(x.shape(), dtype, ctx.device);
+  }
   check_launch(kernels::gated_add_norm(float_type(dtype, op), x.raw_data(), y.raw_data(), ptr(gate), add,
-                                       out.raw_data(), ptr(weight), ptr(bias), ptr(shift), ptr(scale), args,
+                                       y_norm.raw_data(), ptr(weight), ptr(bias), ptr(shift), ptr(scale), args,
                                        stream_of(ctx)),
                op);
-  return out;
+  return y_norm;
 }
 
 Tensor activation(const ExecContext& ctx, const Tensor& x, Activation act) {

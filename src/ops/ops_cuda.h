@@ -29,9 +29,11 @@ Tensor layer_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& we
                        const RopeTable& table, int64_t token_offset);
 Tensor modulate(const ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale);
 void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate);
+// The norm's output goes into *out when given (the checks of gated_residual_add_layer_norm_into
+// done), else into a new tensor, which is returned.
 Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,
                                      const Tensor& weight, const Tensor& bias, float eps, const Tensor& shift,
-                                     const Tensor& scale);
+                                     const Tensor& scale, const Tensor* out = nullptr);
 Tensor activation(const ExecContext& ctx, const Tensor& x, Activation activation);
 void activation_in_place(const ExecContext& ctx, Tensor& x, Activation activation);
 Tensor add(const ExecContext& ctx, const Tensor& a, const Tensor& b);

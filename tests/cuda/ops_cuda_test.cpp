@@ -54,6 +54,15 @@ double max_error(const Tensor& on_gpu, const Tensor& on_cpu) {
   return worst;
 }
 
+// Two CPU tensors of one shape hold the same values (as f32).
+bool same_values(const Tensor& a, const Tensor& b) {
+  const Tensor x = a.to(DType::f32).contiguous(), y = b.to(DType::f32).contiguous();
+  if (!(x.shape() == y.shape())) return false;
+  for (int64_t i = 0; i < x.numel(); ++i)
+    if (x.data<float>()[i] != y.data<float>()[i]) return false;
+  return true;
+}
+
 class OpsCuda : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -163,6 +172,20 @@ TEST_F(OpsCuda, GatedResidualAddLayerNorm) {
         // sqrt(D) ulp (seen on H100: 1.3e-5 at D = 40000 with modulation), so the bound grows with it.
         const double norm_bound = bound(dt) * std::max(1.0, std::sqrt(static_cast<double>(d) / 4096.0));
         EXPECT_LT(max_error(out, expected), norm_bound) << dtype_name(dt) << " " << v.name << " norm, D=" << d;
+        // The same into tokens 2.. of a longer sequence (CogVideoX's joint input): equal values, and
+        // the tokens before them untouched.
+        Tensor x_into = gpu(x);
+        const Tensor before = random_tensor({2, tokens + 2, d}, dt, 35);
+        const Tensor sequence = gpu(before);
+        gated_residual_add_layer_norm_into(
+            kGpu, sequence.slice(1, 2, tokens + 2), x_into, y_gpu, given(v.gate, row(table_gpu, 2)),
+            given(v.affine, gpu(w)), given(v.affine, gpu(b)), 1e-6f, given(v.modulate, row(table_gpu, 0)),
+            given(v.modulate, row(table_gpu, 1)));
+        const Tensor host = sequence.to(Device::cpu());
+        EXPECT_TRUE(same_values(host.slice(1, 2, tokens + 2), out.to(Device::cpu())))
+            << dtype_name(dt) << " " << v.name << " into a token range, D=" << d;
+        EXPECT_TRUE(same_values(host.slice(1, 0, 2), before.slice(1, 0, 2)))
+            << dtype_name(dt) << " " << v.name << " tokens before the range, D=" << d;
       }
     }
   }

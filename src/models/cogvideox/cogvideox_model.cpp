@@ -186,7 +186,8 @@ void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text,
   const CogVideoXConfig& c = config_;
   const int64_t batch = video.size(0), dim = c.dim(), l = text.size(1), s = site.layout.tokens();
   // The joint [text; video] sequence of both streams, each first updated by the gated parts of
-  // `pending` (if any), normed and modulated by `norm`.
+  // `pending` (if any), normed and modulated by `norm`. The norms write their stream's token range of
+  // the joint tensor (no concatenation pass).
   auto joint_input = [&](const AdaNorm& norm, const Tensor& mod) {
     const NormLayer& n = norm.norm;
     if (!pending.y.defined())
@@ -195,11 +196,12 @@ void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text,
           layer_norm_modulate(ctx, video, n.weight, n.bias, c.norm_eps, mod.select(1, 0), mod.select(1, 1)));
     const Tensor& y = pending.y;
     const Tensor& gates = pending.mod;
-    return concat_tokens(ctx,
-                         gated_residual_add_layer_norm(ctx, text, y.slice(1, 0, l), gates.select(1, 5), n.weight,
-                                                       n.bias, c.norm_eps, mod.select(1, 3), mod.select(1, 4)),
-                         gated_residual_add_layer_norm(ctx, video, y.slice(1, l, s), gates.select(1, 2), n.weight,
-                                                       n.bias, c.norm_eps, mod.select(1, 0), mod.select(1, 1)));
+    Tensor joint = Tensor::empty({batch, s, dim}, video.dtype(), video.device());
+    gated_residual_add_layer_norm_into(ctx, joint.slice(1, 0, l), text, y.slice(1, 0, l), gates.select(1, 5),
+                                       n.weight, n.bias, c.norm_eps, mod.select(1, 3), mod.select(1, 4));
+    gated_residual_add_layer_norm_into(ctx, joint.slice(1, l, s), video, y.slice(1, l, s), gates.select(1, 2),
+                                       n.weight, n.bias, c.norm_eps, mod.select(1, 0), mod.select(1, 1));
+    return joint;
   };
 
   // Attention in its own scope, so that its activations are freed before the feed-forward (whose
@@ -218,12 +220,11 @@ void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text,
     const Tensor v = split_heads(b.to_v(ctx, x), c.heads);
     const Tensor out = b.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site)));
     const NormLayer& n2 = b.norm2.norm;
-    const Tensor video_in = gated_residual_add_layer_norm(ctx, video, out.slice(1, l, s), mod1.select(1, 2),
-                                                          n2.weight, n2.bias, c.norm_eps, mod2.select(1, 0),
-                                                          mod2.select(1, 1));
-    const Tensor text_in = gated_residual_add_layer_norm(ctx, text, out.slice(1, 0, l), mod1.select(1, 5), n2.weight,
-                                                         n2.bias, c.norm_eps, mod2.select(1, 3), mod2.select(1, 4));
-    ff_input = concat_tokens(ctx, text_in, video_in);
+    ff_input = Tensor::empty({batch, s, dim}, video.dtype(), video.device());
+    gated_residual_add_layer_norm_into(ctx, ff_input.slice(1, l, s), video, out.slice(1, l, s), mod1.select(1, 2),
+                                       n2.weight, n2.bias, c.norm_eps, mod2.select(1, 0), mod2.select(1, 1));
+    gated_residual_add_layer_norm_into(ctx, ff_input.slice(1, 0, l), text, out.slice(1, 0, l), mod1.select(1, 5),
+                                       n2.weight, n2.bias, c.norm_eps, mod2.select(1, 3), mod2.select(1, 4));
   }
   pending = {b.ff_out(ctx, b.ff_in(ctx, ff_input, Activation::gelu_tanh)), mod2};
 }
