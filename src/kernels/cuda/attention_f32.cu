@@ -125,18 +125,10 @@ __global__ void __launch_bounds__(kThreads) attention_f32_kernel(const FlashPara
   const int ty = tid / 8, tx = tid % 8;
   const int S_k = p.seqlen_k > 0 ? p.seqlen_k : p.seqlen;
 
-  // Key tiles: dense, all; sparse, each listed mask block in 32-key tiles, those past S_k dropped
-  // (only the last listed block can be ragged, and lists are sorted).
+  // Key tiles: each listed mask block in 32-key tiles (its last one ragged when the block is not a
+  // multiple of 32).
   const int sub_k = ceil_div(p.mask_block_k, kBlockK);
-  int n_tiles;
-  if (work.key_blocks == nullptr) {
-    n_tiles = ceil_div(S_k, kBlockK);
-  } else if (work.listed == 0) {
-    n_tiles = 0;
-  } else {
-    const int last_start = work.key_blocks[work.listed - 1] * p.mask_block_k;
-    n_tiles = (work.listed - 1) * sub_k + ceil_div(min(S_k - last_start, p.mask_block_k), kBlockK);
-  }
+  const int n_tiles = key_tile_count(work.key_blocks, work.listed, S_k, p.mask_block_k, kBlockK);
   // Tile j's keys: [first, end), loaded from `first` on.
   auto tile_keys = [&](int j, int* first, int* end) {
     if (work.key_blocks == nullptr) {

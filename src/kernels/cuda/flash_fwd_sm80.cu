@@ -191,19 +191,9 @@ __global__ void __launch_bounds__(T::kThreads, 2) flash_fwd_sm80_kernel(const Fl
   const int S_k = p.seqlen_k > 0 ? p.seqlen_k : p.seqlen;  // keys; == S when masked
   const int q0 = work.q_tile * kBlockQ;
 
-  // Key tiles to visit: dense, all; sparse, each listed mask block split into kernel tiles, the
-  // ones past S_k dropped (only the last mask block can be ragged, and lists are sorted).
+  // Key tiles to visit (mask blocks are whole tiles here).
   const int sub_k = p.mask_block_k / kBlockK;
-  int n_tiles;
-  if (work.key_blocks == nullptr) {
-    n_tiles = ceil_div(S_k, kBlockK);
-  } else if (work.listed == 0) {
-    n_tiles = 0;
-  } else {
-    const int last = work.key_blocks[work.listed - 1];
-    const int last_valid = min(sub_k, ceil_div(S_k - last * p.mask_block_k, kBlockK));
-    n_tiles = (work.listed - 1) * sub_k + last_valid;
-  }
+  const int n_tiles = key_tile_count(work.key_blocks, work.listed, S_k, p.mask_block_k, kBlockK);
   auto key_tile = [&](int j) {
     return work.key_blocks == nullptr ? j : __ldg(work.key_blocks + j / sub_k) * sub_k + j % sub_k;
   };
