@@ -16,8 +16,8 @@
 // - Epilogue: O goes through shared memory (the item's last K/V stage) and a TMA store; the rows of
 //   token-major slots (FlashParams::unpermute) go straight from the registers to their frame-major
 //   rows instead. The producer hands each item's tile count to the consumers in shared memory.
-// - d = 96 runs on the d = 128 kernel: the tensor maps' head dim is 96, so TMA zero-fills columns
-//   96..127 and the extra columns of O are never stored.
+// - Tiles are swizzled in rows of 128 bytes (64 columns) at d = 64 and 128, of 64 bytes (32
+//   columns, TMA's 64-byte swizzle) at d = 96, so that d = 96 computes 96 columns, not 128.
 //
 // The kernel body is compiled for sm_90a only (__CUDA_ARCH_FEAT_SM90_ALL); the sm_80 pass builds
 // an empty stub, and flash_fwd_sm90_supports() says no on anything but compute capability 9.0.
@@ -50,15 +50,14 @@ struct Sm90Tiles {
   int stages;   // K/V ring depth
 };
 
-// The one place tile sizes are chosen. `head_dim` is the kernel's (64 or 128; 96 runs as 128).
-// Shared memory: Q + stages * (K + V) = 32 + 3 * 64 KB at d = 128, 16 + 4 * 32 KB at d = 64.
+// The one place tile sizes are chosen. Shared memory: Q + stages * (K + V) = 32 + 3 * 64 KB at d =
+// 128, 24 + 4 * 48 KB at d = 96, 16 + 4 * 32 KB at d = 64.
 constexpr Sm90Tiles sm90_tiles(int head_dim) {
-  return head_dim == 64 ? Sm90Tiles{kBlockM, 128, 4} : Sm90Tiles{kBlockM, 128, 3};
+  return head_dim == 128 ? Sm90Tiles{kBlockM, 128, 3} : Sm90Tiles{kBlockM, 128, 4};
 }
 
 constexpr int kThreads = 384;       // producer warpgroup + 2 consumer warpgroups
 constexpr int kConsumerThreads = 256;
-constexpr int kChunk = 64;          // head-dim columns per 128-byte swizzle row
 constexpr int kMaskBlockMultiple = 128;
 
 template <int kHeadDim_, bool kBf16_>
@@ -68,11 +67,15 @@ struct Sm90Traits {
   static constexpr int kBlockM = sm90_tiles(kHeadDim).block_m;
   static constexpr int kBlockN = sm90_tiles(kHeadDim).block_n;
   static constexpr int kStages = sm90_tiles(kHeadDim).stages;
+  // Each operand tile is kChunks column chunks of [rows][kChunk] elements, kRowBytes a row, as TMA
+  // writes them with the swizzle of that row size (128 bytes; 64 at d = 96, three chunks of 32
+  // columns); chunks follow each other.
+  static constexpr int kChunk = kHeadDim == 96 ? 32 : 64;
+  static constexpr int kRowBytes = 2 * kChunk;
+  static constexpr int kUnits = kRowBytes / 16;  // 16-byte units a row, the swizzle's granule
   static constexpr int kChunks = kHeadDim / kChunk;
-  // Each operand tile is kChunks column chunks of [rows][64] elements, 128 bytes a row, as TMA
-  // writes them with the 128-byte swizzle; chunks follow each other.
-  static constexpr int kQChunkBytes = kBlockM * 128;
-  static constexpr int kKVChunkBytes = kBlockN * 128;
+  static constexpr int kQChunkBytes = kBlockM * kRowBytes;
+  static constexpr int kKVChunkBytes = kBlockN * kRowBytes;
   static constexpr int kQBytes = kQChunkBytes * kChunks;
   static constexpr int kKVBytes = kKVChunkBytes * kChunks;
   static constexpr int kQOffset = 0;
@@ -216,11 +219,22 @@ __device__ __forceinline__ void fence_registers(float (&r)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
 
-// Shared-memory matrix descriptor, 128-byte swizzle. K-major tiles: sbo = 1024 (8 rows of 128
-// bytes), lbo unused. MN-major tiles: lbo = the stride between 64-column chunks, sbo = 1024.
-__device__ __forceinline__ uint64_t make_descriptor(uint32_t address, uint32_t lbo, uint32_t sbo) {
+// Shared-memory matrix descriptor of a tile swizzled in rows of Tr::kRowBytes (layout type 1: 128
+// bytes, 2: 64). K-major tiles: sbo = 8 rows, lbo unused. MN-major tiles: lbo = the stride between
+// column chunks, sbo = 8 rows.
+template <class Tr>
+__device__ __forceinline__ uint64_t make_descriptor(uint32_t address, uint32_t lbo) {
+  constexpr uint64_t kLayout = Tr::kRowBytes == 128 ? 1 : 2;
+  constexpr uint32_t kSbo = 8 * Tr::kRowBytes;
   return static_cast<uint64_t>((address >> 4) & 0x3fff) | static_cast<uint64_t>((lbo >> 4) & 0x3fff) << 16 |
-         static_cast<uint64_t>((sbo >> 4) & 0x3fff) << 32 | 1ull << 62;
+         static_cast<uint64_t>((kSbo >> 4) & 0x3fff) << 32 | kLayout << 62;
+}
+
+// The 16-byte unit where unit `u` of row `row` lies in a swizzled tile (TMA's 128- and 64-byte
+// swizzles: address bits [4, 7) or [4, 6) XOR bits [7, 10) or [7, 9)).
+template <class Tr>
+__device__ __forceinline__ int swizzled_unit(int row, int u) {
+  return Tr::kRowBytes == 128 ? u ^ (row % 8) : u ^ ((row / 2) % 4);
 }
 
 // S[64 x 128] = Q[64 x D] K[128 x D]^T for this consumer's 64 rows; K-major operands.
@@ -230,10 +244,11 @@ __device__ __forceinline__ void issue_qk(float (&s)[Tr::kBlockN / 2], uint32_t q
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < Tr::kHeadDim / 16; ++kk) {
-    uint32_t step = (kk / 4) * Tr::kQChunkBytes + (kk % 4) * 32;
-    uint32_t step_k = (kk / 4) * Tr::kKVChunkBytes + (kk % 4) * 32;
-    sm90::wgmma_ss<Tr::kBlockN, Tr::kBf16>(s, make_descriptor(q_address + step, 16, 1024),
-                                           make_descriptor(k_address + step_k, 16, 1024), kk > 0);
+    constexpr int kSteps = Tr::kChunk / 16;  // 16-column steps a chunk
+    const uint32_t step = (kk / kSteps) * Tr::kQChunkBytes + (kk % kSteps) * 32;
+    const uint32_t step_k = (kk / kSteps) * Tr::kKVChunkBytes + (kk % kSteps) * 32;
+    sm90::wgmma_ss<Tr::kBlockN, Tr::kBf16>(s, make_descriptor<Tr>(q_address + step, 16),
+                                           make_descriptor<Tr>(k_address + step_k, 16), kk > 0);
   }
   wgmma_commit();
   fence_registers(s);
@@ -248,7 +263,7 @@ __device__ __forceinline__ void issue_pv(float (&o)[Tr::kHeadDim / 2], const uin
 #pragma unroll
   for (int kk = 0; kk < Tr::kBlockN / 16; ++kk) {
     sm90::wgmma_rs<Tr::kHeadDim, Tr::kBf16>(
-        o, p[kk], make_descriptor(v_address + kk * 16 * 128, Tr::kKVChunkBytes, 1024));
+        o, p[kk], make_descriptor<Tr>(v_address + kk * 16 * Tr::kRowBytes, Tr::kKVChunkBytes));
   }
   wgmma_commit();
   fence_registers(o);
@@ -355,11 +370,11 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
     mbar_expect_tx(k_full + 8 * stage, Tr::kKVBytes);
 #pragma unroll
     for (int c = 0; c < Tr::kChunks; ++c)
-      tma_load_4d(k_dst + c * Tr::kKVChunkBytes, tm_k, k_full + 8 * stage, c * kChunk, wi.h, key0, wi.b);
+      tma_load_4d(k_dst + c * Tr::kKVChunkBytes, tm_k, k_full + 8 * stage, c * Tr::kChunk, wi.h, key0, wi.b);
     mbar_expect_tx(v_full + 8 * stage, Tr::kKVBytes);
 #pragma unroll
     for (int c = 0; c < Tr::kChunks; ++c)
-      tma_load_4d(v_dst + c * Tr::kKVChunkBytes, tm_v, v_full + 8 * stage, c * kChunk, wi.h, key0, wi.b);
+      tma_load_4d(v_dst + c * Tr::kKVChunkBytes, tm_v, v_full + 8 * stage, c * Tr::kChunk, wi.h, key0, wi.b);
     if (++stage == Tr::kStages) {
       stage = 0;
       phase ^= 1;
@@ -405,7 +420,7 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
     mbar_expect_tx(q_full, Tr::kQBytes);
 #pragma unroll
     for (int c = 0; c < Tr::kChunks; ++c)
-      tma_load_4d(smem + Tr::kQOffset + c * Tr::kQChunkBytes, tm_q, q_full, c * kChunk, cur.wi.h,
+      tma_load_4d(smem + Tr::kQOffset + c * Tr::kQChunkBytes, tm_q, q_full, c * Tr::kChunk, cur.wi.h,
                   cur.wi.t * Tr::kBlockM, cur.wi.b);
     const int claim_after = min(Tr::kStages - 1, cur.tiles.count - 1);
     Claimed next = claim_after < 1 ? claim() : cur;
@@ -426,14 +441,14 @@ __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], cons
                                        const CUtensorMap* tm_o, const WorkItem& wi, int group, uint32_t kv_empty) {
   const int thread = threadIdx.x % 128, lane = thread % 32;
   named_barrier(1, 256);  // the other warpgroup's last P V has read this V too
-  const uint32_t base = buffer + group * 64 * 128;
+  const uint32_t base = buffer + group * 64 * Tr::kRowBytes;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = (thread / 32) * 16 + lane / 4 + 8 * r;
 #pragma unroll
     for (int j = 0; j < Tr::kHeadDim / 8; ++j) {
-      const uint32_t address = base + (j / 8) * Tr::kKVChunkBytes + row * 128 + (((j % 8) ^ (row % 8)) * 16) +
-                               4 * (lane % 4);
+      const uint32_t address = base + (j / Tr::kUnits) * Tr::kKVChunkBytes + row * Tr::kRowBytes +
+                               swizzled_unit<Tr>(row, j % Tr::kUnits) * 16 + 4 * (lane % 4);
       const uint32_t value = pack2<Tr::kBf16>(o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
       asm volatile("st.shared.b32 [%0], %1;" ::"r"(address), "r"(value) : "memory");
     }
@@ -443,7 +458,8 @@ __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], cons
   if (thread == 0) {
 #pragma unroll
     for (int c = 0; c < Tr::kChunks; ++c)
-      tma_store_4d(tm_o, base + c * Tr::kKVChunkBytes, c * kChunk, wi.h, wi.t * Tr::kBlockM + group * 64, wi.b);
+      tma_store_4d(tm_o, base + c * Tr::kKVChunkBytes, c * Tr::kChunk, wi.h, wi.t * Tr::kBlockM + group * 64,
+                   wi.b);
     asm volatile("cp.async.bulk.commit_group;" ::: "memory");
   } else {
     mbar_arrive(kv_empty);
@@ -501,7 +517,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
   const int group = threadIdx.x / 128 - 1;  // consumer warpgroup: query rows 64*group ..
   const int thread = threadIdx.x % 128;
   const int lane = thread % 32;
-  const uint32_t q_address = smem + Tr::kQOffset + group * 64 * 128;
+  const uint32_t q_address = smem + Tr::kQOffset + group * 64 * Tr::kRowBytes;
   const float scale_log2 = p.scale * 1.4426950408889634f;
   const uint32_t sink = smem + Tr::kSinkOffset + 4 * (threadIdx.x - 128);
 
@@ -748,20 +764,23 @@ EncodeTiled encode_tiled() {
   return reinterpret_cast<EncodeTiled>(fn);
 }
 
-// [B, S, H, D] as a 4-d tensor map (D, H, S, B), boxes of 64 columns x `rows` rows of one head.
+// [B, S, H, D] as a 4-d tensor map (D, H, S, B), boxes of `chunk` columns (64: 128-byte swizzle; 32:
+// 64-byte) x `rows` rows of one head.
 CUtensorMap make_tensor_map(EncodeTiled encode, const FlashParams& p, const void* data, int tokens,
-                            int64_t batch_stride, int64_t row_stride, int64_t head_stride, int rows, const char* name) {
+                            int64_t batch_stride, int64_t row_stride, int64_t head_stride, int rows, int chunk,
+                            const char* name) {
   CUtensorMap map;
   const cuuint64_t dims[4] = {static_cast<cuuint64_t>(p.head_dim), static_cast<cuuint64_t>(p.heads),
                               static_cast<cuuint64_t>(tokens), static_cast<cuuint64_t>(p.batch)};
   const int64_t batch_bytes = p.batch > 1 ? batch_stride * 2 : int64_t{tokens} * row_stride * 2;
   const cuuint64_t strides[3] = {static_cast<cuuint64_t>(head_stride * 2), static_cast<cuuint64_t>(row_stride * 2),
                                  static_cast<cuuint64_t>(batch_bytes)};
-  const cuuint32_t box[4] = {kChunk, 1, static_cast<cuuint32_t>(rows), 1};
+  const cuuint32_t box[4] = {static_cast<cuuint32_t>(chunk), 1, static_cast<cuuint32_t>(rows), 1};
   const cuuint32_t element_strides[4] = {1, 1, 1, 1};
   CUresult result = encode(&map, p.bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
                            const_cast<void*>(data), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                           CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                           chunk == 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B,
+                           CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (result != CUDA_SUCCESS)
     fail(std::string("cuTensorMapEncodeTiled(") + name + ") failed: CUresult " + std::to_string(result));
@@ -784,23 +803,23 @@ void launch(const FlashParams& p, cudaStream_t stream) {
   if (w.total == 0) return;
 
   const EncodeTiled encode = encode_tiled();
-  const CUtensorMap tm_q =
-      make_tensor_map(encode, p, p.q, p.seqlen, p.q_batch_stride, p.q_row_stride, p.q_head_stride, Tr::kBlockM, "q");
-  const CUtensorMap tm_k =
-      make_tensor_map(encode, p, p.k, w.keys, p.k_batch_stride, p.k_row_stride, p.k_head_stride, Tr::kBlockN, "k");
-  const CUtensorMap tm_v =
-      make_tensor_map(encode, p, p.v, w.keys, p.v_batch_stride, p.v_row_stride, p.v_head_stride, Tr::kBlockN, "v");
-  const CUtensorMap tm_o = make_tensor_map(encode, p, p.o, p.seqlen, p.o_batch_stride, p.o_row_stride, p.o_head_stride,
-                                           Tr::kBlockM / 2, "o");
+  auto map = [&](const void* data, int tokens, int64_t batch, int64_t row, int64_t head, int rows, const char* name) {
+    return make_tensor_map(encode, p, data, tokens, batch, row, head, rows, Tr::kChunk, name);
+  };
+  const CUtensorMap tm_q = map(p.q, p.seqlen, p.q_batch_stride, p.q_row_stride, p.q_head_stride, Tr::kBlockM, "q");
+  const CUtensorMap tm_k = map(p.k, w.keys, p.k_batch_stride, p.k_row_stride, p.k_head_stride, Tr::kBlockN, "k");
+  const CUtensorMap tm_v = map(p.v, w.keys, p.v_batch_stride, p.v_row_stride, p.v_head_stride, Tr::kBlockN, "v");
+  const CUtensorMap tm_o =
+      map(p.o, p.seqlen, p.o_batch_stride, p.o_row_stride, p.o_head_stride, Tr::kBlockM / 2, "o");
   // The token-major copies (FlashParams::unpermute), or Q, K, V again.
-  const CUtensorMap tm_q2 = p.q_token_major ? make_tensor_map(encode, p, p.q_token_major, p.seqlen, p.q_batch_stride,
-                                                              p.q_row_stride, p.q_head_stride, Tr::kBlockM, "q_token_major")
+  const CUtensorMap tm_q2 = p.q_token_major ? map(p.q_token_major, p.seqlen, p.q_batch_stride, p.q_row_stride,
+                                                  p.q_head_stride, Tr::kBlockM, "q_token_major")
                                             : tm_q;
-  const CUtensorMap tm_k2 = p.k_token_major ? make_tensor_map(encode, p, p.k_token_major, w.keys, p.k_batch_stride,
-                                                              p.k_row_stride, p.k_head_stride, Tr::kBlockN, "k_token_major")
+  const CUtensorMap tm_k2 = p.k_token_major ? map(p.k_token_major, w.keys, p.k_batch_stride, p.k_row_stride,
+                                                  p.k_head_stride, Tr::kBlockN, "k_token_major")
                                             : tm_k;
-  const CUtensorMap tm_v2 = p.v_token_major ? make_tensor_map(encode, p, p.v_token_major, w.keys, p.v_batch_stride,
-                                                              p.v_row_stride, p.v_head_stride, Tr::kBlockN, "v_token_major")
+  const CUtensorMap tm_v2 = p.v_token_major ? map(p.v_token_major, w.keys, p.v_batch_stride, p.v_row_stride,
+                                                  p.v_head_stride, Tr::kBlockN, "v_token_major")
                                             : tm_v;
 
   int device = 0, sms = 0;
@@ -872,6 +891,8 @@ void flash_fwd_sm90(const FlashParams& p, cudaStream_t stream) {
          std::to_string(p.mask_block_q) + "x" + std::to_string(p.mask_block_k) + ") or not an sm_90 GPU");
   if (p.head_dim == 64) {
     p.bf16 ? launch<64, true>(p, stream) : launch<64, false>(p, stream);
+  } else if (p.head_dim == 96) {
+    p.bf16 ? launch<96, true>(p, stream) : launch<96, false>(p, stream);
   } else {
     p.bf16 ? launch<128, true>(p, stream) : launch<128, false>(p, stream);
   }
