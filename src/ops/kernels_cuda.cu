@@ -3,6 +3,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "ops/activation.h"
 #include "ops/kernels_cuda.h"
 
@@ -184,8 +186,11 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
     // With a residual update, the row's x, y and gate (x written back, rounded as gated_add_kernel rounds it).
     T* rx = nullptr;
     const T *ry = nullptr, *rg = nullptr;
+    // Index arithmetic in 32 bits (the launcher checks that rows fit): 64-bit divisions cost ~70
+    // instructions each.
+    const uint32_t row32 = static_cast<uint32_t>(row);
     if (r.x && valid) {
-      const int64_t item = row / r.tokens, token = row - item * r.tokens;
+      const int64_t item = row32 / static_cast<uint32_t>(r.tokens), token = row - item * r.tokens;
       rx = r.x + row * a.dim;
       ry = r.y + item * r.y_item + token * r.y_token;
       rg = r.gate ? r.gate + item * r.gate_stride : nullptr;
@@ -230,9 +235,13 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
     }
     const float inv = rsqrtf(group_sum(squares, group, partial) / static_cast<float>(a.dim) + a.eps);
     if (!valid) continue;
-    const int64_t mod = row / a.rows_per_item * a.mod_stride;
-    const int64_t rope_token = a.rope_cos ? row / a.rows_per_token % a.seq - a.rope_offset : -1;
+    const int64_t mod = int64_t{row32 / static_cast<uint32_t>(a.rows_per_item)} * a.mod_stride;
+    const int64_t rope_token =
+        a.rope_cos ? int64_t{row32 / static_cast<uint32_t>(a.rows_per_token) % static_cast<uint32_t>(a.seq)} -
+                         a.rope_offset
+                   : -1;
     const bool rotate = rope_token >= 0 && rope_token < a.rope_tokens;
+    T* const yr = y + (a.y_item_stride == 0 ? row * a.dim : norm_y_offset(a, row));
 #pragma unroll
     for (int j = 0; j < VPT; ++j) {
       const int c = lane + j * group;
@@ -258,7 +267,8 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
         for (int i = 0; i < V; ++i) v[i] = v[i] * (1.0f + sc[i]) + sh[i];
       }
       if (rotate) {  // the vector lies within one head (head_dim % V == 0)
-        const int64_t pairs = a.head_dim / 2, first = rope_token * pairs + at % a.head_dim / 2;
+        const int64_t pairs = a.head_dim / 2;
+        const int64_t first = rope_token * pairs + static_cast<uint32_t>(at) % static_cast<uint32_t>(a.head_dim) / 2;
 #pragma unroll
         for (int i = 0; i < V / 2; ++i) {
           const float c = a.rope_cos[first + i], s = a.rope_sin[first + i];
@@ -267,7 +277,7 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
           v[2 * i + 1] = x0 * s + x1 * c;
         }
       }
-      store_vec(y + norm_y_offset(a, row) + at, v);
+      store_vec(yr + at, v);
     }
   }
 }
@@ -407,7 +417,7 @@ bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T*
                       const NormArgs& a, cudaStream_t stream, const Residual<T>& r = {}) {
   constexpr int V = kVec<T>, kMaxVpt = 8;
   if (a.dim % V != 0 || a.dim / V > kNormRowsMaxThreads * kMaxVpt || a.mod_stride % V != 0 ||
-      a.y_item_stride % V != 0)
+      a.y_item_stride % V != 0 || a.rows > int64_t{UINT32_MAX})
     return false;
   if (a.rope_cos && (a.head_dim % V != 0 || a.seq <= 0)) return false;
   if (r.x && (r.tokens <= 0 || r.y_item % V != 0 || r.y_token % V != 0 || r.gate_stride % V != 0)) return false;
