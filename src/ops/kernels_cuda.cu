@@ -241,7 +241,9 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
                          a.rope_offset
                    : -1;
     const bool rotate = rope_token >= 0 && rope_token < a.rope_tokens;
-    T* const yr = y + (a.y_item_stride == 0 ? row * a.dim : norm_y_offset(a, row));
+    const uint32_t y_item = a.y_item_stride == 0 ? 0 : row32 / static_cast<uint32_t>(a.y_tokens);
+    T* const yr = y + (a.y_item_stride == 0 ? row * a.dim
+                                            : y_item * a.y_item_stride + (row - int64_t{y_item} * a.y_tokens) * a.dim);
 #pragma unroll
     for (int j = 0; j < VPT; ++j) {
       const int c = lane + j * group;
@@ -417,7 +419,7 @@ bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T*
                       const NormArgs& a, cudaStream_t stream, const Residual<T>& r = {}) {
   constexpr int V = kVec<T>, kMaxVpt = 8;
   if (a.dim % V != 0 || a.dim / V > kNormRowsMaxThreads * kMaxVpt || a.mod_stride % V != 0 ||
-      a.y_item_stride % V != 0 || a.rows > int64_t{UINT32_MAX})
+      a.y_item_stride % V != 0)
     return false;
   if (a.rope_cos && (a.head_dim % V != 0 || a.seq <= 0)) return false;
   if (r.x && (r.tokens <= 0 || r.y_item % V != 0 || r.y_token % V != 0 || r.gate_stride % V != 0)) return false;
@@ -455,6 +457,8 @@ bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T*
 cudaError_t norm(Float type, const void* x, void* y, const void* weight, const void* bias, const void* shift,
                  const void* scale, const NormArgs& args, cudaStream_t stream) {
   if (args.rows == 0) return cudaSuccess;
+  // One block a row in the fallback (grid.x < 2^31); RoPE's second pass rotates contiguous rows only.
+  if (args.rows > INT32_MAX || (args.rope_cos && args.y_item_stride != 0)) return cudaErrorInvalidValue;
   dispatch(type, [&](auto zero) {
     using T = decltype(zero);
     if (launch_norm_rows<T>(static_cast<const T*>(x), static_cast<T*>(y), static_cast<const T*>(weight),
@@ -479,6 +483,7 @@ cudaError_t gated_add_norm(Float type, void* x, const void* residual, const void
                            const void* weight, const void* bias, const void* shift, const void* scale,
                            const NormArgs& args, cudaStream_t stream) {
   if (args.rows == 0) return cudaSuccess;
+  if (args.rows > INT32_MAX || (args.rope_cos && args.y_item_stride != 0)) return cudaErrorInvalidValue;
   bool fused = false;
   dispatch(type, [&](auto zero) {
     using T = decltype(zero);

@@ -270,9 +270,11 @@ void gated_residual_add_layer_norm_into(const ExecContext& ctx, const Tensor& ou
   check_gated_add_norm(ctx, x, y, gate, weight, bias, shift, scale, op);
   ops::check_input(ctx, out, op, "out");
   ops::check_shape(out, x.shape(), op, "out");
+  VDIT_CHECK(out.dtype() == x.dtype(), ErrorCode::invalid_argument, "{}: out is {}, x is {}: one dtype expected", op,
+             out.describe(), x.describe());
   VDIT_CHECK(out.stride(2) == 1 && out.stride(1) == out.size(2), ErrorCode::invalid_argument,
-             "{}: out {} must have unit strides along D and between tokens (strides {}, {})", op, out.describe(),
-             out.stride(1), out.stride(2));
+             "{}: out {} must have stride 1 along D and D between tokens (token stride {}, D stride {})", op,
+             out.describe(), out.stride(1), out.stride(2));
 #ifdef VDIT_HAVE_CUDA
   if (ctx.device.is_cuda()) {
     ops::cuda::gated_residual_add_layer_norm(ctx, x, y, gate, weight, bias, eps, shift, scale, &out);

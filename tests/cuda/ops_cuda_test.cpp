@@ -172,10 +172,10 @@ TEST_F(OpsCuda, GatedResidualAddLayerNorm) {
         // sqrt(D) ulp (seen on H100: 1.3e-5 at D = 40000 with modulation), so the bound grows with it.
         const double norm_bound = bound(dt) * std::max(1.0, std::sqrt(static_cast<double>(d) / 4096.0));
         EXPECT_LT(max_error(out, expected), norm_bound) << dtype_name(dt) << " " << v.name << " norm, D=" << d;
-        // The same into tokens 2.. of a longer sequence (CogVideoX's joint input): equal values, and
-        // the tokens before them untouched.
+        // The same into tokens 2 .. tokens + 2 of a longer sequence (CogVideoX's joint input): equal
+        // values and residual, and the tokens before and after the range untouched.
         Tensor x_into = gpu(x);
-        const Tensor before = random_tensor({2, tokens + 2, d}, dt, 35);
+        const Tensor before = random_tensor({2, tokens + 3, d}, dt, 35);
         const Tensor sequence = gpu(before);
         gated_residual_add_layer_norm_into(
             kGpu, sequence.slice(1, 2, tokens + 2), x_into, y_gpu, given(v.gate, row(table_gpu, 2)),
@@ -184,8 +184,12 @@ TEST_F(OpsCuda, GatedResidualAddLayerNorm) {
         const Tensor host = sequence.to(Device::cpu());
         EXPECT_TRUE(same_values(host.slice(1, 2, tokens + 2), out.to(Device::cpu())))
             << dtype_name(dt) << " " << v.name << " into a token range, D=" << d;
+        EXPECT_TRUE(same_values(x_into.to(Device::cpu()), x_gpu.to(Device::cpu())))
+            << dtype_name(dt) << " " << v.name << " residual of the _into call, D=" << d;
         EXPECT_TRUE(same_values(host.slice(1, 0, 2), before.slice(1, 0, 2)))
             << dtype_name(dt) << " " << v.name << " tokens before the range, D=" << d;
+        EXPECT_TRUE(same_values(host.slice(1, tokens + 2, tokens + 3), before.slice(1, tokens + 2, tokens + 3)))
+            << dtype_name(dt) << " " << v.name << " tokens after the range, D=" << d;
       }
     }
   }

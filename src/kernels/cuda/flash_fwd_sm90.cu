@@ -2,7 +2,7 @@
 //
 // - One persistent CTA per SM, 3 warpgroups. Warpgroup 0 is the producer: one thread takes work
 //   items (batch, head, 128-query tile) off a global counter, longest CSR rows first, and issues
-//   TMA loads (cp.async.bulk.tensor, 128-byte swizzle) of Q and of the K/V tiles its CSR row keeps
+//   TMA loads (cp.async.bulk.tensor, swizzled) of Q and of the K/V tiles its CSR row keeps
 //   into a ring of shared-memory stages, completing on mbarriers. Skipped tiles cost nothing.
 // - Warpgroups 1 and 2 are consumers, 64 query rows each: S = Q K^T by wgmma from shared memory,
 //   online softmax in registers (exp2), P converted to bf16/fp16 in registers and fed as the
@@ -433,8 +433,8 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
 }
 
 // O / l of this warpgroup's 64 rows to global memory: written as 16-bit values into the K/V stage
-// that the item's last tile used (its V has been consumed by both warpgroups; 128-byte swizzled
-// like a TMA load), then stored by TMA, which clips rows >= S and columns >= D. The thread that
+// that the item's last tile used (its V has been consumed by both warpgroups; swizzled like a TMA
+// load), then stored by TMA, which clips rows >= S. The thread that
 // issues the store releases the stage later (release_stage), once TMA has read it.
 template <class Tr>
 __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], const float (&inv)[2], uint32_t buffer,
