@@ -18,6 +18,12 @@ void check_shape(const Tensor& t, const Shape& expected, const char* op, const c
              t.shape().to_string(), expected.to_string());
 }
 
+void check_rope_table(const ExecContext& ctx, const RopeTable& table, const char* op) {
+  check_input(ctx, table.cos, op, "table.cos");
+  check_input(ctx, table.sin, op, "table.sin");
+  check_shape(table.sin, table.cos.shape(), op, "table.sin");
+}
+
 void require_cpu(const ExecContext& ctx, const char* op) {
   VDIT_CHECK(ctx.device.is_cpu(), ErrorCode::unsupported, "{} on {} needs a build with CUDA (-DVDIT_CUDA=ON)", op,
              ctx.device.to_string());

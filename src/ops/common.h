@@ -15,6 +15,9 @@ void check_input(const ExecContext& ctx, const Tensor& t, const char* op, const 
 // Throws invalid_argument unless t's shape is `expected`.
 void check_shape(const Tensor& t, const Shape& expected, const char* op, const char* arg);
 
+// A RoPE table's cos and sin: inputs (check_input) of one shape.
+void check_rope_table(const ExecContext& ctx, const RopeTable& table, const char* op);
+
 // Throws unsupported unless the context is the CPU (reached for a CUDA context only in builds
 // without CUDA).
 void require_cpu(const ExecContext& ctx, const char* op);

@@ -82,11 +82,12 @@ __global__ void softmax_kernel(const float* scores, T* probs, int64_t rows, int6
   }
 }
 
-// Where a norm's output row starts (NormArgs::y_item_stride).
+// Where a norm's output row starts (NormArgs::y_item_stride). The division in 32 bits: rows fit
+// (norm_args_supported).
 __device__ __forceinline__ int64_t norm_y_offset(const NormArgs& a, int64_t row) {
   if (a.y_item_stride == 0) return row * a.dim;
-  const int64_t item = row / a.y_tokens;
-  return item * a.y_item_stride + (row - item * a.y_tokens) * a.dim;
+  const uint32_t item = static_cast<uint32_t>(row) / static_cast<uint32_t>(a.y_tokens);
+  return int64_t{item} * a.y_item_stride + (row - int64_t{item} * a.y_tokens) * a.dim;
 }
 
 // One block per row.
@@ -186,7 +187,7 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
     // With a residual update, the row's x, y and gate (x written back, rounded as gated_add_kernel rounds it).
     T* rx = nullptr;
     const T *ry = nullptr, *rg = nullptr;
-    // Index arithmetic in 32 bits (the launcher checks that rows fit): 64-bit divisions cost ~70
+    // Index arithmetic in 32 bits (rows fit: norm_args_supported): 64-bit divisions cost ~70
     // instructions each.
     const uint32_t row32 = static_cast<uint32_t>(row);
     if (r.x && valid) {
@@ -241,9 +242,7 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
                          a.rope_offset
                    : -1;
     const bool rotate = rope_token >= 0 && rope_token < a.rope_tokens;
-    const uint32_t y_item = a.y_item_stride == 0 ? 0 : row32 / static_cast<uint32_t>(a.y_tokens);
-    T* const yr = y + (a.y_item_stride == 0 ? row * a.dim
-                                            : y_item * a.y_item_stride + (row - int64_t{y_item} * a.y_tokens) * a.dim);
+    T* const yr = y + norm_y_offset(a, row);
 #pragma unroll
     for (int j = 0; j < VPT; ++j) {
       const int c = lane + j * group;
@@ -414,6 +413,10 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 // row's vector count rounded up to a power of two, for short rows); 256-thread blocks hold several rows.
 // With r.x set, x is null and each row is first updated through r (whose strides must also be whole
 // vectors).
+// What both norm entry points take: rows for 32-bit row arithmetic and the fallback's one block a
+// row (grid.x < 2^31); RoPE only with contiguous output rows (its fallback pass rotates those).
+bool norm_args_supported(const NormArgs& a) { return a.rows <= INT32_MAX && !(a.rope_cos && a.y_item_stride != 0); }
+
 template <typename T>
 bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale,
                       const NormArgs& a, cudaStream_t stream, const Residual<T>& r = {}) {
@@ -457,8 +460,7 @@ bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T*
 cudaError_t norm(Float type, const void* x, void* y, const void* weight, const void* bias, const void* shift,
                  const void* scale, const NormArgs& args, cudaStream_t stream) {
   if (args.rows == 0) return cudaSuccess;
-  // One block a row in the fallback (grid.x < 2^31); RoPE's second pass rotates contiguous rows only.
-  if (args.rows > INT32_MAX || (args.rope_cos && args.y_item_stride != 0)) return cudaErrorInvalidValue;
+  if (!norm_args_supported(args)) return cudaErrorInvalidValue;
   dispatch(type, [&](auto zero) {
     using T = decltype(zero);
     if (launch_norm_rows<T>(static_cast<const T*>(x), static_cast<T*>(y), static_cast<const T*>(weight),
@@ -483,7 +485,7 @@ cudaError_t gated_add_norm(Float type, void* x, const void* residual, const void
                            const void* weight, const void* bias, const void* shift, const void* scale,
                            const NormArgs& args, cudaStream_t stream) {
   if (args.rows == 0) return cudaSuccess;
-  if (args.rows > INT32_MAX || (args.rope_cos && args.y_item_stride != 0)) return cudaErrorInvalidValue;
+  if (!norm_args_supported(args)) return cudaErrorInvalidValue;
   bool fused = false;
   dispatch(type, [&](auto zero) {
     using T = decltype(zero);

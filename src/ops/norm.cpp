@@ -133,9 +133,7 @@ Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weig
   OpMark mark(ctx, "rms_norm_rope");
   check_tokens(ctx, x, "rms_norm_rope", "x");
   check_affine(ctx, weight, x.size(-1), "rms_norm_rope", "weight");
-  ops::check_input(ctx, table.cos, "rms_norm_rope", "table.cos");
-  ops::check_input(ctx, table.sin, "rms_norm_rope", "table.sin");
-  ops::check_shape(table.sin, table.cos.shape(), "rms_norm_rope", "table.sin");
+  ops::check_rope_table(ctx, table, "rms_norm_rope");
   VDIT_CHECK(heads > 0 && x.size(2) == heads * 2 * table.pairs() && token_offset >= 0 &&
                  token_offset + table.tokens() <= x.size(1),
              ErrorCode::invalid_argument,
@@ -155,9 +153,7 @@ Tensor layer_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& we
   ops::check_input(ctx, x, "layer_norm_rope", "x");
   check_affine(ctx, weight, x.size(-1), "layer_norm_rope", "weight");
   check_affine(ctx, bias, x.size(-1), "layer_norm_rope", "bias");
-  ops::check_input(ctx, table.cos, "layer_norm_rope", "table.cos");
-  ops::check_input(ctx, table.sin, "layer_norm_rope", "table.sin");
-  ops::check_shape(table.sin, table.cos.shape(), "layer_norm_rope", "table.sin");
+  ops::check_rope_table(ctx, table, "layer_norm_rope");
   VDIT_CHECK(x.rank() == 4 && x.size(3) == 2 * table.pairs() && token_offset >= 0 &&
                  token_offset + table.tokens() <= x.size(1),
              ErrorCode::invalid_argument,

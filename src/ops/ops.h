@@ -85,9 +85,9 @@ void gated_residual_add(const ExecContext& ctx, Tensor& x, const Tensor& y, cons
 Tensor gated_residual_add_layer_norm(const ExecContext& ctx, Tensor& x, const Tensor& y, const Tensor& gate,
                                      const Tensor& weight, const Tensor& bias, float eps, const Tensor& shift = {},
                                      const Tensor& scale = {});
-// The same, with the norm's output written into `out` (x's shape, unit strides along D and between
-// tokens; any batch stride: a token range of a larger [B, N, D] tensor, e.g. one stream's part of a
-// joint sequence) instead of a new tensor.
+// The same, with the norm's output written into `out` (x's shape and dtype, stride 1 along D and D
+// between tokens; any batch stride: a token range of a larger [B, N, D] tensor, e.g. one stream's
+// part of a joint sequence) instead of a new tensor.
 void gated_residual_add_layer_norm_into(const ExecContext& ctx, const Tensor& out, Tensor& x, const Tensor& y,
                                         const Tensor& gate, const Tensor& weight, const Tensor& bias, float eps,
                                         const Tensor& shift = {}, const Tensor& scale = {});

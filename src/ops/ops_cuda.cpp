@@ -89,36 +89,40 @@ Tensor rms_norm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, f
   return run_norm(ctx, x, weight, {}, {}, {}, args, "rms_norm");
 }
 
-Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, int64_t heads,
-                     const RopeTable& table, int64_t token_offset) {
-  check_operand(table.cos, DType::f32, "rms_norm_rope", "table.cos");
-  check_operand(table.sin, DType::f32, "rms_norm_rope", "table.sin");
+namespace {
+
+// The norm arguments of a norm fused with RoPE over x [B, N, ...]: `rows_per_token` rows a token,
+// heads of `head_dim`.
+kernels::NormArgs rope_norm_args(const Tensor& x, const RopeTable& table, float eps, int64_t rows_per_token,
+                                 int64_t head_dim, int64_t token_offset, const char* op) {
+  check_operand(table.cos, DType::f32, op, "table.cos");
+  check_operand(table.sin, DType::f32, op, "table.sin");
   kernels::NormArgs args;
   args.eps = eps;
-  args.center = false;
   args.rope_cos = static_cast<const float*>(table.cos.raw_data());
   args.rope_sin = static_cast<const float*>(table.sin.raw_data());
   args.seq = x.size(1);
+  args.rows_per_token = rows_per_token;
   args.rope_offset = token_offset;
   args.rope_tokens = table.tokens();
-  args.head_dim = x.size(2) / heads;
+  args.head_dim = head_dim;
+  return args;
+}
+
+}  // namespace
+
+Tensor rms_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, int64_t heads,
+                     const RopeTable& table, int64_t token_offset) {
+  kernels::NormArgs args = rope_norm_args(x, table, eps, 1, x.size(2) / heads, token_offset, "rms_norm_rope");
+  args.center = false;
   const Tensor y = run_norm(ctx, x, weight, {}, {}, {}, args, "rms_norm_rope");
   return y.view({x.size(0), x.size(1), heads, args.head_dim});
 }
 
 Tensor layer_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
                        const RopeTable& table, int64_t token_offset) {
-  check_operand(table.cos, DType::f32, "layer_norm_rope", "table.cos");
-  check_operand(table.sin, DType::f32, "layer_norm_rope", "table.sin");
-  kernels::NormArgs args;
-  args.eps = eps;
-  args.rope_cos = static_cast<const float*>(table.cos.raw_data());
-  args.rope_sin = static_cast<const float*>(table.sin.raw_data());
-  args.seq = x.size(1);
-  args.rows_per_token = x.size(2);  // a row is one head of a token
-  args.rope_offset = token_offset;
-  args.rope_tokens = table.tokens();
-  args.head_dim = x.size(3);
+  // x [B, N, H, D]: a row is one head of a token.
+  const kernels::NormArgs args = rope_norm_args(x, table, eps, x.size(2), x.size(3), token_offset, "layer_norm_rope");
   return run_norm(ctx, x, weight, bias, {}, {}, args, "layer_norm_rope");
 }
 

@@ -85,14 +85,12 @@ RopeTable rope_table_3d(const ExecContext& ctx, const std::array<int, 3>& axis_d
 void apply_rope(const ExecContext& ctx, Tensor& x, const RopeTable& table, int64_t token_offset) {
   OpMark mark(ctx, "apply_rope");
   ops::check_input(ctx, x, "apply_rope", "x");
-  ops::check_input(ctx, table.cos, "apply_rope", "table.cos");
-  ops::check_input(ctx, table.sin, "apply_rope", "table.sin");
+  ops::check_rope_table(ctx, table, "apply_rope");
   VDIT_CHECK(x.rank() == 4 && x.size(3) == 2 * table.pairs() && token_offset >= 0 &&
                  token_offset + table.tokens() <= x.size(1),
              ErrorCode::invalid_argument,
              "apply_rope: x {} ([B, S, H, D]) does not hold {} tokens of head dim {} from token {}",
              x.shape().to_string(), table.tokens(), 2 * table.pairs(), token_offset);
-  ops::check_shape(table.sin, table.cos.shape(), "apply_rope", "table.sin");
 #ifdef VDIT_HAVE_CUDA
   if (ctx.device.is_cuda()) return ops::cuda::apply_rope(ctx, x, table, token_offset);
 #endif

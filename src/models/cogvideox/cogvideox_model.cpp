@@ -185,23 +185,26 @@ void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text,
                            AttentionPolicy& attention, const AttentionSite& site) const {
   const CogVideoXConfig& c = config_;
   const int64_t batch = video.size(0), dim = c.dim(), l = text.size(1), s = site.layout.tokens();
-  // The joint [text; video] sequence of both streams, each first updated by the gated parts of
-  // `pending` (if any), normed and modulated by `norm`. The norms write their stream's token range of
-  // the joint tensor (no concatenation pass).
-  auto joint_input = [&](const AdaNorm& norm, const Tensor& mod) {
-    const NormLayer& n = norm.norm;
-    if (!pending.y.defined())
-      return concat_tokens(
-          ctx, layer_norm_modulate(ctx, text, n.weight, n.bias, c.norm_eps, mod.select(1, 3), mod.select(1, 4)),
-          layer_norm_modulate(ctx, video, n.weight, n.bias, c.norm_eps, mod.select(1, 0), mod.select(1, 1)));
-    const Tensor& y = pending.y;
-    const Tensor& gates = pending.mod;
+  // Both streams updated by their gated parts of the joint branch output y (gates: a [B, 6, D]
+  // modulation, 2 gating the video and 5 the text), normed by n and modulated by mod, written into
+  // their token ranges of one joint [text; video] tensor (no concatenation pass).
+  auto gated_joint_norm = [&](const Tensor& y, const Tensor& gates, const NormLayer& n, const Tensor& mod) {
     Tensor joint = Tensor::empty({batch, s, dim}, video.dtype(), video.device());
     gated_residual_add_layer_norm_into(ctx, joint.slice(1, 0, l), text, y.slice(1, 0, l), gates.select(1, 5),
                                        n.weight, n.bias, c.norm_eps, mod.select(1, 3), mod.select(1, 4));
     gated_residual_add_layer_norm_into(ctx, joint.slice(1, l, s), video, y.slice(1, l, s), gates.select(1, 2),
                                        n.weight, n.bias, c.norm_eps, mod.select(1, 0), mod.select(1, 1));
     return joint;
+  };
+  // The joint sequence of both streams, each first updated by the gated parts of `pending` (if any),
+  // normed and modulated by `norm`.
+  auto joint_input = [&](const AdaNorm& norm, const Tensor& mod) {
+    const NormLayer& n = norm.norm;
+    if (!pending.y.defined())
+      return concat_tokens(
+          ctx, layer_norm_modulate(ctx, text, n.weight, n.bias, c.norm_eps, mod.select(1, 3), mod.select(1, 4)),
+          layer_norm_modulate(ctx, video, n.weight, n.bias, c.norm_eps, mod.select(1, 0), mod.select(1, 1)));
+    return gated_joint_norm(pending.y, pending.mod, n, mod);
   };
 
   // Attention in its own scope, so that its activations are freed before the feed-forward (whose
@@ -219,12 +222,7 @@ void CogVideoXModel::block(const ExecContext& ctx, const Block& b, Tensor& text,
                                      kQkNormEps, rope, l);
     const Tensor v = split_heads(b.to_v(ctx, x), c.heads);
     const Tensor out = b.to_out(ctx, merge_heads(attention.attend(ctx, q, k, v, site)));
-    const NormLayer& n2 = b.norm2.norm;
-    ff_input = Tensor::empty({batch, s, dim}, video.dtype(), video.device());
-    gated_residual_add_layer_norm_into(ctx, ff_input.slice(1, l, s), video, out.slice(1, l, s), mod1.select(1, 2),
-                                       n2.weight, n2.bias, c.norm_eps, mod2.select(1, 0), mod2.select(1, 1));
-    gated_residual_add_layer_norm_into(ctx, ff_input.slice(1, 0, l), text, out.slice(1, 0, l), mod1.select(1, 5),
-                                       n2.weight, n2.bias, c.norm_eps, mod2.select(1, 3), mod2.select(1, 4));
+    ff_input = gated_joint_norm(out, mod1, b.norm2.norm, mod2);
   }
   pending = {b.ff_out(ctx, b.ff_in(ctx, ff_input, Activation::gelu_tanh)), mod2};
 }
