@@ -4,8 +4,6 @@
 // the same shapes. Random bf16 inputs, CUDA events, median of --runs after --warmup.
 //
 // Usage: bench_gemm [--shapes M:K:N[:gelu][:nobias],...] [--runs 20] [--warmup 3] [--json FILE]
-#include <cuda_runtime_api.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -56,10 +54,6 @@ std::vector<Product> parse_shapes(const std::string& text) {
   return out;
 }
 
-void cuda_ok(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) fail(ErrorCode::cuda, "bench_gemm: {}: {}", what, cudaGetErrorString(err));
-}
-
 int run(int argc, char** argv) {
   std::string shapes = kDefaultShapes, json_path;
   int runs = 20, warmup = 3;
@@ -75,32 +69,17 @@ int run(int argc, char** argv) {
   const Device gpu = Device::cuda(0);
   const BlasHandle blas(gpu);
   const ExecContext ctx{gpu, nullptr, 0, blas.get()};
-  cudaEvent_t start, stop;
-  cuda_ok(cudaEventCreate(&start), "cudaEventCreate");
-  cuda_ok(cudaEventCreate(&stop), "cudaEventCreate");
   nlohmann::json report = nlohmann::json::array();
   for (const Product& p : parse_shapes(shapes)) {
     const Tensor x = random_device_tensor({p.m, p.k}, DType::bf16, 1, gpu);
     const Tensor w = random_device_tensor({p.n, p.k}, DType::bf16, 2, gpu);
     const Tensor b = p.bias ? random_device_tensor({p.n}, DType::bf16, 3, gpu) : Tensor();
     const Activation act = p.gelu ? Activation::gelu_tanh : Activation::none;
-    std::vector<double> ms;
-    for (int i = 0; i < warmup + runs; ++i) {
-      cuda_ok(cudaEventRecord(start, nullptr), "cudaEventRecord");
-      (void)linear(ctx, x, w, b, act);
-      cuda_ok(cudaEventRecord(stop, nullptr), "cudaEventRecord");
-      cuda_ok(cudaEventSynchronize(stop), "linear");
-      float t = 0.0f;
-      cuda_ok(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
-      if (i >= warmup) ms.push_back(t);
-    }
-    std::sort(ms.begin(), ms.end());
-    const double median = ms[ms.size() / 2], tflops = 2.0 * p.m * p.k * p.n / (median * 1e-3) / 1e12;
+    const double median = median_gpu_ms([&] { (void)linear(ctx, x, w, b, act); }, runs, warmup);
+    const double tflops = 2.0 * p.m * p.k * p.n / (median * 1e-3) / 1e12;
     std::printf("%-26s %8.3f ms  %6.1f TFLOP/s\n", p.name().c_str(), median, tflops);
     report.push_back({{"shape", p.name()}, {"ms", median}, {"tflops", tflops}});
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
   if (!json_path.empty()) {
     std::ofstream json(json_path);
     json << report.dump(2) << "\n";

@@ -14,7 +14,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,29 +40,6 @@ const std::vector<BenchShape> kShapes = {
 
 void cuda_ok(cudaError_t err, const char* what) {
   if (err != cudaSuccess) fail(ErrorCode::cuda, "bench_layout_ops: {}: {}", what, cudaGetErrorString(err));
-}
-
-// Median milliseconds of `runs` timed calls after `warmup` untimed ones.
-double median_ms(const std::function<void()>& call, int runs, int warmup = 3) {
-  for (int i = 0; i < warmup; ++i) call();
-  cuda_ok(cudaDeviceSynchronize(), "warm-up");
-  cudaEvent_t start, stop;
-  cuda_ok(cudaEventCreate(&start), "event");
-  cuda_ok(cudaEventCreate(&stop), "event");
-  std::vector<double> times;
-  for (int i = 0; i < runs; ++i) {
-    cuda_ok(cudaEventRecord(start), "record");
-    call();
-    cuda_ok(cudaEventRecord(stop), "record");
-    cuda_ok(cudaEventSynchronize(stop), "sync");
-    float ms = 0;
-    cuda_ok(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-    times.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
 }
 
 Tensor gpu_u8(const std::vector<uint8_t>& values) {
@@ -99,7 +75,7 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int chunks) {
   const double tensor_bytes = static_cast<double>(x[0].nbytes());
 
   // Copy bandwidth: the same bytes as the gather, as three device-to-device copies.
-  const double copy_ms = median_ms([&] {
+  const double copy_ms = median_gpu_ms([&] {
     for (int i = 0; i < 3; ++i) cuda_ok(cudaMemcpyAsync(y[i].raw_data(), x[i].raw_data(), x[i].nbytes(),
                                                         cudaMemcpyDeviceToDevice), "copy");
   }, runs);
@@ -109,9 +85,9 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int chunks) {
   std::vector<uint8_t> flags(int64_t{s.batch} * s.heads);
   for (size_t i = 0; i < flags.size(); ++i) flags[i] = i % 2;
   const Tensor permute = gpu_u8(flags);
-  row.gather_ms = median_ms([&] { gather_to_token_major_gpu(x, y, layout, permute); }, runs);
+  row.gather_ms = median_gpu_ms([&] { gather_to_token_major_gpu(x, y, layout, permute); }, runs);
   row.gather_gbs = 2 * 3 * tensor_bytes / row.gather_ms * 1e-6;
-  row.scatter_ms = median_ms([&] {
+  row.scatter_ms = median_gpu_ms([&] {
     scatter_from_token_major_gpu(std::span<const Tensor>(&y[0], 1), std::span<const Tensor>(&x[0], 1), layout, permute);
   }, runs);
   row.scatter_gbs = 2 * tensor_bytes / row.scatter_ms * 1e-6;
@@ -127,7 +103,8 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int chunks) {
     profile.workspace = Tensor::empty(Shape{records * (chunks * (8 + 4 * s.dim) + 8) + 4096}, DType::u8, Device::cuda());
   }
   row.chunks = profile.chunks;
-  row.profile_us = 1e3 * median_ms([&] { profile_heads_gpu(x[0], x[1], x[2], patterns, options, profile); }, runs);
+  row.profile_us =
+      1e3 * median_gpu_ms([&] { profile_heads_gpu(x[0], x[1], x[2], patterns, options, profile); }, runs);
   const ProfileResult chosen = profile.to_host();
   int spatial = 0, temporal = 0;
   for (int c : chosen.choice) (c == 1 ? temporal : spatial)++;
@@ -138,14 +115,15 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int chunks) {
   for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<int32_t>(i % 2);
   const Tensor gpu_codes = gpu_i32(codes);
   const GpuBlockMask mask = allocate_gpu_block_mask(patterns, static_cast<int>(codes.size()));
-  row.mask_us = 1e3 * median_ms([&] { build_block_mask_gpu(patterns, gpu_codes, mask); }, runs);
+  row.mask_us = 1e3 * median_gpu_ms([&] { build_block_mask_gpu(patterns, gpu_codes, mask); }, runs);
   row.density = mask.to_host().density();
 
   if (attention) {
     try {
       const float scale = 1.0f / std::sqrt(static_cast<float>(s.dim));
-      row.attention_ms = median_ms([&] { attention_cuda(y[0], y[1], y[2], &mask, scale, x[0], nullptr, nullptr); },
-                                   std::max(3, runs / 10), 1);
+      row.attention_ms =
+          median_gpu_ms([&] { attention_cuda(y[0], y[1], y[2], &mask, scale, x[0], nullptr, nullptr); },
+                        std::max(3, runs / 10), 1);
     } catch (const Error& e) {
       std::printf("%s: attention unavailable: %s\n", s.name.c_str(), e.what());
     }

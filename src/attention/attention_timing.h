@@ -1,9 +1,10 @@
-// Timing of GPU attention for benchmarks (CUDA builds only: attention_timing_cuda.cpp), shared by
-// `vdit bench attention` and bench/attention.cpp.
+// Timing of GPU work for benchmarks (CUDA builds only: attention_timing_cuda.cpp), shared by
+// `vdit bench attention` and the programs of bench/.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "attention/attention_cuda.h"
@@ -14,6 +15,10 @@ namespace vdit {
 // a block of at most 16 Mi random values is made on the host and repeated from a seed-dependent
 // offset, so that filling a large tensor costs device copies, not host random numbers.
 Tensor random_device_tensor(const Shape& shape, DType dtype, uint64_t seed, Device device = Device::cuda());
+
+// Median milliseconds of `runs` calls of `call`, each between two CUDA events on the default stream
+// and waited for, after `warmup` untimed calls (the upper of the two middle times for even runs).
+double median_gpu_ms(const std::function<void()>& call, int runs, int warmup = 3);
 
 struct AttentionTiming {
   double ms = 0;       // median of the runs

@@ -11,7 +11,7 @@ namespace vdit {
 namespace {
 
 void cuda_ok(cudaError_t err, const char* what) {
-  VDIT_CHECK(err == cudaSuccess, ErrorCode::cuda, "attention timing: {}: {}", what, cudaGetErrorString(err));
+  VDIT_CHECK(err == cudaSuccess, ErrorCode::cuda, "GPU timing: {}: {}", what, cudaGetErrorString(err));
 }
 
 }  // namespace
@@ -46,6 +46,30 @@ Tensor random_device_tensor(const Shape& shape, DType dtype, uint64_t seed, Devi
     at += count;
   }
   return t;
+}
+
+double median_gpu_ms(const std::function<void()>& call, int runs, int warmup) {
+  VDIT_CHECK(runs >= 1 && warmup >= 0, ErrorCode::invalid_argument, "GPU timing: {} runs, {} warm-up calls", runs,
+             warmup);
+  for (int i = 0; i < warmup; ++i) call();
+  cuda_ok(cudaDeviceSynchronize(), "warm-up");
+  cudaEvent_t start, stop;
+  cuda_ok(cudaEventCreate(&start), "cudaEventCreate");
+  cuda_ok(cudaEventCreate(&stop), "cudaEventCreate");
+  std::vector<double> times;
+  for (int i = 0; i < runs; ++i) {
+    cuda_ok(cudaEventRecord(start), "cudaEventRecord");
+    call();
+    cuda_ok(cudaEventRecord(stop), "cudaEventRecord");
+    cuda_ok(cudaEventSynchronize(stop), "timed call");
+    float ms = 0;
+    cuda_ok(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    times.push_back(ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
 }
 
 AttentionTiming time_attention_cuda(const std::vector<std::array<Tensor, 3>>& inputs, const Tensor& out,
