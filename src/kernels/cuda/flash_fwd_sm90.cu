@@ -34,6 +34,7 @@
 
 #include "kernels/cuda/flash_fwd.h"
 #include "kernels/cuda/fragment_math.h"
+#include "kernels/cuda/token_major.h"
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #include "kernels/cuda/wgmma_sm90.h"
@@ -476,13 +477,11 @@ __device__ __forceinline__ void release_stage(int& pending, uint32_t kv_empty) {
   pending = -1;
 }
 
-// Frame-major row of token-major row r (DESIGN.md section 3: video position p*T + f holds frame-major
-// token f*L + p; text rows stay).
+// Frame-major row of token-major row r (text rows stay).
 __device__ __forceinline__ int frame_major_row(const FlashParams& p, int r) {
   const int begin = p.text_first ? p.text : 0, video = p.frames * p.frame_tokens;
   if (r < begin || r >= begin + video) return r;
-  const int v = r - begin;
-  return begin + (v % p.frames) * p.frame_tokens + v / p.frames;
+  return begin + static_cast<int>(frame_major_of_token_major(r - begin, p.frames, p.frame_tokens));
 }
 
 // O / l of this thread's two rows to global memory from the registers, each at its frame-major row

@@ -2,6 +2,7 @@
 // consecutive vectors of the destination, so stores are fully coalesced and loads read whole
 // D-element head rows; each thread has several loads in flight before its first store.
 #include "kernels/cuda/permute.h"
+#include "kernels/cuda/token_major.h"
 
 #include <limits>
 
@@ -44,13 +45,8 @@ __global__ void __launch_bounds__(kThreads) permute_tokens(PermuteParams p, Geom
     }
     if (token >= g.video_begin && token < g.video_end && flagged) {
       const uint32_t vi = token - g.video_begin;
-      if (p.to_token_major) {  // position p*T + f holds frame-major token f*L + p
-        const uint32_t place = vi / g.frames, frame = vi - place * g.frames;
-        source = g.video_begin + frame * g.frame_tokens + place;
-      } else {                 // position f*L + p holds token-major token p*T + f
-        const uint32_t frame = vi / g.frame_tokens, place = vi - frame * g.frame_tokens;
-        source = g.video_begin + place * g.frames + frame;
-      }
+      source = g.video_begin + (p.to_token_major ? frame_major_of_token_major(vi, g.frames, g.frame_tokens)
+                                                 : token_major_of_frame_major(vi, g.frames, g.frame_tokens));
     }
     values[u] = __ldg(src + (row - token + source) * g.row_vectors + in_row);
   }
