@@ -24,6 +24,14 @@ void check_rope_table(const ExecContext& ctx, const RopeTable& table, const char
   check_shape(table.sin, table.cos.shape(), op, "table.sin");
 }
 
+void check_rope_heads(const Tensor& x, const RopeTable& table, int64_t token_offset, const char* op) {
+  VDIT_CHECK(x.rank() == 4 && x.size(3) == 2 * table.pairs() && token_offset >= 0 &&
+                 token_offset + table.tokens() <= x.size(1),
+             ErrorCode::invalid_argument,
+             "{}: x {} ([B, S, H, D]) does not hold {} tokens of head dim {} from token {}", op,
+             x.shape().to_string(), table.tokens(), 2 * table.pairs(), token_offset);
+}
+
 void require_cpu(const ExecContext& ctx, const char* op) {
   VDIT_CHECK(ctx.device.is_cpu(), ErrorCode::unsupported, "{} on {} needs a build with CUDA (-DVDIT_CUDA=ON)", op,
              ctx.device.to_string());

@@ -17,6 +17,8 @@ void check_shape(const Tensor& t, const Shape& expected, const char* op, const c
 
 // A RoPE table's cos and sin: inputs (check_input) of one shape.
 void check_rope_table(const ExecContext& ctx, const RopeTable& table, const char* op);
+// x [B, S, H, D] holds the table's tokens, of its head dim, from token `token_offset`.
+void check_rope_heads(const Tensor& x, const RopeTable& table, int64_t token_offset, const char* op);
 
 // Throws unsupported unless the context is the CPU (reached for a CUDA context only in builds
 // without CUDA).

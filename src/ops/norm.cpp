@@ -154,11 +154,7 @@ Tensor layer_norm_rope(const ExecContext& ctx, const Tensor& x, const Tensor& we
   check_affine(ctx, weight, x.size(-1), "layer_norm_rope", "weight");
   check_affine(ctx, bias, x.size(-1), "layer_norm_rope", "bias");
   ops::check_rope_table(ctx, table, "layer_norm_rope");
-  VDIT_CHECK(x.rank() == 4 && x.size(3) == 2 * table.pairs() && token_offset >= 0 &&
-                 token_offset + table.tokens() <= x.size(1),
-             ErrorCode::invalid_argument,
-             "layer_norm_rope: x {} ([B, N, H, D]) does not hold {} tokens of head dim {} from token {}",
-             x.shape().to_string(), table.tokens(), 2 * table.pairs(), token_offset);
+  ops::check_rope_heads(x, table, token_offset, "layer_norm_rope");
 #ifdef VDIT_HAVE_CUDA
   if (ctx.device.is_cuda()) return ops::cuda::layer_norm_rope(ctx, x, weight, bias, eps, table, token_offset);
 #endif

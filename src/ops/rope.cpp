@@ -86,11 +86,7 @@ void apply_rope(const ExecContext& ctx, Tensor& x, const RopeTable& table, int64
   OpMark mark(ctx, "apply_rope");
   ops::check_input(ctx, x, "apply_rope", "x");
   ops::check_rope_table(ctx, table, "apply_rope");
-  VDIT_CHECK(x.rank() == 4 && x.size(3) == 2 * table.pairs() && token_offset >= 0 &&
-                 token_offset + table.tokens() <= x.size(1),
-             ErrorCode::invalid_argument,
-             "apply_rope: x {} ([B, S, H, D]) does not hold {} tokens of head dim {} from token {}",
-             x.shape().to_string(), table.tokens(), 2 * table.pairs(), token_offset);
+  ops::check_rope_heads(x, table, token_offset, "apply_rope");
 #ifdef VDIT_HAVE_CUDA
   if (ctx.device.is_cuda()) return ops::cuda::apply_rope(ctx, x, table, token_offset);
 #endif
