@@ -34,6 +34,7 @@
 
 #include "kernels/cuda/flash_fwd.h"
 #include "kernels/cuda/fragment_math.h"
+#include "kernels/cuda/mask_item.h"
 #include "kernels/cuda/token_major.h"
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -122,12 +123,9 @@ __device__ inline TileList tile_list(const FlashParams& p, const Sm90Work& w, in
   if (!p.row_offsets) return {nullptr, w.k_tiles, 1};
   int slot = p.mask_heads == p.heads ? h : b * p.heads + h;
   int row = slot * w.mask_q_blocks + t * block_m / p.mask_block_q;
-  int begin = p.row_offsets[row], end = p.row_offsets[row + 1];
-  int sub = p.mask_block_k / block_n;
-  int count = (end - begin) * sub;
-  if (end > begin && p.key_blocks[end - 1] == w.mask_k_blocks - 1)
-    count -= w.mask_k_blocks * sub - w.k_tiles;
-  return {p.key_blocks + begin, count, sub};
+  const int begin = p.row_offsets[row], end = p.row_offsets[row + 1];
+  const int32_t* blocks = p.key_blocks + begin;
+  return {blocks, key_tile_count(blocks, end - begin, w.keys, p.mask_block_k, block_n), p.mask_block_k / block_n};
 }
 
 struct WorkItem {

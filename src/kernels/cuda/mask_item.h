@@ -1,7 +1,7 @@
 // Where a work item of the block-sparse grids of the sm_80 and f32 kernels lies: per mask row (slot
 // * q_blocks + q_block, in FlashParams::schedule's order when given), the batch items when the mask
 // is shared by them (mask_heads == heads), then the row's `sub_q` query tiles fastest; and how many
-// key tiles it visits. CUDA only.
+// key tiles a work item visits (all three flash kernels). CUDA only.
 #pragma once
 
 #include "kernels/cuda/flash_params.h"
