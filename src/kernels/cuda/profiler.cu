@@ -32,6 +32,7 @@
 #include <climits>
 
 #include "kernels/cuda/fragment_math.h"
+#include "kernels/cuda/token_major.h"
 
 namespace vdit::cuda {
 namespace {
@@ -307,9 +308,9 @@ __device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char
     uint32_t position = key;
     const uint32_t vi = key - static_cast<uint32_t>(geo.video_begin);
     if (order == 1 && key >= geo.video_begin && vi < geo.video_tokens) {
-      const uint32_t frame = divide(vi, p.frame_div);
       position = static_cast<uint32_t>(geo.video_begin) +
-                 (vi - frame * static_cast<uint32_t>(geo.frame_tokens)) * static_cast<uint32_t>(geo.frames) + frame;
+                 token_major_of_frame_major(vi, divide(vi, p.frame_div), static_cast<uint32_t>(geo.frames),
+                                            static_cast<uint32_t>(geo.frame_tokens));
     }
     block = static_cast<int32_t>(divide(position, p.block_div));
   }

@@ -14,10 +14,16 @@ __device__ __forceinline__ uint32_t frame_major_of_token_major(uint32_t v, uint3
   return (v - place * frames) * frame_tokens + place;
 }
 
+// The token-major video token at frame-major position v, whose frame v / frame_tokens is `frame`
+// (for callers that divide their own way, e.g. by multiplying).
+__device__ __forceinline__ uint32_t token_major_of_frame_major(uint32_t v, uint32_t frame, uint32_t frames,
+                                                               uint32_t frame_tokens) {
+  return (v - frame * frame_tokens) * frames + frame;
+}
+
 // The token-major video token at frame-major position v.
 __device__ __forceinline__ uint32_t token_major_of_frame_major(uint32_t v, uint32_t frames, uint32_t frame_tokens) {
-  const uint32_t frame = v / frame_tokens;
-  return (v - frame * frame_tokens) * frames + frame;
+  return token_major_of_frame_major(v, v / frame_tokens, frames, frame_tokens);
 }
 
 }  // namespace vdit::cuda
