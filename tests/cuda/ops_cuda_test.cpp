@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ops/ops.h"
+#include "test_util.h"
 #include "vdit/attention.h"
 
 namespace vdit {
@@ -54,13 +55,9 @@ double max_error(const Tensor& on_gpu, const Tensor& on_cpu) {
   return worst;
 }
 
-// Two CPU tensors of one shape hold the same values (as f32).
+// Two CPU tensors of one shape hold the same values.
 bool same_values(const Tensor& a, const Tensor& b) {
-  const Tensor x = a.to(DType::f32).contiguous(), y = b.to(DType::f32).contiguous();
-  if (!(x.shape() == y.shape())) return false;
-  for (int64_t i = 0; i < x.numel(); ++i)
-    if (x.data<float>()[i] != y.data<float>()[i]) return false;
-  return true;
+  return a.shape() == b.shape() && test::to_doubles(a) == test::to_doubles(b);
 }
 
 class OpsCuda : public ::testing::Test {
