@@ -132,6 +132,21 @@ TEST_F(OpsCuda, NormsAtModelWidths) {
   }
 }
 
+// More rows than the row kernel's resident grid holds, so that its blocks loop over rows and load
+// the next one ahead: head rows of 64 and Wan's width of 1536, row counts that fill no last block.
+TEST_F(OpsCuda, NormsLoopOverRows) {
+  for (DType dt : kDtypes) {
+    for (const auto& [tokens, d] : {std::pair<int64_t, int64_t>{150001, 64}, std::pair<int64_t, int64_t>{6001, 1536}}) {
+      const Tensor x = random_tensor({1, tokens, d}, dt, 40), w = random_tensor({d}, dt, 41);
+      const Tensor b = random_tensor({d}, dt, 42);
+      EXPECT_LT(max_error(layer_norm(kGpu, gpu(x), gpu(w), gpu(b), 1e-5f), layer_norm(kCpu, x, w, b, 1e-5f)), bound(dt))
+          << dtype_name(dt) << " layer_norm " << tokens << " x " << d;
+      EXPECT_LT(max_error(rms_norm(kGpu, gpu(x), gpu(w), 1e-6f), rms_norm(kCpu, x, w, 1e-6f)), bound(dt))
+          << dtype_name(dt) << " rms_norm " << tokens << " x " << d;
+    }
+  }
+}
+
 // The residual add fused into the norm after it, at model widths (1536, 3072), a ragged width that
 // takes 16-byte vectors (1000), one that does not (1001) and one too long for the row kernel (40000):
 // the last two take the two-kernel fallback. y is a token slice of a longer joint sequence; gate,
