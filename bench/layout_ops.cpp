@@ -7,6 +7,7 @@
 //
 // Usage: bench_layout_ops [--shapes wan,wan-cfg,cogvideox,opensora,hunyuan] [--runs N] [--no-attention]
 //                         [--chunks N]   (the profiler's key chunks per slot, instead of its own choice)
+//                         [--batch N]    (batch items of every shape, instead of its own)
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -145,7 +146,7 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int chunks) {
 int main(int argc, char** argv) {
   int runs = 50;
   bool attention = true;
-  int chunks = 0;
+  int chunks = 0, batch = 0;
   std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -153,8 +154,9 @@ int main(int argc, char** argv) {
     else if (a == "--shapes" && i + 1 < argc) only = "," + std::string(argv[++i]) + ",";
     else if (a == "--no-attention") attention = false;
     else if (a == "--chunks" && i + 1 < argc) chunks = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--batch" && i + 1 < argc) batch = std::max(1, std::atoi(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: bench_layout_ops [--shapes a,b] [--runs N] [--no-attention] [--chunks N]\n");
+      std::fprintf(stderr, "usage: bench_layout_ops [--shapes a,b] [--runs N] [--no-attention] [--chunks N] [--batch N]\n");
       return 2;
     }
   }
@@ -162,7 +164,10 @@ int main(int argc, char** argv) {
   cuda_ok(cudaGetDeviceProperties(&prop, 0), "device properties");
   std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
   std::vector<Row> rows;
-  for (const BenchShape& s : kShapes) {
+  std::vector<BenchShape> shapes = kShapes;
+  for (BenchShape& s : shapes)
+    if (batch > 0) s.batch = batch;
+  for (const BenchShape& s : shapes) {
     if (!only.empty() && only.find("," + s.name + ",") == std::string::npos) continue;
     try {
       rows.push_back(bench_shape(s, runs, attention, chunks));
@@ -178,7 +183,7 @@ int main(int argc, char** argv) {
               "| mask build us | density | profile us | K+V read us | choices | sparse attn ms | profile %% attn | attn ms, temporal slots token-major |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
-    const BenchShape& s = *std::find_if(kShapes.begin(), kShapes.end(), [&](const BenchShape& b) { return b.name == r.shape; });
+    const BenchShape& s = *std::find_if(shapes.begin(), shapes.end(), [&](const BenchShape& b) { return b.name == r.shape; });
     char attention_ms[32] = "n/a", share[32] = "n/a", token_major_ms[32] = "n/a";
     if (r.token_major_ms > 0) std::snprintf(token_major_ms, sizeof token_major_ms, "%.3f", r.token_major_ms);
     if (r.attention_ms > 0) {
