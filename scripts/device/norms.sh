@@ -17,12 +17,12 @@ has() { [[ "$phases" == *" $1 "* ]]; }
 source scripts/device/lib.sh
 bin=build-device
 summary=()
+builds=(tree)  # bench_norms builds to run: this tree's, then one per VARIANTS file (build phase)
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv,noheader
 
 if has build; then
   start=$SECONDS
   build_device_targets "$out/build.log" ops_cuda_test bench_norms || exit 1
-  builds=(tree)
   if [ -n "${VARIANTS:-}" ]; then
     cp "$bin/bench/bench_norms" /tmp/bench_norms.tree && cp src/ops/kernels_cuda.cu /tmp/kernels_cuda.cu.tree
     for v in $VARIANTS; do
@@ -47,7 +47,7 @@ fi
 if has bench; then
   start=$SECONDS
   : >"$out/bench.log"
-  if [ -n "${VARIANTS:-}" ]; then
+  if ((${#builds[@]} > 1)); then
     for round in 1 2; do
       for build in "${builds[@]}"; do
         echo "== $build" >>"$out/bench.log"
