@@ -3,6 +3,9 @@
 # test against the CPU reference, compute-sanitizer memcheck and racecheck on the small dense cases,
 # then the timing of dense and sparse masks (Wan 1.3B S=32760 H=12 D=128, CogVideoX S=17550 H=48
 # D=64), whose table is printed last. Logs go to $OUT when set.
+# VARIANTS="ab/x.cu ...": files put in place of src/kernels/cuda/flash_fwd_sm90.cu, one more test
+# binary each (A/B in one call): every build is tested and sanitized, then all are timed in turn, twice.
+# RUNS: timed calls a row (median; default 10).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp}"
@@ -13,9 +16,15 @@ source scripts/device/lib.sh
 build=build-device-sm90
 mkdir -p "$build"
 cuda="${CUDA_HOME:-/usr/local/cuda}"
-"$cuda/bin/nvcc" -std=c++20 -O3 --threads 0 --expt-relaxed-constexpr -lineinfo -Xptxas -v \
-  -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80 -Iinclude -Isrc \
-  -c src/kernels/cuda/flash_fwd_sm90.cu -o "$build/flash_fwd_sm90.o" >"$out/build.log" 2>&1 &
+builds=(tree)  # kernel sources: this tree's, then one per VARIANTS file
+kernel_source() { [ "$1" = tree ] && echo src/kernels/cuda/flash_fwd_sm90.cu || echo "$1"; }
+for v in ${VARIANTS:-}; do builds+=("$v"); done
+: >"$out/build.log"
+for i in "${!builds[@]}"; do
+  "$cuda/bin/nvcc" -std=c++20 -O3 --threads 0 --expt-relaxed-constexpr -lineinfo -Xptxas -v \
+    -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80 -Iinclude -Isrc \
+    -x cu -c "$(kernel_source "${builds[$i]}")" -o "$build/flash_fwd_sm90.$i.o" >"$build/kernel.$i.log" 2>&1 &
+done
 objects=()
 for source in tests/cuda/flash_sm90_test.cpp src/core/*.cpp src/attention/{reference,head_rows,block_mask,layout,pattern,permutation}.cpp; do
   object="$build/$(basename "$source" .cpp).o"
@@ -26,24 +35,45 @@ done
 failed=0
 for job in $(jobs -p); do wait "$job" || failed=1; done
 cat "$build"/*.o.log >>"$out/build.log"
-[ "$failed" = 0 ] && g++ "${objects[@]}" "$build/flash_fwd_sm90.o" -L"$root/usr/lib/x86_64-linux-gnu" \
-  -lgtest_main -lgtest -lfmt -L"$cuda/lib64" -lcudart_static -ldl -lrt -lpthread \
-  -o "$build/flash_sm90_test" >>"$out/build.log" 2>&1 ||
-  { grep -B2 -A12 -m5 "error" "$out/build.log"; tail -20 "$out/build.log"; exit 1; }
-grep -A2 "sm_90a" "$out/build.log" | grep -E "spill|Used" | sort | uniq -c
-grep -E "C75[0-9][0-9]" "$out/build.log" | sort -u  # wgmma serialized, setmaxnreg ignored, ...
-test="$build/flash_sm90_test"
+[ "$failed" = 0 ] || { grep -B2 -A12 -m5 "error" "$out/build.log"; tail -20 "$out/build.log"; exit 1; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
-
 status=0
-timeout 150 "$test" --gtest_filter='FlashSm90.Dense:FlashSm90.CrossAttention:FlashSm90.Sparse' 2>&1 | tee "$out/test.log" | grep -v "^\[ *RUN\|^\[ *OK" || status=1
-grep -q "FAILED\|PASSED" "$out/test.log" || { echo "test did not finish (hang?)"; exit 1; }
-grep -q "FAILED" "$out/test.log" && status=1
-if command -v compute-sanitizer >/dev/null; then
-  for tool in ${SANITIZERS-memcheck racecheck}; do
-    timeout 120 compute-sanitizer --tool "$tool" "$test" --gtest_filter='FlashSm90.Dense:FlashSm90.CrossAttention' >"$out/$tool.log" 2>&1
-    echo "compute-sanitizer $tool: exit $?; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/$tool.log" | tail -1)"
+for i in "${!builds[@]}"; do
+  echo "== ${builds[$i]}"
+  cat "$build/kernel.$i.log" >>"$out/build.log"
+  g++ "${objects[@]}" "$build/flash_fwd_sm90.$i.o" -L"$root/usr/lib/x86_64-linux-gnu" \
+    -lgtest_main -lgtest -lfmt -L"$cuda/lib64" -lcudart_static -ldl -lrt -lpthread \
+    -o "$build/flash_sm90_test.$i" >>"$out/build.log" 2>&1 ||
+    { grep -B2 -A12 -m5 "error" "$build/kernel.$i.log" "$out/build.log"; status=1; continue; }
+  grep -A2 "sm_90a" "$build/kernel.$i.log" | grep -E "spill|Used" | sort | uniq -c
+  grep -E "C75[0-9][0-9]" "$build/kernel.$i.log" | sort -u  # wgmma serialized, setmaxnreg ignored, ...
+  test="$build/flash_sm90_test.$i"
+  timeout 150 "$test" --gtest_filter='FlashSm90.Dense:FlashSm90.CrossAttention:FlashSm90.Sparse' >"$out/test.$i.log" 2>&1
+  grep -v "^\[ *RUN\|^\[ *OK" "$out/test.$i.log" | grep -E "FAILED|PASSED|Failure|Expected|Which is|error" | head -20
+  grep -q "FAILED\|PASSED" "$out/test.$i.log" || { echo "test did not finish (hang?)"; status=1; continue; }
+  grep -q "FAILED" "$out/test.$i.log" && status=1
+  if command -v compute-sanitizer >/dev/null; then
+    for tool in ${SANITIZERS-memcheck racecheck}; do
+      timeout 120 compute-sanitizer --tool "$tool" "$test" --gtest_filter='FlashSm90.Dense:FlashSm90.CrossAttention' >"$out/$tool.$i.log" 2>&1
+      echo "compute-sanitizer $tool: exit $?; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/$tool.$i.log" | tail -1)"
+    done
+  fi
+done
+rounds=1
+((${#builds[@]} > 1)) && rounds=2
+: >"$out/timing.log"
+for round in $(seq $rounds); do
+  for i in "${!builds[@]}"; do
+    [ -x "$build/flash_sm90_test.$i" ] || continue
+    echo "== ${builds[$i]} (round $round)" | tee -a "$out/timing.log"
+    VDIT_FLASH_SM90_BENCH=1 VDIT_FLASH_SM90_BENCH_RUNS="${RUNS:-10}" timeout 120 "$build/flash_sm90_test.$i" --gtest_filter='FlashSm90.Timing' 2>&1 |
+      tee -a "$out/timing.log" | grep "^|" | { ((${#builds[@]} > 1)) && cat >/dev/null || cat; }
   done
+done
+if ((${#builds[@]} > 1)); then  # A/B: one line a row, ms of every build and round
+  echo "| shape | mask | $(printf '%s | ' "${builds[@]}")"
+  awk -F'|' '/^== /{b=$0; sub(/^== /,"",b); sub(/ \(round.*/,"",b); if(!(b in seen)){seen[b]=1; order[++n]=b}; next}
+    /^\| (Wan|CogVideoX)/{k=$2"|"$6; gsub(/  +/," ",k); if(!(k in rs)){rs[k]=1; rows[++m]=k}; ms[k,b]=ms[k,b] (ms[k,b]==""?"":" / ") $8+0}
+    END{for(r=1;r<=m;r++){line="|" rows[r] "|"; for(i=1;i<=n;i++) line=line " " ms[rows[r],order[i]] " |"; print line}}' "$out/timing.log"
 fi
-VDIT_FLASH_SM90_BENCH=1 timeout 120 "$test" --gtest_filter='FlashSm90.Timing' 2>&1 | tee "$out/timing.log" | grep "^|"
 exit $status

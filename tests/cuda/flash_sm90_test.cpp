@@ -6,7 +6,8 @@
 // Outputs are poisoned (NaN) before each run, so an unwritten element fails.
 //
 // FlashSm90.Timing runs only with VDIT_FLASH_SM90_BENCH=1 (scripts/device/flash_sm90.sh): CUDA
-// events, median of 10 after a warm-up of 300 ms, TFLOP/s = 4 S^2 D H / t (dense-equivalent) and the same
+// events, median of VDIT_FLASH_SM90_BENCH_RUNS (default 10) after a warm-up of 300 ms, TFLOP/s =
+// 4 S^2 D H / t (dense-equivalent) and the same
 // times the mask density (effective). VDIT_FLASH_SM90_BENCH_ONLY="Wan 1.3B dense" times one row.
 #include <gtest/gtest.h>
 
@@ -411,7 +412,8 @@ TEST(FlashSm90, Timing) {
         if (i >= 3 && ms > 300.f) break;
       }
       std::vector<float> times;
-      for (int i = 0; i < 10; ++i) {
+      const char* runs = std::getenv("VDIT_FLASH_SM90_BENCH_RUNS");
+      for (int i = 0; i < (runs ? std::max(1, std::atoi(runs)) : 10); ++i) {
         cudaEventRecord(start);
         cuda::flash_fwd_sm90(p, nullptr);
         cudaEventRecord(stop);

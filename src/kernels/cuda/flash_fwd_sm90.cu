@@ -13,9 +13,12 @@
 // - Ragged tails: TMA fills out-of-bounds rows with zeros; keys >= S_k are masked to -inf; rows
 //   >= S are not stored. Rows with no kept block get O = 0 and LSE = -inf. Dense attention may
 //   have any number of keys (cross-attention); block-sparse masks need S_k = S.
-// - Epilogue: O goes through shared memory (the item's last K/V stage) and a TMA store; the rows of
-//   token-major slots (FlashParams::unpermute) go straight from the registers to their frame-major
-//   rows instead. The producer hands each item's tile count to the consumers in shared memory.
+// - Epilogue: O goes through shared memory and a TMA store; the rows of token-major slots
+//   (FlashParams::unpermute) go straight from the registers to their frame-major rows instead. At
+//   d = 64, O has a buffer of its own, so a warpgroup never waits for the other at an item's end
+//   (up to 12% on short rows); at d = 96 and 128 there is no room, and O goes through the item's
+//   last V, once both warpgroups' last P V has read it. The producer hands each item's tile count
+//   to the consumers in shared memory.
 // - Tiles are swizzled in rows of 128 bytes (64 columns) at d = 64 and 128, of 64 bytes (32
 //   columns, TMA's 64-byte swizzle) at d = 96, so that d = 96 computes 96 columns, not 128.
 //
@@ -53,7 +56,7 @@ struct Sm90Tiles {
 };
 
 // The one place tile sizes are chosen. Shared memory: Q + stages * (K + V) = 32 + 3 * 64 KB at d =
-// 128, 24 + 4 * 48 KB at d = 96, 16 + 4 * 32 KB at d = 64.
+// 128, 24 + 4 * 48 KB at d = 96, 16 + 4 * 32 KB + 16 KB for O at d = 64.
 constexpr Sm90Tiles sm90_tiles(int head_dim) {
   return head_dim == 128 ? Sm90Tiles{kBlockM, 128, 3} : Sm90Tiles{kBlockM, 128, 4};
 }
@@ -83,9 +86,12 @@ struct Sm90Traits {
   static constexpr int kQOffset = 0;
   static constexpr int kKOffset = kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
-  // mbarriers: q_full, q_empty, then k_full, v_full, kv_empty for each stage; then the work slot
-  // (ItemSlot) and one word per consumer thread (see order_after).
-  static constexpr int kBarOffset = kVOffset + kStages * kKVBytes;
+  // O's own staging buffer (kOwnO; otherwise O goes through the item's last V); then the mbarriers:
+  // q_full, q_empty, then k_full, v_full, kv_empty for each stage; then the work slot (ItemSlot) and
+  // one word per consumer thread (see order_after).
+  static constexpr bool kOwnO = kHeadDim == 64;
+  static constexpr int kOOffset = kVOffset + kStages * kKVBytes;
+  static constexpr int kBarOffset = kOOffset + (kOwnO ? kQBytes : 0);
   static constexpr int kBarCount = 2 + 3 * kStages;
   static constexpr int kSlotOffset = kBarOffset + 8 * kBarCount;
   static constexpr int kSinkOffset = kSlotOffset + 16;
@@ -431,15 +437,22 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
   }
 }
 
-// O / l of this warpgroup's 64 rows to global memory: written as 16-bit values into the K/V stage
-// that the item's last tile used (its V has been consumed by both warpgroups; swizzled like a TMA
-// load), then stored by TMA, which clips rows >= S. The thread that
-// issues the store releases the stage later (release_stage), once TMA has read it.
+// O / l of this warpgroup's 64 rows to global memory: written as 16-bit values (swizzled like a TMA
+// load) into `buffer`, then stored by TMA, which clips rows >= S. With kOwnO, `buffer` is O's own
+// and the warpgroup waits only for its previous store to have been read out. Otherwise it is the V of
+// the item's last stage, written once both warpgroups' last P V has read it; the thread that issues
+// the store releases the stage later (release_stage), once TMA has read it.
 template <class Tr>
 __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], const float (&inv)[2], uint32_t buffer,
                                        const CUtensorMap* tm_o, const WorkItem& wi, int group, uint32_t kv_empty) {
   const int thread = threadIdx.x % 128, lane = thread % 32;
-  named_barrier(1, 256);  // the other warpgroup's last P V has read this V too
+  if constexpr (Tr::kOwnO) {
+    // this warpgroup's previous O store has been read out of its half of the buffer
+    if (thread == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+    named_barrier(4 + group, 128);
+  } else {
+    named_barrier(1, 256);  // the other warpgroup's last P V has read this V too
+  }
   const uint32_t base = buffer + group * 64 * Tr::kRowBytes;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -460,7 +473,7 @@ __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], cons
       tma_store_4d(tm_o, base + c * Tr::kKVChunkBytes, c * Tr::kChunk, wi.h, wi.t * Tr::kBlockM + group * 64,
                    wi.b);
     asm volatile("cp.async.bulk.commit_group;" ::: "memory");
-  } else {
+  } else if constexpr (!Tr::kOwnO) {
     mbar_arrive(kv_empty);
   }
 }
@@ -589,6 +602,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
       wgmma_wait<0>();
       fence_registers(o);
+      if constexpr (Tr::kOwnO) mbar_arrive(kv_empty + 8 * prev_stage);
     }
 
     // Epilogue: O / l (through the last tile's stage, by TMA; rows with no kept tile store zeros
@@ -605,14 +619,14 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     const bool unpermute =
         p.unpermute && p.unpermute[p.unpermute_slots == p.heads ? wi.h : wi.b * p.heads + wi.h];
     if (count > 0 && !unpermute) {
-      store_o<Tr>(o, inv, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes, tm_o, wi, group,
-                  kv_empty + 8 * prev_stage);
-      pending = prev_stage;
+      store_o<Tr>(o, inv, Tr::kOwnO ? smem + Tr::kOOffset : smem + Tr::kVOffset + prev_stage * Tr::kKVBytes, tm_o,
+                  wi, group, kv_empty + 8 * prev_stage);
+      if constexpr (!Tr::kOwnO) pending = prev_stage;
     } else {
       // Rows with no kept tile (O = 0), and token-major rows going back to their frame-major place:
       // straight from the registers.
       store_o_rows<Tr>(p, o, inv, wi, row_in_tile, unpermute);
-      if (count > 0) mbar_arrive(kv_empty + 8 * prev_stage);
+      if (!Tr::kOwnO && count > 0) mbar_arrive(kv_empty + 8 * prev_stage);
     }
     if (p.lse && lane % 4 == 0) {
 #pragma unroll
