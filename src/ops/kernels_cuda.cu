@@ -174,8 +174,13 @@ constexpr int kNormRowsMaxThreads = 512;
 // and loops over rows; without a residual update a group loads its next row while it normalises this
 // one, so that the loads of every warp stay in flight through its arithmetic (a row read only once
 // the previous one was written left the HBM at ~70% of a copy's rate).
-template <typename T, int VPT, bool kPrefetch>
-__global__ void __launch_bounds__(kNormRowsMaxThreads)
+//
+// kResidual: the residual update of gated_add_norm (r.x set); otherwise the next row is prefetched.
+// At most 64 registers a thread (the bound of two 512-thread blocks a multiprocessor) wherever ptxas
+// fits that without spilling: left free it took 72-79 on the residual kernels at 4-6 vectors a thread
+// and 78 on the prefetching one at 4, which ran 2-8% slower for the lost occupancy (H100, bench_norms).
+template <typename T, int VPT, bool kResidual>
+__global__ void __launch_bounds__(kNormRowsMaxThreads, (kResidual ? VPT <= 7 : VPT <= 4) ? 2 : 1)
     norm_rows_kernel(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale, NormArgs a,
                      int group, Residual<T> r) {
   constexpr int V = kVec<T>;
@@ -183,6 +188,7 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
   const int lane = threadIdx.x % group, rows_per_block = blockDim.x / group;
   const int vectors = static_cast<int>(a.dim / V);
   const int64_t stride = int64_t{gridDim.x} * rows_per_block;
+  constexpr bool kPrefetch = !kResidual;
   // The next row's x (kPrefetch: no residual update), loaded one iteration ahead.
   alignas(16) T next[kPrefetch ? VPT : 1][V];
   auto load_next = [&](int64_t at_row) {
@@ -213,7 +219,7 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
     // Index arithmetic in 32 bits (rows fit: norm_args_supported): 64-bit divisions cost ~70
     // instructions each.
     const uint32_t row32 = static_cast<uint32_t>(row);
-    if (r.x && valid) {
+    if (kResidual && valid) {
       const int64_t item = row32 / static_cast<uint32_t>(r.tokens), token = row - item * r.tokens;
       rx = r.x + row * a.dim;
       ry = r.y + item * r.y_item + token * r.y_token;
@@ -224,7 +230,7 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
       const int c = lane + j * group;
       if (valid && c < vectors) {
         const int64_t at = int64_t{c} * V;
-        if (rx) {
+        if constexpr (kResidual) {
           float x_in[V], y_in[V], g[V];
           load_vec(rx + at, x_in);
           load_vec(ry + at, y_in);
@@ -237,8 +243,6 @@ __global__ void __launch_bounds__(kNormRowsMaxThreads)
 #pragma unroll
           for (int i = 0; i < V; ++i) raw[j][i] = store<T>(x_in[i] + g[i] * y_in[i]);
           *reinterpret_cast<uint4*>(rx + at) = *reinterpret_cast<const uint4*>(raw[j]);
-        } else if constexpr (!kPrefetch) {
-          *reinterpret_cast<uint4*>(raw[j]) = *reinterpret_cast<const uint4*>(x + row * a.dim + at);
         }
         if (a.center) {
 #pragma unroll
@@ -478,23 +482,23 @@ bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T*
     grid = std::min<int64_t>(grid, int64_t{1} << 30);
     kernel<<<static_cast<unsigned>(grid), threads, 0, stream>>>(x, y, weight, bias, shift, scale, a, group, r);
   };
-  auto pick = [&](auto prefetch) {
-    constexpr bool kPrefetch = decltype(prefetch)::value;
+  auto pick = [&](auto residual) {
+    constexpr bool kResidual = decltype(residual)::value;
     switch (vpt) {
-      case 1: launch(norm_rows_kernel<T, 1, kPrefetch>); break;
-      case 2: launch(norm_rows_kernel<T, 2, kPrefetch>); break;
-      case 3: launch(norm_rows_kernel<T, 3, kPrefetch>); break;
-      case 4: launch(norm_rows_kernel<T, 4, kPrefetch>); break;
-      case 5: launch(norm_rows_kernel<T, 5, kPrefetch>); break;
-      case 6: launch(norm_rows_kernel<T, 6, kPrefetch>); break;
-      case 7: launch(norm_rows_kernel<T, 7, kPrefetch>); break;
-      default: launch(norm_rows_kernel<T, 8, kPrefetch>); break;
+      case 1: launch(norm_rows_kernel<T, 1, kResidual>); break;
+      case 2: launch(norm_rows_kernel<T, 2, kResidual>); break;
+      case 3: launch(norm_rows_kernel<T, 3, kResidual>); break;
+      case 4: launch(norm_rows_kernel<T, 4, kResidual>); break;
+      case 5: launch(norm_rows_kernel<T, 5, kResidual>); break;
+      case 6: launch(norm_rows_kernel<T, 6, kResidual>); break;
+      case 7: launch(norm_rows_kernel<T, 7, kResidual>); break;
+      default: launch(norm_rows_kernel<T, 8, kResidual>); break;
     }
   };
   if (r.x) {
-    pick(std::false_type{});
-  } else {
     pick(std::true_type{});
+  } else {
+    pick(std::false_type{});
   }
   return true;
 }
