@@ -7,9 +7,12 @@
 #include <vector>
 
 #include "ops/ops.h"
+#include "test_util.h"
 
 namespace vdit {
 namespace {
+
+using test::to_doubles;
 
 const ExecContext kCpu{};
 
@@ -25,15 +28,9 @@ Tensor random_tensor(const Shape& shape, uint32_t seed, float lo = -2.0f, float 
   return t;
 }
 
-std::vector<double> values(const Tensor& t) {
-  Tensor f = t.to(DType::f32).contiguous();
-  const float* p = f.data<float>();
-  return std::vector<double>(p, p + f.numel());
-}
-
 // Largest |a - b| / (1 + |b|).
 double max_error(const Tensor& actual, const std::vector<double>& expected) {
-  std::vector<double> a = values(actual);
+  std::vector<double> a = to_doubles(actual);
   EXPECT_EQ(a.size(), expected.size());
   double worst = 0.0;
   for (size_t i = 0; i < std::min(a.size(), expected.size()); ++i)
@@ -45,7 +42,7 @@ double gelu_tanh_ref(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0
 double silu_ref(double x) { return x / (1.0 + std::exp(-x)); }
 
 std::vector<double> linear_ref(const Tensor& x, const Tensor& w, const Tensor& b, Activation act) {
-  auto xv = values(x), wv = values(w), bv = b.defined() ? values(b) : std::vector<double>();
+  auto xv = to_doubles(x), wv = to_doubles(w), bv = b.defined() ? to_doubles(b) : std::vector<double>();
   const int64_t in = w.size(1), out = w.size(0), rows = x.numel() / in;
   std::vector<double> y(rows * out);
   for (int64_t r = 0; r < rows; ++r)
@@ -94,8 +91,8 @@ TEST(Ops, LinearNamesMismatchedShapes) {
 // layer norm of each row of x [rows, d], with optional affine and per-item modulation.
 std::vector<double> layer_norm_ref(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
                                    const Tensor& shift = {}, const Tensor& scale = {}) {
-  auto xv = values(x), wv = w.defined() ? values(w) : std::vector<double>(), bv = b.defined() ? values(b) : std::vector<double>();
-  auto sh = shift.defined() ? values(shift) : std::vector<double>(), sc = scale.defined() ? values(scale) : std::vector<double>();
+  auto optional = [](const Tensor& t) { return t.defined() ? to_doubles(t) : std::vector<double>(); };
+  auto xv = to_doubles(x), wv = optional(w), bv = optional(b), sh = optional(shift), sc = optional(scale);
   const int64_t d = x.size(-1), rows = x.numel() / d, per_item = x.rank() == 3 ? x.size(1) : rows;
   std::vector<double> y(xv.size());
   for (int64_t r = 0; r < rows; ++r) {
@@ -126,7 +123,7 @@ TEST(Ops, LayerNormWithAndWithoutAffine) {
 
 TEST(Ops, RmsNorm) {
   Tensor x = random_tensor({3, 7, 10}, 13), w = random_tensor({10}, 14);
-  auto xv = values(x), wv = values(w);
+  auto xv = to_doubles(x), wv = to_doubles(w);
   std::vector<double> y(xv.size());
   for (int64_t r = 0; r < 21; ++r) {
     double ss = 0;
@@ -138,7 +135,7 @@ TEST(Ops, RmsNorm) {
 
 TEST(Ops, ModulateAndFusedNormModulate) {
   Tensor x = random_tensor({2, 5, 9}, 15), shift = random_tensor({2, 9}, 16), scale = random_tensor({2, 9}, 17);
-  auto xv = values(x), sh = values(shift), sc = values(scale);
+  auto xv = to_doubles(x), sh = to_doubles(shift), sc = to_doubles(scale);
   std::vector<double> y(xv.size());
   for (int64_t r = 0; r < 10; ++r)
     for (int i = 0; i < 9; ++i) y[r * 9 + i] = xv[r * 9 + i] * (1 + sc[(r / 5) * 9 + i]) + sh[(r / 5) * 9 + i];
@@ -157,13 +154,13 @@ TEST(Ops, ModulationRowsMayBeStridedViews) {
   // A [B, 6, D] table whose chunks are selected along dim 1, as the models slice their adaLN tables.
   Tensor table = random_tensor({2, 6, 9}, 20), x = random_tensor({2, 5, 9}, 21);
   Tensor shift = table.select(1, 3), scale = table.select(1, 4);
-  EXPECT_LT(max_error(modulate(kCpu, x, shift, scale), values(modulate(kCpu, x, shift.contiguous(), scale.contiguous()))),
+  EXPECT_LT(max_error(modulate(kCpu, x, shift, scale), to_doubles(modulate(kCpu, x, shift.contiguous(), scale.contiguous()))),
             1e-7);
 }
 
 TEST(Ops, GatedResidualAdd) {
   Tensor x = random_tensor({2, 4, 7}, 22), y = random_tensor({2, 4, 7}, 23), gate = random_tensor({2, 7}, 24);
-  auto xv = values(x), yv = values(y), gv = values(gate);
+  auto xv = to_doubles(x), yv = to_doubles(y), gv = to_doubles(gate);
   std::vector<double> gated(xv.size()), plain(xv.size());
   for (int64_t r = 0; r < 8; ++r)
     for (int i = 0; i < 7; ++i) {
@@ -186,15 +183,15 @@ TEST(Ops, GatedResidualAddLayerNormIsTheTwoOps) {
   const Tensor fused = gated_residual_add_layer_norm(kCpu, fused_x, y, gate, w, b, 1e-6f);
   gated_residual_add(kCpu, split_x, y, gate);
   const Tensor split = layer_norm(kCpu, split_x, w, b, 1e-6f);
-  EXPECT_EQ(values(fused_x), values(split_x));
-  EXPECT_EQ(values(fused), values(split));
+  EXPECT_EQ(to_doubles(fused_x), to_doubles(split_x));
+  EXPECT_EQ(to_doubles(fused), to_doubles(split));
 
   Tensor fused_mod_x = x.clone(), split_mod_x = x.clone();
   const Tensor fused_mod = gated_residual_add_layer_norm(kCpu, fused_mod_x, y, {}, {}, {}, 1e-6f, shift, scale);
   gated_residual_add(kCpu, split_mod_x, y, {});
   const Tensor split_mod = layer_norm_modulate(kCpu, split_mod_x, {}, {}, 1e-6f, shift, scale);
-  EXPECT_EQ(values(fused_mod_x), values(split_mod_x));
-  EXPECT_EQ(values(fused_mod), values(split_mod));
+  EXPECT_EQ(to_doubles(fused_mod_x), to_doubles(split_mod_x));
+  EXPECT_EQ(to_doubles(fused_mod), to_doubles(split_mod));
 
   Tensor ragged = x.clone();
   EXPECT_THROW(gated_residual_add_layer_norm(kCpu, ragged, y, gate, w, b, 1e-6f, shift, {}), Error);
@@ -213,10 +210,10 @@ TEST(Ops, GatedResidualAddLayerNormIntoATokenRange) {
   Tensor sequence = before.clone();
   gated_residual_add_layer_norm_into(kCpu, sequence.slice(1, 3, 8), into_x, y, table.select(1, 2), {}, {}, 1e-6f, shift,
                                      scale);
-  EXPECT_EQ(values(into_x), values(returned_x));
-  EXPECT_EQ(values(sequence.slice(1, 3, 8).contiguous()), values(returned));
-  EXPECT_EQ(values(sequence.slice(1, 0, 3).contiguous()), values(before.slice(1, 0, 3).contiguous()));
-  EXPECT_EQ(values(sequence.slice(1, 8, 9).contiguous()), values(before.slice(1, 8, 9).contiguous()));
+  EXPECT_EQ(to_doubles(into_x), to_doubles(returned_x));
+  EXPECT_EQ(to_doubles(sequence.slice(1, 3, 8).contiguous()), to_doubles(returned));
+  EXPECT_EQ(to_doubles(sequence.slice(1, 0, 3).contiguous()), to_doubles(before.slice(1, 0, 3).contiguous()));
+  EXPECT_EQ(to_doubles(sequence.slice(1, 8, 9).contiguous()), to_doubles(before.slice(1, 8, 9).contiguous()));
 
   auto refused = [&](const Tensor& out, const char* expected) {
     Tensor other = x.clone();
@@ -237,7 +234,7 @@ TEST(Ops, GatedResidualAddLayerNormIntoATokenRange) {
 
 TEST(Ops, ElementWise) {
   Tensor x = random_tensor({3, 4099}, 25, -6.0f, 6.0f), z = random_tensor({3, 4099}, 26);
-  auto xv = values(x), zv = values(z);
+  auto xv = to_doubles(x), zv = to_doubles(z);
   std::vector<double> g(xv.size()), s(xv.size()), a(xv.size());
   for (size_t i = 0; i < xv.size(); ++i) {
     g[i] = gelu_tanh_ref(xv[i]);
@@ -251,7 +248,7 @@ TEST(Ops, ElementWise) {
 
 // Conv3d with kernel == stride, computed directly on a [B, C, F, H, W] or [B, F, C, H, W] video.
 std::vector<double> patch_embed_ref(const Tensor& video, VideoAxes axes, PatchSize p, const Tensor& w, const Tensor& b) {
-  auto vv = values(video), wv = values(w), bv = values(b);
+  auto vv = to_doubles(video), wv = to_doubles(w), bv = to_doubles(b);
   const bool cf = axes == VideoAxes::bcfhw;
   const int64_t B = video.size(0), C = video.size(cf ? 1 : 2), F = video.size(cf ? 2 : 1), H = video.size(3),
                 W = video.size(4), out = w.size(0);
@@ -303,7 +300,7 @@ TEST(Ops, UnpatchifyInvertsPatchify) {
     Tensor tokens = patchify(kCpu, video, axes, p);
     Tensor back = unpatchify(kCpu, tokens, patch_grid(video, axes, p), p, PatchFeatures::channel_major, axes);
     EXPECT_EQ(back.shape(), video.shape());
-    EXPECT_EQ(max_error(back, values(video)), 0.0);
+    EXPECT_EQ(max_error(back, to_doubles(video)), 0.0);
   }
 }
 
@@ -315,7 +312,7 @@ TEST(Ops, UnpatchifyChannelMinorFeatures) {
   Tensor tokens = random_tensor({2, g.tokens(), C * p.volume()}, 35);
   Tensor video = unpatchify(kCpu, tokens, g, p, PatchFeatures::channel_minor, VideoAxes::bcfhw);
   ASSERT_EQ(video.shape(), (Shape{2, C, 2, 4, 6}));
-  auto tv = values(tokens);
+  auto tv = to_doubles(tokens);
   std::vector<double> expected(video.numel());
   for (int64_t b = 0; b < 2; ++b)
     for (int64_t c = 0; c < C; ++c)
@@ -389,7 +386,7 @@ TEST(Ops, RopeTableAndRotation) {
 
   // 3 text tokens first, then the 12 video tokens; 2 batch items, 3 heads.
   Tensor x = random_tensor({2, 15, 3, 14}, 37);
-  auto xv = values(x);
+  auto xv = to_doubles(x);
   std::vector<double> expected = xv;
   for (int64_t b = 0; b < 2; ++b)
     for (int64_t t = 0; t < 12; ++t)
@@ -410,7 +407,7 @@ TEST(Ops, LayerNormRope) {
   const RopeTable table = rope_table_3d(dims, {{{0.0, 1.0}, {0.0, 1.0}, {0.0, 1.0, 2.0}}});  // 12 tokens
   Tensor x = random_tensor({2, 15, 3, 8}, 45), w = random_tensor({8}, 46), b = random_tensor({8}, 47);
   std::vector<double> expected = layer_norm_ref(x, w, b, 1e-6);
-  const std::vector<double> c = values(table.cos), s = values(table.sin);
+  const std::vector<double> c = to_doubles(table.cos), s = to_doubles(table.sin);
   for (int64_t item = 0; item < 2; ++item)
     for (int64_t t = 0; t < 12; ++t)
       for (int64_t h = 0; h < 3; ++h)
@@ -428,7 +425,7 @@ TEST(Ops, LayerNormRope) {
 
 TEST(Ops, AddRepeatsTrailingOperand) {
   Tensor a = random_tensor({3, 2, 5}, 39), b = random_tensor({1, 2, 5}, 40), c = random_tensor({5}, 41);
-  auto av = values(a), bv = values(b), cv = values(c);
+  auto av = to_doubles(a), bv = to_doubles(b), cv = to_doubles(c);
   std::vector<double> ab(av.size()), ac(av.size());
   for (size_t i = 0; i < av.size(); ++i) {
     ab[i] = av[i] + bv[i % 10];
@@ -443,7 +440,7 @@ TEST(Ops, ConcatTokens) {
   Tensor a = random_tensor({2, 3, 4}, 43), b = random_tensor({2, 5, 4}, 44).to(DType::bf16);
   Tensor y = concat_tokens(kCpu, a, b);
   ASSERT_EQ(y.shape(), (Shape{2, 8, 4}));
-  auto av = values(a), bv = values(b);
+  auto av = to_doubles(a), bv = to_doubles(b);
   std::vector<double> expected;
   for (int64_t i = 0; i < 2; ++i) {
     expected.insert(expected.end(), av.begin() + i * 12, av.begin() + (i + 1) * 12);
@@ -456,7 +453,7 @@ TEST(Ops, CrossAttention) {
   // 2 items, 37 queries, 3 heads of 8 over 11 keys; and 1 key (the softmax of one score is 1).
   for (int64_t keys : {11, 1}) {
     Tensor q = random_tensor({2, 37, 3, 8}, 46), k = random_tensor({2, keys, 3, 8}, 47), v = random_tensor({2, keys, 3, 8}, 48);
-    auto qv = values(q), kv = values(k), vv = values(v);
+    auto qv = to_doubles(q), kv = to_doubles(k), vv = to_doubles(v);
     std::vector<double> expected(qv.size());
     const double scale = 1.0 / std::sqrt(8.0);
     for (int64_t b = 0; b < 2; ++b)
@@ -487,7 +484,7 @@ TEST(Ops, CastConvertsAndKeepsF32) {
   Tensor x = random_tensor({3, 5}, 45);
   Tensor b = cast(kCpu, x, DType::bf16);
   EXPECT_EQ(b.dtype(), DType::bf16);
-  EXPECT_LT(max_error(b, values(x)), 1e-2);
+  EXPECT_LT(max_error(b, to_doubles(x)), 1e-2);
   EXPECT_EQ(cast(kCpu, x, DType::f32).raw_data(), x.raw_data());
   EXPECT_THROW(cast(kCpu, x, DType::i32), Error);
 }
