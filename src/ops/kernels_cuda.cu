@@ -436,14 +436,14 @@ __global__ void rope_kernel(T* x, const float* cos_table, const float* sin_table
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// The register-resident row kernel when the row fits (at most 8 vectors for each of 512 threads) and
-// every operand is 16-byte aligned; false otherwise (the caller falls back to norm_kernel). Threads
-// per row: a power of two (see the launcher); 256-thread blocks hold several rows. With r.x set, x is
-// null and each row is first updated through r (whose strides must also be whole vectors).
 // What both norm entry points take: rows for 32-bit row arithmetic and the fallback's one block a
 // row (grid.x < 2^31); RoPE only with contiguous output rows (its fallback pass rotates those).
 bool norm_args_supported(const NormArgs& a) { return a.rows <= INT32_MAX && !(a.rope_cos && a.y_item_stride != 0); }
 
+// The register-resident row kernel when the row fits (at most 8 vectors for each of 512 threads) and
+// every operand is 16-byte aligned; false otherwise (the caller falls back to norm_kernel). Threads
+// per row: a power of two (see the launcher); 256-thread blocks hold several rows. With r.x set, x is
+// null and each row is first updated through r (whose strides must also be whole vectors).
 template <typename T>
 bool launch_norm_rows(const T* x, T* y, const T* weight, const T* bias, const T* shift, const T* scale,
                       const NormArgs& a, cudaStream_t stream, const Residual<T>& r = {}) {
