@@ -344,7 +344,25 @@ TEST(FlashSm90, Sparse) {
   random_sparse.density = 0.05;
   Case random_many{"random 0.3 bf16 d128 S1000 B4 H16 per-batch", 4, 16, 1000, 128, true, MaskKind::random};
   random_many.per_batch = true;
-  for (const Case& c : {spatial, tile, random_bf16, random_256, random_sparse, random_many}) run_case(c);
+  // d = 64 runs 192-row work items (three consumer warpgroups), so an item spans two CSR rows of
+  // 128-row mask blocks (or part of a 256-row one) and visits the union of their key tiles.
+  Case random64_256{"random 0.4 blocks 256 fp16 d64 S4133 B2 per-batch", 2, 3, 4133, 64, false, MaskKind::random};
+  random64_256.block = 256;
+  random64_256.density = 0.4;
+  random64_256.per_batch = true;
+  for (const Case& c : {spatial, tile, random_bf16, random_256, random_sparse, random_many, random64_256}) run_case(c);
+}
+
+// Small sparse cases, also run under compute-sanitizer (scripts/device/flash_sm90.sh): the d = 64
+// items that span two mask rows, a ragged last item, empty rows.
+TEST(FlashSm90, SparseSmall) {
+  if (!have_sm90()) GTEST_SKIP() << "no sm_90 GPU";
+  Case tile64{"tile:1 bf16 d64 S1000", 1, 2, 1000, 64, true, MaskKind::pattern, "tile:1", kLayout1000};
+  Case random64{"random 0.3 fp16 d64 S1000 B2 per-batch", 2, 3, 1000, 64, false, MaskKind::random};
+  random64.per_batch = true;
+  Case random64_tiny{"random 0.5 bf16 d64 S100", 1, 3, 100, 64, true, MaskKind::random};
+  random64_tiny.density = 0.5;
+  for (const Case& c : {tile64, random64, random64_tiny}) run_case(c);
 }
 
 // ---- Timing ---------------------------------------------------------------------------------

@@ -1,10 +1,15 @@
 // Flash-attention forward for Hopper (sm_90a), dense and block-sparse, FlashAttention-3 style:
 //
-// - One persistent CTA per SM, 3 warpgroups. Warpgroup 0 is the producer: one thread takes work
-//   items (batch, head, 128-query tile) off a global counter, longest CSR rows first, and issues
-//   TMA loads (cp.async.bulk.tensor, swizzled) of Q and of the K/V tiles its CSR row keeps
-//   into a ring of shared-memory stages, completing on mbarriers. Skipped tiles cost nothing.
-// - Warpgroups 1 and 2 are consumers, 64 query rows each: S = Q K^T by wgmma from shared memory,
+// - One persistent CTA per SM: a producer warpgroup and 2 consumer warpgroups of 64 query rows each
+//   (3 at d = 64, where two warps a scheduler leave the softmax's latency exposed: 7-10% faster).
+//   One producer thread takes work items (batch, head, query tile of 128 rows, 192 at d = 64) off a
+//   global counter, longest CSR rows first, and issues TMA loads (cp.async.bulk.tensor, swizzled)
+//   of Q and of the K/V tiles the item's CSR rows keep into a ring of shared-memory stages,
+//   completing on mbarriers. Skipped tiles cost nothing.
+// - A 192-row item spans two 128-row mask blocks, so two CSR rows: the producer walks the union of
+//   their key tiles and flags each stage with the rows that visit it; a consumer releases the other
+//   row's stages unread (kInA and below).
+// - Consumers: S = Q K^T by wgmma from shared memory,
 //   online softmax in registers (exp2), P converted to bf16/fp16 in registers and fed as the
 //   register A operand of the O += P V wgmma. S(j) = Q K(j)^T and O += P(j-1) V(j-1) are issued
 //   together, and the softmax of tile j runs while the P V GEMM does (intra-warpgroup overlap);
@@ -47,29 +52,33 @@
 namespace vdit::cuda {
 namespace {
 
-constexpr int kBlockM = 128;  // query rows per work item, every head dim
-
 struct Sm90Tiles {
-  int block_m;  // query rows per work item (two consumer warpgroups of 64)
-  int block_n;  // keys per K/V tile
-  int stages;   // K/V ring depth
+  int consumers;  // consumer warpgroups of 64 query rows: the query rows of a work item / 64
+  int block_n;    // keys per K/V tile
+  int stages;     // K/V ring depth
 };
 
 // The one place tile sizes are chosen. Shared memory: Q + stages * (K + V) = 32 + 3 * 64 KB at d =
-// 128, 24 + 4 * 48 KB at d = 96, 16 + 4 * 32 KB + 16 KB for O at d = 64.
+// 128, 24 + 4 * 48 KB at d = 96, 24 + 4 * 32 KB + 24 KB for O at d = 64.
 constexpr Sm90Tiles sm90_tiles(int head_dim) {
-  return head_dim == 128 ? Sm90Tiles{kBlockM, 128, 3} : Sm90Tiles{kBlockM, 128, 4};
+  return head_dim == 128 ? Sm90Tiles{2, 128, 3} : head_dim == 96 ? Sm90Tiles{2, 128, 4} : Sm90Tiles{3, 128, 4};
 }
 
-constexpr int kThreads = 384;       // producer warpgroup + 2 consumer warpgroups
-constexpr int kConsumerThreads = 256;
 constexpr int kMaskBlockMultiple = 128;
 
 template <int kHeadDim_, bool kBf16_>
 struct Sm90Traits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr bool kBf16 = kBf16_;
-  static constexpr int kBlockM = sm90_tiles(kHeadDim).block_m;
+  static constexpr int kConsumers = sm90_tiles(kHeadDim).consumers;
+  static constexpr int kThreads = 128 * (kConsumers + 1);  // producer warpgroup + consumers
+  static constexpr int kConsumerThreads = 128 * kConsumers;
+  // setmaxnreg moves registers from the producer to the consumers within what the CTA was launched
+  // with (65536 / kThreads a thread, in steps of 8); asking for more than that hangs.
+  static constexpr int kProducerRegs = kConsumers == 2 ? 40 : 32;
+  static constexpr int kConsumerRegs = kConsumers == 2 ? 232 : 160;
+  static_assert(128 * kProducerRegs + kConsumerThreads * kConsumerRegs <= kThreads * (65536 / kThreads / 8 * 8));
+  static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kBlockN = sm90_tiles(kHeadDim).block_n;
   static constexpr int kStages = sm90_tiles(kHeadDim).stages;
   // Each operand tile is kChunks column chunks of [rows][kChunk] elements, kRowBytes a row, as TMA
@@ -94,10 +103,12 @@ struct Sm90Traits {
   static constexpr int kBarOffset = kOOffset + (kOwnO ? kQBytes : 0);
   static constexpr int kBarCount = 2 + 3 * kStages;
   static constexpr int kSlotOffset = kBarOffset + 8 * kBarCount;
-  static constexpr int kSinkOffset = kSlotOffset + 16;
+  static constexpr int kInfoOffset = kSlotOffset + 16;  // one word per stage (kInA ...)
+  static constexpr int kClaimOffset = kInfoOffset + 16 * ((4 * kStages + 15) / 16);  // the producer's (Claimed)
+  static constexpr int kSinkOffset = kClaimOffset + 128;
   static constexpr int kSmemBytes = kSinkOffset + 4 * kConsumerThreads + 1024;  // + slack to align to 1024
-  static_assert(kBlockM == 2 * 64 && kBlockN == 128 && kMaskBlockMultiple % kBlockN == 0 &&
-                kMaskBlockMultiple % kBlockM == 0);
+  static_assert(kBlockN == 128 && kMaskBlockMultiple % kBlockN == 0 &&
+                (kConsumers == 3 || kMaskBlockMultiple % kBlockM == 0));
   static_assert(kSmemBytes <= 227 * 1024, "shared memory over the sm_90 limit");
 };
 
@@ -107,6 +118,7 @@ struct Sm90Work {
   const int* order;     // work items longest first, or null for the natural order (dense)
   int total;            // batch * heads * q_tiles
   int keys;             // S_k: S, or the keys of a dense cross-attention
+  int block_m;          // query rows per work item
   int q_tiles;
   int k_tiles;
   int mask_q_blocks;
@@ -115,24 +127,34 @@ struct Sm90Work {
 
 __host__ __device__ inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-// The key tiles one work item visits: dense, all of them; sparse, the tiles of the mask blocks in
-// its CSR row (a mask block of 256 keys is two tiles), minus those past the end of a ragged S.
-struct TileList {
-  const int32_t* blocks;  // null: dense
-  int count;
-  int sub;  // tiles per mask key block
-  __device__ int tile(int i) const { return blocks ? blocks[i / sub] * sub + i % sub : i; }
+// Which CSR rows a sparse work item's consumer warpgroups (64 query rows each) follow. A 192-row
+// item spans two 128-row mask blocks: `a` is the first warpgroup's row, `b` the last active one's
+// (warpgroups whose rows all lie at or past S are inactive); warpgroup g follows `a` when its rows
+// lie in a's mask block, else `b`.
+struct ItemRows {
+  int a, b;
+  int groups;    // active warpgroups
+  int in_a;      // how many of them follow `a`
 };
 
-__device__ inline TileList tile_list(const FlashParams& p, const Sm90Work& w, int b, int h, int t,
-                                     int block_m, int block_n) {
-  if (!p.row_offsets) return {nullptr, w.k_tiles, 1};
-  int slot = p.mask_heads == p.heads ? h : b * p.heads + h;
-  int row = slot * w.mask_q_blocks + t * block_m / p.mask_block_q;
-  const int begin = p.row_offsets[row], end = p.row_offsets[row + 1];
-  const int32_t* blocks = p.key_blocks + begin;
-  return {blocks, key_tile_count(blocks, end - begin, w.keys, p.mask_block_k, block_n), p.mask_block_k / block_n};
+__device__ inline ItemRows item_rows(const FlashParams& p, const Sm90Work& w, int b, int h, int t) {
+  const int slot = p.mask_heads == p.heads ? h : b * p.heads + h;
+  const int first = t * w.block_m, base = slot * w.mask_q_blocks;
+  const int groups = min(w.block_m / 64, ceil_div(p.seqlen - first, 64));
+  const int block_a = first / p.mask_block_q;
+  int in_a = 0;
+  for (int g = 0; g < groups; ++g) in_a += (first + 64 * g) / p.mask_block_q == block_a;
+  return {base + block_a, base + (first + 64 * (groups - 1)) / p.mask_block_q, groups, in_a};
 }
+
+// Per K/V stage, what the producer tells the consumers (in shared memory, read after k_full): which
+// of the item's CSR rows visit the tile (kInA, kInB; dense: both), whether it is the item's last
+// (kLastTile) or a row's last (kLastA, kLastB), and its keys below S_k (from bit kValidShift).
+// A warpgroup holds its last tile's stage until its next tile's Q K^T is issued, so it can pass at
+// most kStages - 2 stages of the other row in between: the producer makes the next one a filler
+// of its row (kFillA, kFillB: visited with every key masked) when the row has tiles left.
+constexpr int kInA = 1, kInB = 2, kLastTile = 4, kLastA = 8, kLastB = 16, kFillA = 32, kFillB = 64;
+constexpr int kValidShift = 7;
 
 struct WorkItem {
   int b, h, t;
@@ -141,9 +163,10 @@ struct WorkItem {
 // What the producer tells the consumers about the item whose Q it loads (in shared memory, read
 // after q_full), so that they need no global-memory lookups of their own between items.
 struct ItemSlot {
-  int item;        // -1: no more work
-  int tiles;       // key tiles to visit
-  int last_valid;  // keys of the last tile below S
+  int item;     // -1: no more work
+  int tiles_a;  // key tiles of its CSR row a (every tile: dense)
+  int tiles_b;  // of its row b
+  int two_rows;  // rows a and b differ: a warpgroup may pass tiles of the other's
 };
 
 __device__ inline WorkItem decode_item(int item, int heads, int q_tiles) {
@@ -360,80 +383,152 @@ __device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const fl
     for (int e = 0; e < 4; ++e) o[4 * j + e] *= correction[e / 2];
 }
 
+// A work item as the producer claims it, ahead of time (kept in shared memory: the producer
+// thread has few registers).
+struct Claimed {
+  int item;  // -1: no more work
+  WorkItem wi;
+  const int32_t* a;  // key blocks of CSR row a (null: dense, every tile)
+  const int32_t* b;  // of row b, null when it is row a
+  int blocks_a, blocks_b;
+  int tiles_a, tiles_b;  // key tiles of each (the consumers' counts)
+  bool token_major;      // read from the token-major copies
+};
+static_assert(sizeof(Claimed) <= 64);
+
+// Claims the next work item: its lookups (counter, order, CSR rows) are a chain of dependent
+// global loads, done while the current item's K/V ring is full so that they do not delay the next Q.
 template <class Tr>
+__device__ void claim(const FlashParams& p, const Sm90Work& w, Claimed& c) {
+  c.item = -1;
+  const int index = atomicAdd(w.counter, 1);
+  if (index >= w.total) return;
+  c.item = w.order ? w.order[index] : index;
+  c.wi = decode_item(c.item, p.heads, w.q_tiles);
+  c.token_major = p.unpermute && p.unpermute[p.unpermute_slots == p.heads ? c.wi.h : c.wi.b * p.heads + c.wi.h];
+  c.a = c.b = nullptr;
+  c.blocks_b = 0;
+  if (!p.row_offsets) {
+    c.blocks_a = c.tiles_a = c.tiles_b = w.k_tiles;
+    return;
+  }
+  const ItemRows rows = item_rows(p, w, c.wi.b, c.wi.h, c.wi.t);
+  const int a0 = p.row_offsets[rows.a], a1 = p.row_offsets[rows.a + 1];
+  c.a = p.key_blocks + a0;
+  c.blocks_a = a1 - a0;
+  c.tiles_a = c.tiles_b = key_tile_count(c.a, c.blocks_a, w.keys, p.mask_block_k, Tr::kBlockN);
+  if (Tr::kConsumers > 2 && rows.b != rows.a) {  // (128-row items follow one row)
+    const int b0 = p.row_offsets[rows.b], b1 = p.row_offsets[rows.b + 1];
+    c.b = p.key_blocks + b0;
+    c.blocks_b = b1 - b0;
+    c.tiles_b = key_tile_count(c.b, c.blocks_b, w.keys, p.mask_block_k, Tr::kBlockN);
+  }
+}
+
 // tm[0..2]: Q, K, V; tm[3..5]: their token-major copies, read for the slots FlashParams::unpermute flags.
+template <class Tr>
 __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensorMap* const (&tm)[6], uint32_t smem,
-                         volatile ItemSlot* slot) {
+                         volatile ItemSlot* slot, Claimed (&claims)[2]) {
   const uint32_t q_full = smem + Tr::kBarOffset, q_empty = q_full + 8;
   const uint32_t k_full = q_full + 16, v_full = k_full + 8 * Tr::kStages, kv_empty = v_full + 8 * Tr::kStages;
+  volatile int* info = reinterpret_cast<volatile int*>(slot + 1);  // per stage, see kInA
+  const int sub = p.row_offsets ? p.mask_block_k / Tr::kBlockN : 1;  // tiles per mask key block
   int stage = 0;
   uint32_t phase = 0, q_phase = 0;
-  auto load_kv = [&](const CUtensorMap* tm_k, const CUtensorMap* tm_v, const WorkItem& wi, int key0) {
-    mbar_wait(kv_empty + 8 * stage, phase ^ 1);
-    const uint32_t k_dst = smem + Tr::kKOffset + stage * Tr::kKVBytes;
-    const uint32_t v_dst = smem + Tr::kVOffset + stage * Tr::kKVBytes;
-    mbar_expect_tx(k_full + 8 * stage, Tr::kKVBytes);
-#pragma unroll
-    for (int c = 0; c < Tr::kChunks; ++c)
-      tma_load_4d(k_dst + c * Tr::kKVChunkBytes, tm_k, k_full + 8 * stage, c * Tr::kChunk, wi.h, key0, wi.b);
-    mbar_expect_tx(v_full + 8 * stage, Tr::kKVBytes);
-#pragma unroll
-    for (int c = 0; c < Tr::kChunks; ++c)
-      tma_load_4d(v_dst + c * Tr::kKVChunkBytes, tm_v, v_full + 8 * stage, c * Tr::kChunk, wi.h, key0, wi.b);
-    if (++stage == Tr::kStages) {
-      stage = 0;
-      phase ^= 1;
-    }
-  };
-  // The next item is claimed while the current one's K/V ring is full: its lookups (counter, order,
-  // CSR row) are a chain of dependent global loads that would otherwise delay the next Q.
-  struct Claimed {
-    int item;  // -1: no more work
-    WorkItem wi;
-    TileList tiles;
-    int last_valid;  // keys of the last tile below S_k (key blocks are sorted)
-    bool token_major;  // read from the token-major copies
-  };
-  auto claim = [&]() {
-    Claimed c{-1, {}, {nullptr, 0, 1}, 0, false};
-    const int index = atomicAdd(w.counter, 1);
-    if (index >= w.total) return c;
-    c.item = w.order ? w.order[index] : index;
-    c.wi = decode_item(c.item, p.heads, w.q_tiles);
-    c.token_major = p.unpermute && p.unpermute[p.unpermute_slots == p.heads ? c.wi.h : c.wi.b * p.heads + c.wi.h];
-    c.tiles = tile_list(p, w, c.wi.b, c.wi.h, c.wi.t, Tr::kBlockM, Tr::kBlockN);
-    if (c.tiles.count > 0) c.last_valid = min(Tr::kBlockN, w.keys - c.tiles.tile(c.tiles.count - 1) * Tr::kBlockN);
-    return c;
-  };
-  Claimed cur = claim();
+  int k = 0;  // claims[k]: the current item
+  claim<Tr>(p, w, claims[0]);
   for (;;) {
-    // The first K/V tile needs only a free stage: load it while the consumers finish the last
-    // item, before the Q buffer frees up.
-    const CUtensorMap* tm_q = cur.token_major ? tm[3] : tm[0];
-    const CUtensorMap* tm_k = cur.token_major ? tm[4] : tm[1];
-    const CUtensorMap* tm_v = cur.token_major ? tm[5] : tm[2];
-    if (cur.tiles.count > 0) load_kv(tm_k, tm_v, cur.wi, cur.tiles.tile(0) * Tr::kBlockN);
-    mbar_wait(q_empty, q_phase ^ 1);
-    q_phase ^= 1;
-    slot->item = cur.item;
+    const Claimed& cur = claims[k];
+    auto load_kv = [&](int key0, int tile_info) {
+      mbar_wait(kv_empty + 8 * stage, phase ^ 1);
+      info[stage] = tile_info;
+      const CUtensorMap* tm_k = cur.token_major ? tm[4] : tm[1];
+      const CUtensorMap* tm_v = cur.token_major ? tm[5] : tm[2];
+      const uint32_t k_dst = smem + Tr::kKOffset + stage * Tr::kKVBytes;
+      const uint32_t v_dst = smem + Tr::kVOffset + stage * Tr::kKVBytes;
+      mbar_expect_tx(k_full + 8 * stage, Tr::kKVBytes);
+#pragma unroll
+      for (int c = 0; c < Tr::kChunks; ++c)
+        tma_load_4d(k_dst + c * Tr::kKVChunkBytes, tm_k, k_full + 8 * stage, c * Tr::kChunk, cur.wi.h, key0, cur.wi.b);
+      mbar_expect_tx(v_full + 8 * stage, Tr::kKVBytes);
+#pragma unroll
+      for (int c = 0; c < Tr::kChunks; ++c)
+        tma_load_4d(v_dst + c * Tr::kKVChunkBytes, tm_v, v_full + 8 * stage, c * Tr::kChunk, cur.wi.h, key0, cur.wi.b);
+      if (++stage == Tr::kStages) {
+        stage = 0;
+        phase ^= 1;
+      }
+    };
+    // Hands the item to the consumers and loads its Q; called after its first K/V tile, which
+    // needs only a free stage and so loads while the consumers finish the last item.
+    auto begin_item = [&]() {
+      mbar_wait(q_empty, q_phase ^ 1);
+      q_phase ^= 1;
+      slot->item = cur.item;
+      if (cur.item < 0) {
+        mbar_arrive(q_full);
+        return;
+      }
+      slot->tiles_a = cur.tiles_a;
+      slot->tiles_b = cur.tiles_b;
+      slot->two_rows = cur.b != nullptr;
+      mbar_expect_tx(q_full, Tr::kQBytes);
+      const CUtensorMap* tm_q = cur.token_major ? tm[3] : tm[0];
+#pragma unroll
+      for (int c = 0; c < Tr::kChunks; ++c)
+        tma_load_4d(smem + Tr::kQOffset + c * Tr::kQChunkBytes, tm_q, q_full, c * Tr::kChunk, cur.wi.h,
+                    cur.wi.t * Tr::kBlockM, cur.wi.b);
+    };
     if (cur.item < 0) {
-      mbar_arrive(q_full);
+      begin_item();
       return;
     }
-    slot->tiles = cur.tiles.count;
-    slot->last_valid = cur.last_valid;
-    mbar_expect_tx(q_full, Tr::kQBytes);
-#pragma unroll
-    for (int c = 0; c < Tr::kChunks; ++c)
-      tma_load_4d(smem + Tr::kQOffset + c * Tr::kQChunkBytes, tm_q, q_full, c * Tr::kChunk, cur.wi.h,
-                  cur.wi.t * Tr::kBlockM, cur.wi.b);
-    const int claim_after = min(Tr::kStages - 1, cur.tiles.count - 1);
-    Claimed next = claim_after < 1 ? claim() : cur;
-    for (int i = 1; i < cur.tiles.count; ++i) {
-      load_kv(tm_k, tm_v, cur.wi, cur.tiles.tile(i) * Tr::kBlockN);
-      if (i == claim_after) next = claim();
+    // The union of rows a's and b's key tiles in key order (both lists are sorted), each tile
+    // flagged with the rows that visit it (see kInA).
+    auto at = [&](const int32_t* list, int n, int i) { return i >= n ? INT_MAX : list ? list[i] : i; };
+    const int32_t* const row_b = Tr::kConsumers > 2 ? cur.b : nullptr;
+    const int blocks_b = row_b ? cur.blocks_b : 0;
+    const int both = row_b ? 0 : kInB | kLastB;  // row b is row a
+    int ia = 0, ib = 0, loaded = 0;
+    int since_a = -1, since_b = -1;  // tiles since the row's last one (-1: none yet)
+    int next_a = at(cur.a, cur.blocks_a, 0), next_b = at(row_b, blocks_b, 0);
+    bool claimed = false;
+    if (min(next_a, next_b) == INT_MAX) begin_item();
+    while (min(next_a, next_b) != INT_MAX) {
+      const int block = min(next_a, next_b);
+      const bool in_a = next_a == block, in_b = next_b == block;
+      if (in_a) next_a = at(cur.a, cur.blocks_a, ++ia);
+      if (in_b) next_b = at(row_b, blocks_b, ++ib);
+      const int tiles = min(sub, w.k_tiles - block * sub);  // the last block of a ragged S is short
+      for (int j = 0; j < tiles; ++j) {
+        const bool end = j == tiles - 1;
+        int flags = 0;
+        if (in_a) {
+          flags |= kInA | both | (end && next_a == INT_MAX ? kLastA | (both & kLastB) : 0);
+          since_a = 0;
+        } else if (since_a >= 0 && next_a != INT_MAX && ++since_a > Tr::kStages - 2) {
+          flags |= kInA | kFillA;
+          since_a = 0;
+        }
+        if (in_b) {
+          flags |= kInB | (end && next_b == INT_MAX ? kLastB : 0);
+          since_b = 0;
+        } else if (since_b >= 0 && next_b != INT_MAX && ++since_b > Tr::kStages - 2) {
+          flags |= kInB | kFillB;
+          since_b = 0;
+        }
+        const int key0 = (block * sub + j) * Tr::kBlockN;
+        if (end && min(next_a, next_b) == INT_MAX) flags |= kLastTile;
+        load_kv(key0, flags | min(Tr::kBlockN, w.keys - key0) << kValidShift);
+        if (++loaded == 1) begin_item();
+        if (loaded == Tr::kStages - 1) {
+          claim<Tr>(p, w, claims[k ^ 1]);
+          claimed = true;
+        }
+      }
     }
-    cur = next;
+    if (!claimed) claim<Tr>(p, w, claims[k ^ 1]);
+    k ^= 1;
   }
 }
 
@@ -449,7 +544,7 @@ __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], cons
   if constexpr (Tr::kOwnO) {
     // this warpgroup's previous O store has been read out of its half of the buffer
     if (thread == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
-    named_barrier(4 + group, 128);
+    named_barrier(5 + group, 128);
   } else {
     named_barrier(1, 256);  // the other warpgroup's last P V has read this V too
   }
@@ -524,15 +619,50 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
                          volatile ItemSlot* slot) {
   const uint32_t q_full = smem + Tr::kBarOffset, q_empty = q_full + 8;
   const uint32_t k_full = q_full + 16, v_full = k_full + 8 * Tr::kStages, kv_empty = v_full + 8 * Tr::kStages;
-  const int group = threadIdx.x / 128 - 1;  // consumer warpgroup: query rows 64*group ..
+  // consumer warpgroup: query rows 64*group .. (through a shuffle, so that ptxas sees it uniform
+  // across the warp and does not serialise the wgmma on the paths that depend on it)
+  const int group = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / 128) - 1, 0);
   const int thread = threadIdx.x % 128;
   const int lane = thread % 32;
   const uint32_t q_address = smem + Tr::kQOffset + group * 64 * Tr::kRowBytes;
   const float scale_log2 = p.scale * 1.4426950408889634f;
   const uint32_t sink = smem + Tr::kSinkOffset + 4 * (threadIdx.x - 128);
 
+  volatile const int* info = reinterpret_cast<volatile const int*>(slot + 1);
   int stage = 0, pending = -1;  // pending: the stage of the last O store, until release_stage
   uint32_t phase = 0, q_phase = 0;
+  auto advance = [&]() {
+    if (++stage == Tr::kStages) {
+      stage = 0;
+      phase ^= 1;
+    }
+  };
+  // Waits for the K of this warpgroup's next tile and, when the item has two rows, returns its info
+  // word, the other row's stages on the way released unread. (With one row every tile is this
+  // warpgroup's, and the caller reads the word after issuing Q K^T, off the critical path.)
+  auto next_own = [&](int mine, bool two_rows) {
+    if (!two_rows) {
+      mbar_wait(k_full + 8 * stage, phase);
+      return 0;
+    }
+    for (;;) {
+      mbar_wait(k_full + 8 * stage, phase);
+      const int tile = info[stage];
+      if (tile & mine) return tile;
+      mbar_arrive(kv_empty + 8 * stage);
+      advance();
+    }
+  };
+  // Releases the item's stages after this warpgroup's last tile (the other row's).
+  auto skip_rest = [&]() {
+    for (;;) {
+      mbar_wait(k_full + 8 * stage, phase);
+      const int tile = info[stage];
+      mbar_arrive(kv_empty + 8 * stage);
+      advance();
+      if (tile & kLastTile) return;
+    }
+  };
   for (;;) {
     mbar_wait(q_full, q_phase);
     q_phase ^= 1;
@@ -542,8 +672,16 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       if (thread == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // the last O stores done
       return;
     }
-    const int count = slot->tiles, last_valid = slot->last_valid;
+    const int tiles_a = slot->tiles_a, tiles_b = slot->tiles_b;
+    const bool two_rows = Tr::kConsumers > 2 && slot->two_rows;
     const WorkItem wi = decode_item(item, p.heads, w.q_tiles);
+    // This warpgroup's CSR row (see item_rows) and its tile count. (Rows past S compute on zeros
+    // and are not stored.)
+    const int first = wi.t * Tr::kBlockM;
+    const bool in_a = !p.row_offsets || (first + 64 * group) / p.mask_block_q == first / p.mask_block_q;
+    const int mine = in_a ? kInA : kInB, my_last = in_a ? kLastA : kLastB, my_fill = in_a ? kFillA : kFillB;
+    const int count = in_a ? tiles_a : tiles_b;
+    bool rest = tiles_a + tiles_b > 0;  // stages of the item this warpgroup still has to release
 
     float o[Tr::kHeadDim / 2];
 #pragma unroll
@@ -560,30 +698,31 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       uint32_t pf[Tr::kBlockN / 16][4];
       float correction[2];
 
-      mbar_wait(k_full + 8 * stage, phase);
+      // The first tile alone, then each next tile's Q K^T together with the last one's P V, whose
+      // softmax runs while P V does.
+      int tile = next_own(mine, two_rows);
       issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
+      if (!two_rows) tile = info[stage];
       release_stage(pending, kv_empty);
       wgmma_wait<0>();
       fence_registers(s);
-      if (count == 1) mbar_arrive(q_empty);
-      softmax.step(s, count == 1 ? last_valid : Tr::kBlockN, scale_log2, correction);
+      if (tile & my_last) mbar_arrive(q_empty);
+      softmax.step(s, tile & my_fill ? 0 : tile >> kValidShift, scale_log2, correction);
       convert_p<Tr>(s, pf);
       prev_stage = stage;
       uint32_t prev_phase = phase;
-      if (++stage == Tr::kStages) {
-        stage = 0;
-        phase ^= 1;
-      }
-      for (int i = 1; i < count; ++i) {
-        mbar_wait(k_full + 8 * stage, phase);
+      advance();
+      while (!(tile & my_last)) {
+        tile = next_own(mine, two_rows);
         mbar_wait(v_full + 8 * prev_stage, prev_phase);
         issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
+        if (!two_rows) tile = info[stage];
         rescale_o<Tr>(o, correction);  // O to the scale of P before P V is added
         issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
         wgmma_wait<1>();
         fence_registers(s);
-        if (i == count - 1) mbar_arrive(q_empty);
-        softmax.step(s, i == count - 1 ? last_valid : Tr::kBlockN, scale_log2, correction);
+        if (tile & my_last) mbar_arrive(q_empty);
+        softmax.step(s, tile & my_fill ? 0 : tile >> kValidShift, scale_log2, correction);
         // The softmax must happen while P V runs: keep ptxas from hoisting the wait above it.
         order_after(sink, softmax.l[0] + softmax.l[1]);
         wgmma_wait<0>();
@@ -592,11 +731,9 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
         convert_p<Tr>(s, pf);
         prev_stage = stage;
         prev_phase = phase;
-        if (++stage == Tr::kStages) {
-          stage = 0;
-          phase ^= 1;
-        }
+        advance();
       }
+      rest = !(tile & kLastTile);
       mbar_wait(v_full + 8 * prev_stage, prev_phase);
       rescale_o<Tr>(o, correction);
       issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
@@ -637,6 +774,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
               l[r] > 0.f ? (softmax.m[r] + log2f(l[r])) * 0.6931471805599453f : -INFINITY;
       }
     }
+    if (rest) skip_rest();
   }
 }
 
@@ -651,21 +789,22 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
   if (threadIdx.x == 0) {
     const uint32_t bars = smem + Tr::kBarOffset;
     mbar_init(bars, 1);                     // q_full: the producer's expect_tx
-    mbar_init(bars + 8, kConsumerThreads);  // q_empty
+    mbar_init(bars + 8, Tr::kConsumerThreads);  // q_empty
     for (int s = 0; s < Tr::kStages; ++s) {
       mbar_init(bars + 16 + 8 * s, 1);                                      // k_full
       mbar_init(bars + 16 + 8 * (Tr::kStages + s), 1);                      // v_full
-      mbar_init(bars + 16 + 8 * (2 * Tr::kStages + s), kConsumerThreads);  // kv_empty
+      mbar_init(bars + 16 + 8 * (2 * Tr::kStages + s), Tr::kConsumerThreads);  // kv_empty
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
 
   if (threadIdx.x < 128) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-    if (threadIdx.x == 0) producer<Tr>(p, w, tm, smem, slot);
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Tr::kProducerRegs) : "memory");
+    if (threadIdx.x == 0)
+      producer<Tr>(p, w, tm, smem, slot, *reinterpret_cast<Claimed(*)[2]>(smem_raw + (smem - raw) + Tr::kClaimOffset));
   } else {
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Tr::kConsumerRegs) : "memory");
     consumer<Tr>(p, w, tm_o, smem, slot);
   }
 }
@@ -673,7 +812,7 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 template <int kHeadDim, bool kBf16>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(Sm90Traits<kHeadDim, kBf16>::kThreads, 1)
     flash_fwd_sm90_kernel(const __grid_constant__ FlashParams p, const __grid_constant__ Sm90Work w,
                           const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
                           const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ CUtensorMap tm_q2,
@@ -700,12 +839,12 @@ __global__ void __launch_bounds__(kOrderThreads)
   __shared__ int offset[kOrderBuckets][kOrderBuckets];  // [bucket][warp] within the current chunk
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const unsigned lanes_below = (1u << lane) - 1;
-  auto bucket_of = [&](int item) {
+  auto bucket_of = [&](int item) {  // by the mean CSR row length of the item's warpgroups
     const int t = item % w.q_tiles, bh = item / w.q_tiles;
-    const int b = bh / p.heads, h = bh % p.heads;
-    const int slot = p.mask_heads == p.heads ? h : b * p.heads + h;
-    const int row = slot * w.mask_q_blocks + t * kBlockM / p.mask_block_q;
-    const int length = p.row_offsets[row + 1] - p.row_offsets[row];
+    const ItemRows rows = item_rows(p, w, bh / p.heads, bh % p.heads, t);
+    const int length_a = p.row_offsets[rows.a + 1] - p.row_offsets[rows.a];
+    const int length_b = p.row_offsets[rows.b + 1] - p.row_offsets[rows.b];
+    const int length = (length_a * rows.in_a + length_b * (rows.groups - rows.in_a)) / rows.groups;
     return kOrderBuckets - 1 - static_cast<int>(int64_t{length} * kOrderBuckets / (w.mask_k_blocks + 1));
   };
   if (tid < kOrderBuckets) next[tid] = 0;
@@ -803,6 +942,7 @@ void launch(const FlashParams& p, cudaStream_t stream) {
   using Tr = Sm90Traits<kHeadDim, kBf16>;
   Sm90Work w{};
   w.keys = p.seqlen_k > 0 ? p.seqlen_k : p.seqlen;
+  w.block_m = Tr::kBlockM;
   w.q_tiles = ceil_div(p.seqlen, Tr::kBlockM);
   w.k_tiles = ceil_div(w.keys, Tr::kBlockN);
   w.total = p.batch * p.heads * w.q_tiles;
@@ -821,7 +961,7 @@ void launch(const FlashParams& p, cudaStream_t stream) {
   const CUtensorMap tm_k = map(p.k, w.keys, p.k_batch_stride, p.k_row_stride, p.k_head_stride, Tr::kBlockN, "k");
   const CUtensorMap tm_v = map(p.v, w.keys, p.v_batch_stride, p.v_row_stride, p.v_head_stride, Tr::kBlockN, "v");
   const CUtensorMap tm_o =
-      map(p.o, p.seqlen, p.o_batch_stride, p.o_row_stride, p.o_head_stride, Tr::kBlockM / 2, "o");
+      map(p.o, p.seqlen, p.o_batch_stride, p.o_row_stride, p.o_head_stride, 64, "o");
   // The token-major copies (FlashParams::unpermute), or Q, K, V again.
   const CUtensorMap tm_q2 = p.q_token_major ? map(p.q_token_major, p.seqlen, p.q_batch_stride, p.q_row_stride,
                                                   p.q_head_stride, Tr::kBlockM, "q_token_major")
@@ -851,7 +991,7 @@ void launch(const FlashParams& p, cudaStream_t stream) {
   auto kernel = flash_fwd_sm90_kernel<kHeadDim, kBf16>;
   VDIT_CUDA_OK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes));
   const int grid = w.total < sms ? w.total : sms;
-  kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(p, w, tm_q, tm_k, tm_v, tm_q2, tm_k2, tm_v2, tm_o);
+  kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p, w, tm_q, tm_k, tm_v, tm_q2, tm_k2, tm_v2, tm_o);
   VDIT_CUDA_OK(cudaGetLastError());
   VDIT_CUDA_OK(cudaFreeAsync(work, stream));
 }
