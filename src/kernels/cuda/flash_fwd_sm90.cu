@@ -150,11 +150,8 @@ __device__ inline ItemRows item_rows(const FlashParams& p, const Sm90Work& w, in
 // Per K/V stage, what the producer tells the consumers (in shared memory, read after k_full): which
 // of the item's CSR rows visit the tile (kInA, kInB; dense: both), whether it is the item's last
 // (kLastTile) or a row's last (kLastA, kLastB), and its keys below S_k (from bit kValidShift).
-// A warpgroup holds its last tile's stage until its next tile's Q K^T is issued, so it can pass at
-// most kStages - 2 stages of the other row in between: the producer makes the next one a filler
-// of its row (kFillA, kFillB: visited with every key masked) when the row has tiles left.
-constexpr int kInA = 1, kInB = 2, kLastTile = 4, kLastA = 8, kLastB = 16, kFillA = 32, kFillB = 64;
-constexpr int kValidShift = 7;
+constexpr int kInA = 1, kInB = 2, kLastTile = 4, kLastA = 8, kLastB = 16;
+constexpr int kValidShift = 5;
 
 struct WorkItem {
   int b, h, t;
@@ -390,8 +387,7 @@ struct Claimed {
   WorkItem wi;
   const int32_t* a;  // key blocks of CSR row a (null: dense, every tile)
   const int32_t* b;  // of row b, null when it is row a
-  int blocks_a, blocks_b;
-  int tiles_a, tiles_b;  // key tiles of each (the consumers' counts)
+  int tiles_a, tiles_b;  // key tiles of each (dense: every tile)
   bool token_major;      // read from the token-major copies
 };
 static_assert(sizeof(Claimed) <= 64);
@@ -407,21 +403,18 @@ __device__ void claim(const FlashParams& p, const Sm90Work& w, Claimed& c) {
   c.wi = decode_item(c.item, p.heads, w.q_tiles);
   c.token_major = p.unpermute && p.unpermute[p.unpermute_slots == p.heads ? c.wi.h : c.wi.b * p.heads + c.wi.h];
   c.a = c.b = nullptr;
-  c.blocks_b = 0;
   if (!p.row_offsets) {
-    c.blocks_a = c.tiles_a = c.tiles_b = w.k_tiles;
+    c.tiles_a = c.tiles_b = w.k_tiles;
     return;
   }
   const ItemRows rows = item_rows(p, w, c.wi.b, c.wi.h, c.wi.t);
   const int a0 = p.row_offsets[rows.a], a1 = p.row_offsets[rows.a + 1];
   c.a = p.key_blocks + a0;
-  c.blocks_a = a1 - a0;
-  c.tiles_a = c.tiles_b = key_tile_count(c.a, c.blocks_a, w.keys, p.mask_block_k, Tr::kBlockN);
+  c.tiles_a = c.tiles_b = key_tile_count(c.a, a1 - a0, w.keys, p.mask_block_k, Tr::kBlockN);
   if (Tr::kConsumers > 2 && rows.b != rows.a) {  // (128-row items follow one row)
     const int b0 = p.row_offsets[rows.b], b1 = p.row_offsets[rows.b + 1];
     c.b = p.key_blocks + b0;
-    c.blocks_b = b1 - b0;
-    c.tiles_b = key_tile_count(c.b, c.blocks_b, w.keys, p.mask_block_k, Tr::kBlockN);
+    c.tiles_b = key_tile_count(c.b, b1 - b0, w.keys, p.mask_block_k, Tr::kBlockN);
   }
 }
 
@@ -483,48 +476,48 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
       begin_item();
       return;
     }
-    // The union of rows a's and b's key tiles in key order (both lists are sorted), each tile
-    // flagged with the rows that visit it (see kInA).
-    auto at = [&](const int32_t* list, int n, int i) { return i >= n ? INT_MAX : list ? list[i] : i; };
+    // The union of rows a's and b's key tiles (both sorted), each tile flagged with the rows that
+    // visit it, mostly in key order: a tile of one row only goes first when it is the lower one,
+    // unless the other row's warpgroups have waited kStages - 2 stages. A warpgroup holds its last
+    // stage until its next Q K^T, so the ring must not come round to it (and where the two rows
+    // keep different keys, say two frames, their warpgroups then work side by side, not in turn).
+    // A tile taken early for row b that row a also keeps comes again later for row a.
     const int32_t* const row_b = Tr::kConsumers > 2 ? cur.b : nullptr;
-    const int blocks_b = row_b ? cur.blocks_b : 0;
+    const int tiles_b = row_b ? cur.tiles_b : 0;
+    auto tile_of = [&](const int32_t* row, int tiles, int i) {  // a row's i-th key tile
+      return i >= tiles ? INT_MAX : row ? row[i / sub] * sub + i % sub : i;
+    };
     const int both = row_b ? 0 : kInB | kLastB;  // row b is row a
-    int ia = 0, ib = 0, loaded = 0;
-    int since_a = -1, since_b = -1;  // tiles since the row's last one (-1: none yet)
-    int next_a = at(cur.a, cur.blocks_a, 0), next_b = at(row_b, blocks_b, 0);
+    int ia = 0, ib = 0, since_a = 0, since_b = 0, loaded = 0;
+    int next_a = tile_of(cur.a, cur.tiles_a, 0), next_b = tile_of(row_b, tiles_b, 0);
     bool claimed = false;
     if (min(next_a, next_b) == INT_MAX) begin_item();
     while (min(next_a, next_b) != INT_MAX) {
-      const int block = min(next_a, next_b);
-      const bool in_a = next_a == block, in_b = next_b == block;
-      if (in_a) next_a = at(cur.a, cur.blocks_a, ++ia);
-      if (in_b) next_b = at(row_b, blocks_b, ++ib);
-      const int tiles = min(sub, w.k_tiles - block * sub);  // the last block of a ragged S is short
-      for (int j = 0; j < tiles; ++j) {
-        const bool end = j == tiles - 1;
-        int flags = 0;
-        if (in_a) {
-          flags |= kInA | both | (end && next_a == INT_MAX ? kLastA | (both & kLastB) : 0);
-          since_a = 0;
-        } else if (since_a >= 0 && next_a != INT_MAX && ++since_a > Tr::kStages - 2) {
-          flags |= kInA | kFillA;
-          since_a = 0;
-        }
-        if (in_b) {
-          flags |= kInB | (end && next_b == INT_MAX ? kLastB : 0);
-          since_b = 0;
-        } else if (since_b >= 0 && next_b != INT_MAX && ++since_b > Tr::kStages - 2) {
-          flags |= kInB | kFillB;
-          since_b = 0;
-        }
-        const int key0 = (block * sub + j) * Tr::kBlockN;
-        if (end && min(next_a, next_b) == INT_MAX) flags |= kLastTile;
-        load_kv(key0, flags | min(Tr::kBlockN, w.keys - key0) << kValidShift);
-        if (++loaded == 1) begin_item();
-        if (loaded == Tr::kStages - 1) {
-          claim<Tr>(p, w, claims[k ^ 1]);
-          claimed = true;
-        }
+      bool in_a = next_a <= next_b, in_b = next_b <= next_a;
+      if (in_a != in_b && (in_a ? next_b != INT_MAX && since_b >= Tr::kStages - 2
+                                : next_a != INT_MAX && since_a >= Tr::kStages - 2)) {
+        in_a = !in_a;
+        in_b = !in_b;
+      }
+      const int tile = in_a ? next_a : next_b;
+      int flags = 0;
+      if (in_a) {
+        next_a = tile_of(cur.a, cur.tiles_a, ++ia);
+        flags |= kInA | both | (next_a == INT_MAX ? kLastA | (both & kLastB) : 0);
+      }
+      if (in_b) {
+        next_b = tile_of(row_b, tiles_b, ++ib);
+        flags |= kInB | (next_b == INT_MAX ? kLastB : 0);
+      }
+      since_a = in_a ? 0 : since_a + 1;
+      since_b = in_b ? 0 : since_b + 1;
+      if (min(next_a, next_b) == INT_MAX) flags |= kLastTile;
+      const int key0 = tile * Tr::kBlockN;
+      load_kv(key0, flags | min(Tr::kBlockN, w.keys - key0) << kValidShift);
+      if (++loaded == 1) begin_item();
+      if (loaded == Tr::kStages - 1) {
+        claim<Tr>(p, w, claims[k ^ 1]);
+        claimed = true;
       }
     }
     if (!claimed) claim<Tr>(p, w, claims[k ^ 1]);
@@ -679,7 +672,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     // and are not stored.)
     const int first = wi.t * Tr::kBlockM;
     const bool in_a = !p.row_offsets || (first + 64 * group) / p.mask_block_q == first / p.mask_block_q;
-    const int mine = in_a ? kInA : kInB, my_last = in_a ? kLastA : kLastB, my_fill = in_a ? kFillA : kFillB;
+    const int mine = in_a ? kInA : kInB, my_last = in_a ? kLastA : kLastB;
     const int count = in_a ? tiles_a : tiles_b;
     bool rest = tiles_a + tiles_b > 0;  // stages of the item this warpgroup still has to release
 
@@ -707,7 +700,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       wgmma_wait<0>();
       fence_registers(s);
       if (tile & my_last) mbar_arrive(q_empty);
-      softmax.step(s, tile & my_fill ? 0 : tile >> kValidShift, scale_log2, correction);
+      softmax.step(s, tile >> kValidShift, scale_log2, correction);
       convert_p<Tr>(s, pf);
       prev_stage = stage;
       uint32_t prev_phase = phase;
@@ -722,7 +715,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
         wgmma_wait<1>();
         fence_registers(s);
         if (tile & my_last) mbar_arrive(q_empty);
-        softmax.step(s, tile & my_fill ? 0 : tile >> kValidShift, scale_log2, correction);
+        softmax.step(s, tile >> kValidShift, scale_log2, correction);
         // The softmax must happen while P V runs: keep ptxas from hoisting the wait above it.
         order_after(sink, softmax.l[0] + softmax.l[1]);
         wgmma_wait<0>();
