@@ -9,12 +9,11 @@
 // - A 192-row item spans two 128-row mask blocks, so two CSR rows: the producer walks the union of
 //   their key tiles and flags each stage with the rows that visit it; a consumer releases the other
 //   row's stages unread (kInA and below).
-// - Consumers: S = Q K^T by wgmma from shared memory,
-//   online softmax in registers (exp2), P converted to bf16/fp16 in registers and fed as the
-//   register A operand of the O += P V wgmma. S(j) = Q K(j)^T and O += P(j-1) V(j-1) are issued
-//   together, and the softmax of tile j runs while the P V GEMM does (intra-warpgroup overlap);
-//   setmaxnreg moves registers to the consumers. (FA3's inter-warpgroup pingpong measured slower
-//   here: 588 vs 651 TFLOP/s dense at d = 128.)
+// - Consumers: S = Q K^T by wgmma from shared memory, online softmax in registers (exp2), P
+//   converted to bf16/fp16 in registers and fed as the register A operand of the O += P V wgmma.
+//   S(j) = Q K(j)^T and O += P(j-1) V(j-1) are issued together, and the softmax of tile j runs
+//   while the P V GEMM does (intra-warpgroup overlap); setmaxnreg moves registers to the consumers.
+//   (FA3's inter-warpgroup pingpong measured slower here: 588 vs 651 TFLOP/s dense at d = 128.)
 // - Ragged tails: TMA fills out-of-bounds rows with zeros; keys >= S_k are masked to -inf; rows
 //   >= S are not stored. Rows with no kept block get O = 0 and LSE = -inf. Dense attention may
 //   have any number of keys (cross-attention); block-sparse masks need S_k = S.
@@ -22,8 +21,8 @@
 //   (FlashParams::unpermute) go straight from the registers to their frame-major rows instead. At
 //   d = 64, O has a buffer of its own, so a warpgroup never waits for the other at an item's end
 //   (up to 12% on short rows); at d = 96 and 128 there is no room, and O goes through the item's
-//   last V, once both warpgroups' last P V has read it. The producer hands each item's tile count
-//   to the consumers in shared memory.
+//   last V, once both warpgroups' last P V has read it. The producer hands each item's tile counts
+//   (ItemSlot) and each stage's flags to the consumers in shared memory.
 // - Tiles are swizzled in rows of 128 bytes (64 columns) at d = 64 and 128, of 64 bytes (32
 //   columns, TMA's 64-byte swizzle) at d = 96, so that d = 96 computes 96 columns, not 128.
 //
@@ -97,8 +96,8 @@ struct Sm90Traits {
   static constexpr int kKOffset = kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
   // O's own staging buffer (kOwnO; otherwise O goes through the item's last V); then the mbarriers:
-  // q_full, q_empty, then k_full, v_full, kv_empty for each stage; then the work slot (ItemSlot) and
-  // one word per consumer thread (see order_after).
+  // q_full, q_empty, then k_full, v_full, kv_empty for each stage; then the work slot (ItemSlot), the
+  // stages' flags, the producer's claimed items and one word per consumer thread (see order_after).
   static constexpr bool kOwnO = kHeadDim == 64;
   static constexpr int kOOffset = kVOffset + kStages * kKVBytes;
   static constexpr int kBarOffset = kOOffset + (kOwnO ? kQBytes : 0);
