@@ -137,14 +137,18 @@ struct ItemRows {
   int in_a;      // how many of them follow `a`
 };
 
+// The mask block of warpgroup g's rows in the item whose rows start at `first`: warpgroup g follows
+// row a when it is warpgroup 0's (item_rows, the order kernel and the consumers must agree).
+__device__ inline int group_block(const FlashParams& p, int first, int g) { return (first + 64 * g) / p.mask_block_q; }
+
 __device__ inline ItemRows item_rows(const FlashParams& p, const Sm90Work& w, int b, int h, int t) {
   const int slot = p.mask_heads == p.heads ? h : b * p.heads + h;
   const int first = t * w.block_m, base = slot * w.mask_q_blocks;
   const int groups = min(w.block_m / 64, ceil_div(p.seqlen - first, 64));
-  const int block_a = first / p.mask_block_q;
+  const int block_a = group_block(p, first, 0);
   int in_a = 0;
-  for (int g = 0; g < groups; ++g) in_a += (first + 64 * g) / p.mask_block_q == block_a;
-  return {base + block_a, base + (first + 64 * (groups - 1)) / p.mask_block_q, groups, in_a};
+  for (int g = 0; g < groups; ++g) in_a += group_block(p, first, g) == block_a;
+  return {base + block_a, base + group_block(p, first, groups - 1), groups, in_a};
 }
 
 // Per K/V stage, what the producer tells the consumers (in shared memory, read after k_full): which
@@ -671,7 +675,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     // This warpgroup's CSR row (see item_rows) and its tile count. (Rows past S compute on zeros
     // and are not stored.)
     const int first = wi.t * Tr::kBlockM;
-    const bool in_a = !p.row_offsets || (first + 64 * group) / p.mask_block_q == first / p.mask_block_q;
+    const bool in_a = !p.row_offsets || group_block(p, first, group) == group_block(p, first, 0);
     const int mine = in_a ? kInA : kInB, my_last = in_a ? kLastA : kLastB;
     const int count = in_a ? tiles_a : tiles_b;
     bool rest = tiles_a + tiles_b > 0;  // stages of the item this warpgroup still has to release
