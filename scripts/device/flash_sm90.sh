@@ -5,7 +5,9 @@
 # D=64), whose table is printed last. Logs go to $OUT when set.
 # VARIANTS="ab/x.cu ...": files put in place of src/kernels/cuda/flash_fwd_sm90.cu, one more test
 # binary each (A/B in one call): every build is tested and sanitized, then all are timed in turn, twice.
-# RUNS: timed calls a row (median; default 10).
+# RUNS: timed calls a row (median; default 10). VDIT_FLASH_SM90_BENCH_PATTERNS="dense,tile:4": the masks
+# timed. STATS=1: every build with the per-item cycle counts (-DVDIT_FLASH_SM90_STATS; timings then
+# include them), one line a row after the table.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp}"
@@ -21,7 +23,7 @@ kernel_source() { [ "$1" = tree ] && echo src/kernels/cuda/flash_fwd_sm90.cu || 
 for v in ${VARIANTS:-}; do builds+=("$v"); done
 : >"$out/build.log"
 for i in "${!builds[@]}"; do
-  "$cuda/bin/nvcc" -std=c++20 -O3 --threads 0 --expt-relaxed-constexpr -lineinfo -Xptxas -v \
+  "$cuda/bin/nvcc" -std=c++20 -O3 --threads 0 --expt-relaxed-constexpr -lineinfo -Xptxas -v ${STATS:+-DVDIT_FLASH_SM90_STATS} \
     -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80 -Iinclude -Isrc \
     -x cu -c "$(kernel_source "${builds[$i]}")" -o "$build/flash_fwd_sm90.$i.o" >"$build/kernel.$i.log" 2>&1 &
 done
@@ -76,5 +78,9 @@ if ((${#builds[@]} > 1)); then  # A/B: one line a row, ms of every build and rou
   awk -F'|' '/^== /{b=$0; sub(/^== /,"",b); sub(/ \(round.*/,"",b); if(!(b in seen)){seen[b]=1; order[++n]=b}; next}
     /^\| (Wan|CogVideoX)/{k=$2"|"$6; gsub(/  +/," ",k); if(!(k in rs)){rs[k]=1; rows[++m]=k}; ms[k,b]=ms[k,b] (ms[k,b]==""?"":" / ") $8+0}
     END{for(r=1;r<=m;r++){line="|" rows[r] "|"; for(i=1;i<=n;i++) line=line " " ms[rows[r],order[i]] " |"; print line}}' "$out/timing.log"
+fi
+if [ -n "${STATS:-}" ]; then  # the counts of each row's last launch
+  awk '/^== /{b=$0} /^timing /{row=$0} /^stats: /{last[b" | "row]=$0; if(!(b" | "row in seen)){seen[b" | "row]=1; keys[++n]=b" | "row}}
+    END{for(i=1;i<=n;i++) print keys[i] " | " last[keys[i]]}' "$out/timing.log"
 fi
 exit $status

@@ -386,8 +386,17 @@ TEST(FlashSm90, Timing) {
       {"CogVideoX 5B", {13, 30, 45, 0, TextPosition::none}, 48, 64},
   };
   // "cross:N": dense cross-attention to the first N keys (a text of N tokens).
-  const char* patterns[] = {"dense",  "spatial:0.25", "spatial:0.15", "spatial:0.10", "temporal:0.10",
-                            "tile:1", "tile:2",       "random:0.10",  "cross:512"};
+  // VDIT_FLASH_SM90_BENCH_PATTERNS="dense,tile:4" replaces the list.
+  std::vector<std::string> patterns = {"dense",  "spatial:0.25", "spatial:0.15", "spatial:0.10", "temporal:0.10",
+                                       "tile:1", "tile:2",       "random:0.10",  "cross:512"};
+  if (const char* list = std::getenv("VDIT_FLASH_SM90_BENCH_PATTERNS")) {
+    patterns.clear();
+    std::string rest = list;
+    for (size_t at; !rest.empty(); rest = at == std::string::npos ? "" : rest.substr(at + 1)) {
+      at = rest.find(',');
+      if (at != 0) patterns.push_back(rest.substr(0, at));
+    }
+  }
   std::string table = "| shape | S | H | D | mask | density | ms | TFLOP/s dense-eq | effective TFLOP/s |\n"
                       "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
   for (const Shape& s : shapes) {
@@ -402,7 +411,8 @@ TEST(FlashSm90, Timing) {
     cudaEvent_t start, stop;
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
-    for (const char* pattern : patterns) {
+    for (const std::string& name : patterns) {
+      const char* pattern = name.c_str();
       const char* only = std::getenv("VDIT_FLASH_SM90_BENCH_ONLY");  // "shape mask" substring
       if (only && (std::string(s.name) + " " + pattern).find(only) == std::string::npos) continue;
       cuda::FlashParams p = make_params(c, dq.data, dk.data, dv.data, dout.data, nullptr);
@@ -419,6 +429,8 @@ TEST(FlashSm90, Timing) {
         device_mask = std::make_unique<DeviceMask>(mask);
         device_mask->attach(p, mask);
       }
+      std::printf("timing %s %s\n", s.name, pattern);  // (instrumented builds print between these)
+      std::fflush(stdout);
       // Warm-up of at least 300 ms, so that the clocks have risen after the host-side mask work.
       cudaEventRecord(start);
       for (int i = 0;; ++i) {

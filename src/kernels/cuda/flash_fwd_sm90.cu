@@ -176,6 +176,25 @@ __device__ inline WorkItem decode_item(int item, int heads, int q_tiles) {
   return {bh / heads, bh % heads, t};
 }
 
+// Per-item cycle counts, a diagnostic build (-DVDIT_FLASH_SM90_STATS; flash_sm90.sh STATS=1): the
+// first thread of each consumer warpgroup counts the cycles it waits for Q, K and V, spends in its
+// epilogue (with the other row's trailing stages) and lives; after each launch a one-thread kernel
+// prints them per item and per tile once every warpgroup has added its own.
+#if defined(VDIT_FLASH_SM90_STATS)
+__device__ unsigned long long g_stats[8];  // q, k, v waits, tiles, items, epilogue, lifetime, warpgroups
+__device__ unsigned int g_stats_done;
+#define VDIT_STATS(...) __VA_ARGS__
+#define VDIT_STATS_TIMED(field, ...)                              \
+  do {                                                            \
+    const long long stats_t0 = clock64();                         \
+    __VA_ARGS__;                                                  \
+    stats.field += static_cast<uint32_t>(clock64() - stats_t0);   \
+  } while (0)
+#else
+#define VDIT_STATS(...)
+#define VDIT_STATS_TIMED(field, ...) __VA_ARGS__
+#endif
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 __device__ __forceinline__ uint32_t smem_address(const void* p) {
@@ -507,7 +526,7 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
       int flags = 0;
       if (in_a) {
         next_a = tile_of(cur.a, cur.tiles_a, ++ia);
-        flags |= kInA | both | (next_a == INT_MAX ? kLastA | (both & kLastB) : 0);
+        flags |= kInA | (both & kInB) | (next_a == INT_MAX ? kLastA | (both & kLastB) : 0);
       }
       if (in_b) {
         next_b = tile_of(row_b, tiles_b, ++ib);
@@ -611,6 +630,22 @@ __device__ __forceinline__ void store_o_rows(const FlashParams& p, const float (
   }
 }
 
+#if defined(VDIT_FLASH_SM90_STATS)
+struct ConsumerStats {
+  long long start;
+  uint32_t q = 0, k = 0, v = 0, tiles = 0, items = 0, epilogue = 0;
+  __device__ ConsumerStats() : start(clock64()) {}
+  __device__ void flush() const {
+    const uint32_t counts[6] = {q, k, v, tiles, items, epilogue};
+    for (int i = 0; i < 6; ++i) atomicAdd(&g_stats[i], counts[i]);
+    atomicAdd(&g_stats[6], static_cast<unsigned long long>(clock64() - start));
+    atomicAdd(&g_stats[7], 1ull);
+    __threadfence();
+    atomicAdd(&g_stats_done, 1u);
+  }
+};
+#endif
+
 template <class Tr>
 __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensorMap* tm_o, uint32_t smem,
                          volatile ItemSlot* slot) {
@@ -628,6 +663,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
   volatile const int* info = reinterpret_cast<volatile const int*>(slot + 1);
   int stage = 0, pending = -1;  // pending: the stage of the last O store, until release_stage
   uint32_t phase = 0, q_phase = 0;
+  VDIT_STATS(ConsumerStats stats;)
   auto advance = [&]() {
     if (++stage == Tr::kStages) {
       stage = 0;
@@ -639,11 +675,11 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
   // warpgroup's, and the caller reads the word after issuing Q K^T, off the critical path.)
   auto next_own = [&](int mine, bool two_rows) {
     if (!two_rows) {
-      mbar_wait(k_full + 8 * stage, phase);
+      VDIT_STATS_TIMED(k, mbar_wait(k_full + 8 * stage, phase));
       return 0;
     }
     for (;;) {
-      mbar_wait(k_full + 8 * stage, phase);
+      VDIT_STATS_TIMED(k, mbar_wait(k_full + 8 * stage, phase));
       const int tile = info[stage];
       if (tile & mine) return tile;
       mbar_arrive(kv_empty + 8 * stage);
@@ -661,10 +697,11 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     }
   };
   for (;;) {
-    mbar_wait(q_full, q_phase);
+    VDIT_STATS_TIMED(q, mbar_wait(q_full, q_phase));
     q_phase ^= 1;
     const int item = slot->item;
     if (item < 0) {
+      VDIT_STATS(if (thread == 0) stats.flush();)
       release_stage(pending, kv_empty);
       if (thread == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // the last O stores done
       return;
@@ -711,7 +748,8 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       advance();
       while (!(tile & my_last)) {
         tile = next_own(mine, two_rows);
-        mbar_wait(v_full + 8 * prev_stage, prev_phase);
+        VDIT_STATS_TIMED(v, mbar_wait(v_full + 8 * prev_stage, prev_phase));
+        VDIT_STATS(++stats.tiles;)
         issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
         if (!two_rows) tile = info[stage];
         rescale_o<Tr>(o, correction);  // O to the scale of P before P V is added
@@ -731,7 +769,8 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
         advance();
       }
       rest = !(tile & kLastTile);
-      mbar_wait(v_full + 8 * prev_stage, prev_phase);
+      VDIT_STATS_TIMED(v, mbar_wait(v_full + 8 * prev_stage, prev_phase));
+      VDIT_STATS(++stats.tiles;)
       rescale_o<Tr>(o, correction);
       issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
       wgmma_wait<0>();
@@ -739,6 +778,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       if constexpr (Tr::kOwnO) mbar_arrive(kv_empty + 8 * prev_stage);
     }
 
+    VDIT_STATS(++stats.items; const long long epilogue_start = clock64();)
     // Epilogue: O / l (through the last tile's stage, by TMA; rows with no kept tile store zeros
     // directly), LSE.
     const int row_in_tile = group * 64 + (thread / 32) * 16 + lane / 4;
@@ -772,6 +812,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       }
     }
     if (rest) skip_rest();
+    VDIT_STATS(stats.epilogue += static_cast<uint32_t>(clock64() - epilogue_start);)
   }
 }
 
@@ -807,6 +848,21 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
 }
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+#if defined(VDIT_FLASH_SM90_STATS)
+// Prints and clears the counts once all `warpgroups` of the launch have added theirs.
+__global__ void flash_sm90_stats_kernel(unsigned int warpgroups) {
+  if (g_stats_done != warpgroups) return;
+  unsigned long long v[8];
+  for (int i = 0; i < 8; ++i) v[i] = g_stats[i], g_stats[i] = 0;
+  g_stats_done = 0;
+  const double items = static_cast<double>(v[4]), tiles = static_cast<double>(v[3]), groups = static_cast<double>(v[7]);
+  printf("stats: %.0f warpgroups, %.1f items and %.2f tiles an item each; cycles an item: Q wait %.0f, K wait %.0f, "
+         "V wait %.0f, epilogue %.0f, all %.0f; a tile %.0f\n",
+         groups, items / groups, tiles / items, v[0] / items, v[1] / items, v[2] / items, v[5] / items, v[6] / items,
+         v[6] / tiles);
+}
+#endif
 
 template <int kHeadDim, bool kBf16>
 __global__ void __launch_bounds__(Sm90Traits<kHeadDim, kBf16>::kThreads, 1)
@@ -990,6 +1046,9 @@ void launch(const FlashParams& p, cudaStream_t stream) {
   const int grid = w.total < sms ? w.total : sms;
   kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p, w, tm_q, tm_k, tm_v, tm_q2, tm_k2, tm_v2, tm_o);
   VDIT_CUDA_OK(cudaGetLastError());
+#if defined(VDIT_FLASH_SM90_STATS)
+  flash_sm90_stats_kernel<<<1, 1, 0, stream>>>(static_cast<unsigned int>(grid * Tr::kConsumers));
+#endif
   VDIT_CUDA_OK(cudaFreeAsync(work, stream));
 }
 
