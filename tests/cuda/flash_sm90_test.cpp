@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -391,11 +392,9 @@ TEST(FlashSm90, Timing) {
                                        "tile:1", "tile:2",       "random:0.10",  "cross:512"};
   if (const char* list = std::getenv("VDIT_FLASH_SM90_BENCH_PATTERNS")) {
     patterns.clear();
-    std::string rest = list;
-    for (size_t at; !rest.empty(); rest = at == std::string::npos ? "" : rest.substr(at + 1)) {
-      at = rest.find(',');
-      if (at != 0) patterns.push_back(rest.substr(0, at));
-    }
+    std::istringstream names(list);
+    for (std::string name; std::getline(names, name, ',');)
+      if (!name.empty()) patterns.push_back(name);
   }
   std::string table = "| shape | S | H | D | mask | density | ms | TFLOP/s dense-eq | effective TFLOP/s |\n"
                       "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
