@@ -2,13 +2,13 @@
 //
 // - One persistent CTA per SM: a producer warpgroup and 2 consumer warpgroups of 64 query rows each
 //   (3 at d = 64, where two warps a scheduler leave the softmax's latency exposed: 7-10% faster).
-//   One producer thread takes work items (batch, head, query tile of 128 rows, 192 at d = 64) off a
-//   global counter, longest CSR rows first, and issues TMA loads (cp.async.bulk.tensor, swizzled)
-//   of Q and of the K/V tiles the item's CSR rows keep into a ring of shared-memory stages,
-//   completing on mbarriers. Skipped tiles cost nothing.
+//   A claiming warp takes work items (batch, head, query tile of 128 rows, 192 at d = 64) off a
+//   global counter, longest CSR rows first, an item ahead of one producer thread, which issues TMA
+//   loads (cp.async.bulk.tensor, swizzled) of Q and of the K/V tiles the item's CSR rows keep into
+//   a ring of shared-memory stages, completing on mbarriers. Skipped tiles cost nothing.
 // - A 192-row item spans two 128-row mask blocks, so two CSR rows: the producer walks the union of
 //   their key tiles and flags each stage with the rows that visit it; a consumer releases the other
-//   row's stages unread (kInA and below).
+//   row's stages unread (kInA and below). Two rows that list the same blocks run as one.
 // - Consumers: S = Q K^T by wgmma from shared memory, online softmax in registers (exp2), P
 //   converted to bf16/fp16 in registers and fed as the register A operand of the O += P V wgmma.
 //   S(j) = Q K(j)^T and O += P(j-1) V(j-1) are issued together, and the softmax of tile j runs
@@ -96,12 +96,13 @@ struct Sm90Traits {
   static constexpr int kKOffset = kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
   // O's own staging buffer (kOwnO; otherwise O goes through the item's last V); then the mbarriers:
-  // q_full, q_empty, then k_full, v_full, kv_empty for each stage; then the work slot (ItemSlot), the
-  // stages' flags, the producer's claimed items and one word per consumer thread (see order_after).
+  // q_full, q_empty, then k_full, v_full, kv_empty for each stage, then claim_full, claim_empty for
+  // each of the two claimed items; then the work slot (ItemSlot), the stages' flags, the claimed
+  // items (Claimed) and one word per consumer thread (see order_after).
   static constexpr bool kOwnO = kHeadDim == 64;
   static constexpr int kOOffset = kVOffset + kStages * kKVBytes;
   static constexpr int kBarOffset = kOOffset + (kOwnO ? kQBytes : 0);
-  static constexpr int kBarCount = 2 + 3 * kStages;
+  static constexpr int kBarCount = 2 + 3 * kStages + 4;
   static constexpr int kSlotOffset = kBarOffset + 8 * kBarCount;
   static constexpr int kInfoOffset = kSlotOffset + 16;  // one word per stage (kInA ...)
   static constexpr int kClaimOffset = kInfoOffset + 16 * ((4 * kStages + 15) / 16);  // the producer's (Claimed)
@@ -403,41 +404,67 @@ __device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const fl
     for (int e = 0; e < 4; ++e) o[4 * j + e] *= correction[e / 2];
 }
 
-// A work item as the producer claims it, ahead of time (kept in shared memory: the producer
-// thread has few registers).
+// A work item as the claiming warp hands it to the producer, an item ahead (in shared memory).
 struct Claimed {
   int item;  // -1: no more work
   WorkItem wi;
   const int32_t* a;  // key blocks of CSR row a (null: dense, every tile)
-  const int32_t* b;  // of row b, null when it is row a
+  const int32_t* b;  // of row b, null when it lists what row a lists
   int tiles_a, tiles_b;  // key tiles of each (dense: every tile)
   bool token_major;      // read from the token-major copies
 };
 static_assert(sizeof(Claimed) <= 64);
 
-// Claims the next work item: its lookups (counter, order, CSR rows) are a chain of dependent
-// global loads, done while the current item's K/V ring is full so that they do not delay the next Q.
+// Claims the next work item, by a warp: its lookups (counter, order, CSR rows) are a chain of
+// dependent global loads. Rows a and b that list the same key blocks (the rows of one frame, in the
+// tile patterns) are found by the lanes in a step or few and run as one row: the consumers then
+// read each stage's flags after their Q K^T, off the critical path, and pass no stages.
 template <class Tr>
-__device__ void claim(const FlashParams& p, const Sm90Work& w, Claimed& c) {
-  c.item = -1;
-  const int index = atomicAdd(w.counter, 1);
-  if (index >= w.total) return;
-  c.item = w.order ? w.order[index] : index;
-  c.wi = decode_item(c.item, p.heads, w.q_tiles);
-  c.token_major = p.unpermute && p.unpermute[p.unpermute_slots == p.heads ? c.wi.h : c.wi.b * p.heads + c.wi.h];
-  c.a = c.b = nullptr;
-  if (!p.row_offsets) {
-    c.tiles_a = c.tiles_b = w.k_tiles;
-    return;
+__device__ int claim(const FlashParams& p, const Sm90Work& w, Claimed& c) {
+  const int lane = threadIdx.x % 32;
+  Claimed n{};
+  n.item = -1;
+  const int index = __shfl_sync(0xffffffffu, lane == 0 ? atomicAdd(w.counter, 1) : 0, 0);
+  if (index < w.total) {
+    n.item = w.order ? w.order[index] : index;
+    n.wi = decode_item(n.item, p.heads, w.q_tiles);
+    n.token_major = p.unpermute && p.unpermute[p.unpermute_slots == p.heads ? n.wi.h : n.wi.b * p.heads + n.wi.h];
+    n.a = n.b = nullptr;
+    n.tiles_a = n.tiles_b = w.k_tiles;
+    if (p.row_offsets) {
+      const ItemRows rows = item_rows(p, w, n.wi.b, n.wi.h, n.wi.t);
+      const int a0 = p.row_offsets[rows.a], a1 = p.row_offsets[rows.a + 1];
+      n.a = p.key_blocks + a0;
+      n.tiles_a = n.tiles_b = key_tile_count(n.a, a1 - a0, w.keys, p.mask_block_k, Tr::kBlockN);
+      if (Tr::kConsumers > 2 && rows.b != rows.a) {  // (128-row items follow one row)
+        const int b0 = p.row_offsets[rows.b], b1 = p.row_offsets[rows.b + 1];
+        bool same = b1 - b0 == a1 - a0;
+        for (int i = 0; same && i < a1 - a0; i += 32)  // (uniform: the warp's loop)
+          same = __all_sync(0xffffffffu, i + lane >= a1 - a0 || n.a[i + lane] == p.key_blocks[b0 + i + lane]);
+        if (!same) {
+          n.b = p.key_blocks + b0;
+          n.tiles_b = key_tile_count(n.b, b1 - b0, w.keys, p.mask_block_k, Tr::kBlockN);
+        }
+      }
+    }
   }
-  const ItemRows rows = item_rows(p, w, c.wi.b, c.wi.h, c.wi.t);
-  const int a0 = p.row_offsets[rows.a], a1 = p.row_offsets[rows.a + 1];
-  c.a = p.key_blocks + a0;
-  c.tiles_a = c.tiles_b = key_tile_count(c.a, a1 - a0, w.keys, p.mask_block_k, Tr::kBlockN);
-  if (Tr::kConsumers > 2 && rows.b != rows.a) {  // (128-row items follow one row)
-    const int b0 = p.row_offsets[rows.b], b1 = p.row_offsets[rows.b + 1];
-    c.b = p.key_blocks + b0;
-    c.tiles_b = key_tile_count(c.b, b1 - b0, w.keys, p.mask_block_k, Tr::kBlockN);
+  __syncwarp();
+  if (lane == 0) c = n;
+  return n.item;
+}
+
+// The claiming warp (the producer warpgroup's second): keeps the item after the producer's current
+// one claimed, so that the producer never waits on claim's chain of loads with stages free.
+template <class Tr>
+__device__ void claimer(const FlashParams& p, const Sm90Work& w, uint32_t smem, Claimed (&claims)[2]) {
+  const uint32_t claim_full = smem + Tr::kBarOffset + 8 * (2 + 3 * Tr::kStages), claim_empty = claim_full + 16;
+  uint32_t phase = 0;
+  for (int k = 0;; k ^= 1) {
+    mbar_wait(claim_empty + 8 * k, phase ^ 1);
+    const int item = claim<Tr>(p, w, claims[k]);
+    if (threadIdx.x % 32 == 0) mbar_arrive(claim_full + 8 * k);
+    if (item < 0) return;
+    if (k == 1) phase ^= 1;
   }
 }
 
@@ -451,9 +478,11 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
   const int sub = p.row_offsets ? p.mask_block_k / Tr::kBlockN : 1;  // tiles per mask key block
   int stage = 0;
   uint32_t phase = 0, q_phase = 0;
+  const uint32_t claim_full = kv_empty + 8 * Tr::kStages, claim_empty = claim_full + 16;
   int k = 0;  // claims[k]: the current item
-  claim<Tr>(p, w, claims[0]);
+  uint32_t claim_phase = 0;
   for (;;) {
+    mbar_wait(claim_full + 8 * k, claim_phase);
     const Claimed& cur = claims[k];
     auto load_kv = [&](int key0, int tile_info) {
       mbar_wait(kv_empty + 8 * stage, phase ^ 1);
@@ -510,10 +539,9 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
     auto tile_of = [&](const int32_t* row, int tiles, int i) {  // a row's i-th key tile
       return i >= tiles ? INT_MAX : row ? row[i / sub] * sub + i % sub : i;
     };
-    const int both = row_b ? 0 : kInB | kLastB;  // row b is row a
+    const int both = row_b ? 0 : kInB | kLastB;  // one row: b is a, or lists the same blocks
     int ia = 0, ib = 0, since_a = 0, since_b = 0, loaded = 0;
     int next_a = tile_of(cur.a, cur.tiles_a, 0), next_b = tile_of(row_b, tiles_b, 0);
-    bool claimed = false;
     if (min(next_a, next_b) == INT_MAX) begin_item();
     while (min(next_a, next_b) != INT_MAX) {
       bool in_a = next_a <= next_b, in_b = next_b <= next_a;
@@ -538,12 +566,9 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
       const int key0 = tile * Tr::kBlockN;
       load_kv(key0, flags | min(Tr::kBlockN, w.keys - key0) << kValidShift);
       if (++loaded == 1) begin_item();
-      if (loaded == Tr::kStages - 1) {
-        claim<Tr>(p, w, claims[k ^ 1]);
-        claimed = true;
-      }
     }
-    if (!claimed) claim<Tr>(p, w, claims[k ^ 1]);
+    mbar_arrive(claim_empty + 8 * k);
+    if (k == 1) claim_phase ^= 1;
     k ^= 1;
   }
 }
@@ -833,14 +858,19 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
       mbar_init(bars + 16 + 8 * (Tr::kStages + s), 1);                      // v_full
       mbar_init(bars + 16 + 8 * (2 * Tr::kStages + s), Tr::kConsumerThreads);  // kv_empty
     }
+    for (int k = 0; k < 4; ++k) mbar_init(bars + 16 + 8 * (3 * Tr::kStages + k), 1);  // claim_full, claim_empty
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
 
   if (threadIdx.x < 128) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Tr::kProducerRegs) : "memory");
-    if (threadIdx.x == 0)
-      producer<Tr>(p, w, tm, smem, slot, *reinterpret_cast<Claimed(*)[2]>(smem_raw + (smem - raw) + Tr::kClaimOffset));
+    Claimed(&claims)[2] = *reinterpret_cast<Claimed(*)[2]>(smem_raw + (smem - raw) + Tr::kClaimOffset);
+    if (threadIdx.x == 0) {
+      producer<Tr>(p, w, tm, smem, slot, claims);
+    } else if (threadIdx.x / 32 == 1) {
+      claimer<Tr>(p, w, smem, claims);
+    }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Tr::kConsumerRegs) : "memory");
     consumer<Tr>(p, w, tm_o, smem, slot);
