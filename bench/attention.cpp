@@ -1,9 +1,10 @@
 // Times the flash-attention kernels on the four shapes of ../shared/ANCHORS.md (bf16, batch 1):
 // dense, tile:1/2/4, spatial and temporal at 0.25 and 0.15, and a mixed per-head pattern (half
 // spatial, half temporal at 0.25). CUDA events, warm-up (300 ms of calls), median of --runs (5x on
-// the short shapes). Prints time, dense-equivalent TFLOP/s (4 S^2 D H / t), effective TFLOP/s (kept
-// tiles only) and density, and
-// writes for bench/attention_peers.py: <dir>/<shape>.masks.safetensors (each mask's CSR) and
+// the short shapes). Each sparse row is timed with the dense call in turn (time_attention_cuda of two
+// masks), and its effective throughput is also given as a fraction of that dense call's, which the
+// clock's drift between rows does not move. Prints time, dense-equivalent TFLOP/s (4 S^2 D H / t),
+// effective TFLOP/s (kept tiles only), that fraction and density, and writes for bench/attention_peers.py: <dir>/<shape>.masks.safetensors (each mask's CSR) and
 // <dir>/ours_<kernel>.json (the timings).
 //
 // Usage: bench_attention [--kernel sm80|sm90|auto] [--shapes cogvideox,wan,opensora,hunyuan]
@@ -54,6 +55,7 @@ struct Result {
   std::string shape, pattern, kernel;
   int64_t tokens, heads, dim;
   double density, ms, dense_tflops, effective_tflops;
+  double of_dense;  // effective / dense throughput, dense timed in turn with the row (1: the dense row)
 };
 
 std::vector<std::pair<std::string, std::vector<Pattern>>> bench_patterns(int64_t heads) {
@@ -140,14 +142,18 @@ int run(int argc, char** argv) {
                                   csr_tensor(std::vector<int64_t>(mask.key_blocks.begin(), mask.key_blocks.end()))});
         }
       }
-      const double ms = time_attention_cuda(inputs, out, patterns.empty() ? nullptr : &gpu_mask, kernel, shape_runs, warmup,
-                                            kWarmupMs)
-                            .ms;
+      std::vector<const GpuBlockMask*> masks = {nullptr};  // dense, then the row's mask in turn with it
+      if (!patterns.empty()) masks.push_back(&gpu_mask);
+      const std::vector<AttentionTiming> t =
+          time_attention_cuda(inputs, out, masks, kernel, shape_runs, warmup, kWarmupMs);
+      const double ms = t.back().ms;
       const double dense_tflops = dense_flop / (ms * 1e-3) / 1e12;
-      results.push_back({shape.name, name, kernel_name, S, H, D, density, ms, dense_tflops, dense_tflops * density});
+      results.push_back({shape.name, name, kernel_name, S, H, D, density, ms, dense_tflops, dense_tflops * density,
+                         density * t.front().ms / ms});
       const Result& r = results.back();
-      std::printf("%-10s %-26s density %.3f  %9.3f ms  dense-eq %7.1f  effective %6.1f TFLOP/s\n", r.shape.c_str(),
-                  r.pattern.c_str(), r.density, r.ms, r.dense_tflops, r.effective_tflops);
+      std::printf("%-10s %-26s density %.3f  %9.3f ms  dense-eq %7.1f  effective %6.1f TFLOP/s  %5.1f%% of dense\n",
+                  r.shape.c_str(), r.pattern.c_str(), r.density, r.ms, r.dense_tflops, r.effective_tflops,
+                  100.0 * r.of_dense);
       std::fflush(stdout);
     }
     if (write_masks) {
@@ -163,7 +169,8 @@ int run(int argc, char** argv) {
   for (const Result& r : results)
     doc.push_back({{"shape", r.shape}, {"pattern", r.pattern}, {"kernel", r.kernel}, {"tokens", r.tokens},
                    {"heads", r.heads}, {"head_dim", r.dim}, {"density", r.density}, {"ms", r.ms},
-                   {"dense_tflops", r.dense_tflops}, {"effective_tflops", r.effective_tflops}});
+                   {"dense_tflops", r.dense_tflops}, {"effective_tflops", r.effective_tflops},
+                   {"of_dense", r.of_dense}});
   std::ofstream(dir + "/ours_" + kernel_name + ".json") << doc.dump(1) << "\n";
   return 0;
 }

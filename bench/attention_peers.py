@@ -79,7 +79,7 @@ def write_table(directory, ours, order, kernels, peers, final=False):
 
     head = ["shape", "pattern", "density"]
     for kern in kernels:
-        head += [f"{kern} ms", f"{kern} TF/s dense-eq", f"{kern} TF/s eff"]
+        head += [f"{kern} ms", f"{kern} TF/s dense-eq", f"{kern} TF/s eff", f"{kern} eff / dense (in turn)"]
     head += ["cuDNN dense ms", "Flex ms"]
     for kern in kernels:
         head += [f"{kern} vs cuDNN dense", f"{kern} vs Flex"]
@@ -91,7 +91,9 @@ def write_table(directory, ours, order, kernels, peers, final=False):
         row = [shape, pattern, fmt(next(iter(rec.values()))["density"], 3)]
         for kern in kernels:
             r = rec.get(kern)
-            row += [fmt(r and r["ms"], 3), fmt(r and r["dense_tflops"], 0), fmt(r and r["effective_tflops"], 0)]
+            of_dense = r and r.get("of_dense")
+            row += [fmt(r and r["ms"], 3), fmt(r and r["dense_tflops"], 0), fmt(r and r["effective_tflops"], 0),
+                    f"{100 * of_dense:.1f}%" if of_dense and pattern != "dense" else "-"]
         cudnn_ms, flex_ms = peer.get("cudnn_ms"), peer.get("flex_ms")
         row += [fmt(cudnn_ms, 3), fmt(flex_ms, 3) if flex_ms else (peer.get("flex_note") or "-")]
         for kern in kernels:

@@ -34,4 +34,11 @@ AttentionTiming time_attention_cuda(const std::vector<std::array<Tensor, 3>>& in
                                     const GpuBlockMask* mask, FlashKernel kernel, int runs, int warmup,
                                     double warmup_ms = 0.0);
 
+// The same for several masks (null: dense), one timing each, called in turn: run i of every mask
+// lies within one short window, so that the ratios between them do not move with the clock the GPU
+// drifts to from row to row (Wan spatial:0.15 read 1.70-1.94 ms over a day's calls, its dense row 10.07-10.42).
+std::vector<AttentionTiming> time_attention_cuda(const std::vector<std::array<Tensor, 3>>& inputs, const Tensor& out,
+                                                 const std::vector<const GpuBlockMask*>& masks, FlashKernel kernel,
+                                                 int runs, int warmup, double warmup_ms = 0.0);
+
 }  // namespace vdit

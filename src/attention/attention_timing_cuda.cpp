@@ -75,42 +75,56 @@ double median_gpu_ms(const std::function<void()>& call, int runs, int warmup) {
 AttentionTiming time_attention_cuda(const std::vector<std::array<Tensor, 3>>& inputs, const Tensor& out,
                                     const GpuBlockMask* mask, FlashKernel kernel, int runs, int warmup,
                                     double warmup_ms) {
-  VDIT_CHECK(!inputs.empty() && runs >= 1 && warmup >= 0, ErrorCode::invalid_argument,
-             "attention timing: {} input sets, {} runs, {} warm-up calls", inputs.size(), runs, warmup);
-  std::vector<cudaEvent_t> events(2 * runs);
+  return time_attention_cuda(inputs, out, std::vector<const GpuBlockMask*>{mask}, kernel, runs, warmup, warmup_ms)[0];
+}
+
+std::vector<AttentionTiming> time_attention_cuda(const std::vector<std::array<Tensor, 3>>& inputs, const Tensor& out,
+                                                 const std::vector<const GpuBlockMask*>& masks, FlashKernel kernel,
+                                                 int runs, int warmup, double warmup_ms) {
+  VDIT_CHECK(!inputs.empty() && !masks.empty() && runs >= 1 && warmup >= 0, ErrorCode::invalid_argument,
+             "attention timing: {} input sets, {} masks, {} runs, {} warm-up calls", inputs.size(), masks.size(), runs,
+             warmup);
+  const size_t n = masks.size();
+  std::vector<cudaEvent_t> events(2 * runs * n);
   for (auto& e : events) cuda_ok(cudaEventCreate(&e), "cudaEventCreate");
-  AttentionTiming timing;
-  auto call = [&](int i) {
-    const auto& in = inputs[i % inputs.size()];
-    timing.kernel = attention_cuda(in[0], in[1], in[2], mask, 0.0f, out, nullptr, nullptr, kernel);
+  std::vector<AttentionTiming> timings(n);
+  size_t calls = 0;
+  auto call = [&](size_t m) {
+    const auto& in = inputs[calls++ % inputs.size()];
+    timings[m].kernel = attention_cuda(in[0], in[1], in[2], masks[m], 0.0f, out, nullptr, nullptr, kernel);
   };
-  for (int i = 0; i < warmup; ++i) call(i);
-  if (warmup_ms > 0.0) {  // one timed call sizes the rest of the warm-up
+  for (int i = 0; i < warmup; ++i)
+    for (size_t m = 0; m < n; ++m) call(m);
+  if (warmup_ms > 0.0) {  // one timed round sizes the rest of the warm-up
     cuda_ok(cudaEventRecord(events[0]), "cudaEventRecord");
-    call(0);
+    for (size_t m = 0; m < n; ++m) call(m);
     cuda_ok(cudaEventRecord(events[1]), "cudaEventRecord");
     cuda_ok(cudaEventSynchronize(events[1]), "attention warm-up");
     float once = 0;
     cuda_ok(cudaEventElapsedTime(&once, events[0], events[1]), "cudaEventElapsedTime");
     const int more = static_cast<int>(std::min(10000.0, warmup_ms / std::max(once, 1e-3f)));
-    for (int i = 0; i < more; ++i) call(i);
+    for (int i = 0; i < more; ++i)
+      for (size_t m = 0; m < n; ++m) call(m);
   }
-  for (int i = 0; i < runs; ++i) {
-    cuda_ok(cudaEventRecord(events[2 * i]), "cudaEventRecord");
-    call(i);
-    cuda_ok(cudaEventRecord(events[2 * i + 1]), "cudaEventRecord");
-  }
+  for (int i = 0; i < runs; ++i)
+    for (size_t m = 0; m < n; ++m) {
+      cuda_ok(cudaEventRecord(events[2 * (i * n + m)]), "cudaEventRecord");
+      call(m);
+      cuda_ok(cudaEventRecord(events[2 * (i * n + m) + 1]), "cudaEventRecord");
+    }
   cuda_ok(cudaDeviceSynchronize(), "attention run");
-  std::vector<double> ms(runs);
-  for (int i = 0; i < runs; ++i) {
-    float t = 0;
-    cuda_ok(cudaEventElapsedTime(&t, events[2 * i], events[2 * i + 1]), "cudaEventElapsedTime");
-    ms[i] = t;
+  for (size_t m = 0; m < n; ++m) {
+    std::vector<double> ms(runs);
+    for (int i = 0; i < runs; ++i) {
+      float t = 0;
+      cuda_ok(cudaEventElapsedTime(&t, events[2 * (i * n + m)], events[2 * (i * n + m) + 1]), "cudaEventElapsedTime");
+      ms[i] = t;
+    }
+    std::sort(ms.begin(), ms.end());
+    timings[m].ms = runs % 2 ? ms[runs / 2] : 0.5 * (ms[runs / 2 - 1] + ms[runs / 2]);
   }
   for (auto& e : events) cudaEventDestroy(e);
-  std::sort(ms.begin(), ms.end());
-  timing.ms = runs % 2 ? ms[runs / 2] : 0.5 * (ms[runs / 2 - 1] + ms[runs / 2]);
-  return timing;
+  return timings;
 }
 
 }  // namespace vdit
