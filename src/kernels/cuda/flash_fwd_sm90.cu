@@ -103,6 +103,7 @@ struct Sm90Traits {
   static constexpr int kOOffset = kVOffset + kStages * kKVBytes;
   static constexpr int kBarOffset = kOOffset + (kOwnO ? kQBytes : 0);
   static constexpr int kBarCount = 2 + 3 * kStages + 4;
+  static constexpr int kClaimBarOffset = kBarOffset + 8 * (2 + 3 * kStages);  // claim_full[2], claim_empty[2]
   static constexpr int kSlotOffset = kBarOffset + 8 * kBarCount;
   static constexpr int kInfoOffset = kSlotOffset + 16;  // one word per stage (kInA ...)
   static constexpr int kClaimOffset = kInfoOffset + 16 * ((4 * kStages + 15) / 16);  // the producer's (Claimed)
@@ -457,7 +458,7 @@ __device__ int claim(const FlashParams& p, const Sm90Work& w, Claimed& c) {
 // one claimed, so that the producer never waits on claim's chain of loads with stages free.
 template <class Tr>
 __device__ void claimer(const FlashParams& p, const Sm90Work& w, uint32_t smem, Claimed (&claims)[2]) {
-  const uint32_t claim_full = smem + Tr::kBarOffset + 8 * (2 + 3 * Tr::kStages), claim_empty = claim_full + 16;
+  const uint32_t claim_full = smem + Tr::kClaimBarOffset, claim_empty = claim_full + 16;
   uint32_t phase = 0;
   for (int k = 0;; k ^= 1) {
     mbar_wait(claim_empty + 8 * k, phase ^ 1);
@@ -478,7 +479,7 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
   const int sub = p.row_offsets ? p.mask_block_k / Tr::kBlockN : 1;  // tiles per mask key block
   int stage = 0;
   uint32_t phase = 0, q_phase = 0;
-  const uint32_t claim_full = kv_empty + 8 * Tr::kStages, claim_empty = claim_full + 16;
+  const uint32_t claim_full = smem + Tr::kClaimBarOffset, claim_empty = claim_full + 16;
   int k = 0;  // claims[k]: the current item
   uint32_t claim_phase = 0;
   for (;;) {
@@ -858,7 +859,7 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
       mbar_init(bars + 16 + 8 * (Tr::kStages + s), 1);                      // v_full
       mbar_init(bars + 16 + 8 * (2 * Tr::kStages + s), Tr::kConsumerThreads);  // kv_empty
     }
-    for (int k = 0; k < 4; ++k) mbar_init(bars + 16 + 8 * (3 * Tr::kStages + k), 1);  // claim_full, claim_empty
+    for (int k = 0; k < 4; ++k) mbar_init(smem + Tr::kClaimBarOffset + 8 * k, 1);  // claim_full, claim_empty
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
