@@ -4,7 +4,8 @@
 // the short shapes). Each sparse row is timed with the dense call in turn (time_attention_cuda of two
 // masks), and its effective throughput is also given as a fraction of that dense call's, which the
 // clock's drift between rows does not move. Prints time, dense-equivalent TFLOP/s (4 S^2 D H / t),
-// effective TFLOP/s (kept tiles only), that fraction and density, and writes for bench/attention_peers.py: <dir>/<shape>.masks.safetensors (each mask's CSR) and
+// effective TFLOP/s (kept tiles only), that fraction and density, and writes for
+// bench/attention_peers.py: <dir>/<shape>.masks.safetensors (each mask's CSR) and
 // <dir>/ours_<kernel>.json (the timings).
 //
 // Usage: bench_attention [--kernel sm80|sm90|auto] [--shapes cogvideox,wan,opensora,hunyuan]

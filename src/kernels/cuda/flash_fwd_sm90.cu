@@ -102,8 +102,7 @@ struct Sm90Traits {
   static constexpr bool kOwnO = kHeadDim == 64;
   static constexpr int kOOffset = kVOffset + kStages * kKVBytes;
   static constexpr int kBarOffset = kOOffset + (kOwnO ? kQBytes : 0);
-  static constexpr int kBarCount = 2 + 3 * kStages + 4;
-  static constexpr int kClaimBarOffset = kBarOffset + 8 * (2 + 3 * kStages);  // claim_full[2], claim_empty[2]
+  static constexpr int kBarCount = 2 + 3 * kStages + 4;  // (Barriers)
   static constexpr int kSlotOffset = kBarOffset + 8 * kBarCount;
   static constexpr int kInfoOffset = kSlotOffset + 16;  // one word per stage (kInA ...)
   static constexpr int kClaimOffset = kInfoOffset + 16 * ((4 * kStages + 15) / 16);  // the producer's (Claimed)
@@ -405,6 +404,21 @@ __device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const fl
     for (int e = 0; e < 4; ++e) o[4 * j + e] *= correction[e / 2];
 }
 
+// The CTA's mbarriers, in the order of Sm90Traits (shared-memory addresses): a stage's are k_full +
+// 8 * stage and so on, a claimed item's claim_full + 8 * k and claim_empty + 8 * k.
+template <class Tr>
+struct Barriers {
+  uint32_t q_full, q_empty, k_full, v_full, kv_empty, claim_full, claim_empty;
+  __device__ explicit Barriers(uint32_t smem)
+      : q_full(smem + Tr::kBarOffset),
+        q_empty(q_full + 8),
+        k_full(q_full + 16),
+        v_full(k_full + 8 * Tr::kStages),
+        kv_empty(v_full + 8 * Tr::kStages),
+        claim_full(kv_empty + 8 * Tr::kStages),
+        claim_empty(claim_full + 16) {}
+};
+
 // A work item as the claiming warp hands it to the producer, an item ahead (in shared memory).
 struct Claimed {
   int item;  // -1: no more work
@@ -449,8 +463,7 @@ __device__ int claim(const FlashParams& p, const Sm90Work& w, Claimed& c) {
       }
     }
   }
-  __syncwarp();
-  if (lane == 0) c = n;
+  if (lane == 0) c = n;  // (only the producer thread reads it, after claim_full)
   return n.item;
 }
 
@@ -458,12 +471,12 @@ __device__ int claim(const FlashParams& p, const Sm90Work& w, Claimed& c) {
 // one claimed, so that the producer never waits on claim's chain of loads with stages free.
 template <class Tr>
 __device__ void claimer(const FlashParams& p, const Sm90Work& w, uint32_t smem, Claimed (&claims)[2]) {
-  const uint32_t claim_full = smem + Tr::kClaimBarOffset, claim_empty = claim_full + 16;
+  const Barriers<Tr> bars(smem);
   uint32_t phase = 0;
   for (int k = 0;; k ^= 1) {
-    mbar_wait(claim_empty + 8 * k, phase ^ 1);
+    mbar_wait(bars.claim_empty + 8 * k, phase ^ 1);
     const int item = claim<Tr>(p, w, claims[k]);
-    if (threadIdx.x % 32 == 0) mbar_arrive(claim_full + 8 * k);
+    if (threadIdx.x % 32 == 0) mbar_arrive(bars.claim_full + 8 * k);
     if (item < 0) return;
     if (k == 1) phase ^= 1;
   }
@@ -473,13 +486,11 @@ __device__ void claimer(const FlashParams& p, const Sm90Work& w, uint32_t smem, 
 template <class Tr>
 __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensorMap* const (&tm)[6], uint32_t smem,
                          volatile ItemSlot* slot, Claimed (&claims)[2]) {
-  const uint32_t q_full = smem + Tr::kBarOffset, q_empty = q_full + 8;
-  const uint32_t k_full = q_full + 16, v_full = k_full + 8 * Tr::kStages, kv_empty = v_full + 8 * Tr::kStages;
+  const auto [q_full, q_empty, k_full, v_full, kv_empty, claim_full, claim_empty] = Barriers<Tr>(smem);
   volatile int* info = reinterpret_cast<volatile int*>(slot + 1);  // per stage, see kInA
   const int sub = p.row_offsets ? p.mask_block_k / Tr::kBlockN : 1;  // tiles per mask key block
   int stage = 0;
   uint32_t phase = 0, q_phase = 0;
-  const uint32_t claim_full = smem + Tr::kClaimBarOffset, claim_empty = claim_full + 16;
   int k = 0;  // claims[k]: the current item
   uint32_t claim_phase = 0;
   for (;;) {
@@ -675,8 +686,7 @@ struct ConsumerStats {
 template <class Tr>
 __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensorMap* tm_o, uint32_t smem,
                          volatile ItemSlot* slot) {
-  const uint32_t q_full = smem + Tr::kBarOffset, q_empty = q_full + 8;
-  const uint32_t k_full = q_full + 16, v_full = k_full + 8 * Tr::kStages, kv_empty = v_full + 8 * Tr::kStages;
+  const auto [q_full, q_empty, k_full, v_full, kv_empty, claim_full, claim_empty] = Barriers<Tr>(smem);
   // consumer warpgroup: query rows 64*group .. (through a shuffle, so that ptxas sees it uniform
   // across the warp and does not serialise the wgmma on the paths that depend on it)
   const int group = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / 128) - 1, 0);
@@ -851,15 +861,16 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
   volatile ItemSlot* slot = reinterpret_cast<volatile ItemSlot*>(smem_raw + (smem - raw) + Tr::kSlotOffset);
 
   if (threadIdx.x == 0) {
-    const uint32_t bars = smem + Tr::kBarOffset;
-    mbar_init(bars, 1);                     // q_full: the producer's expect_tx
-    mbar_init(bars + 8, Tr::kConsumerThreads);  // q_empty
+    const Barriers<Tr> bars(smem);
+    mbar_init(bars.q_full, 1);  // the producer's expect_tx
+    mbar_init(bars.q_empty, Tr::kConsumerThreads);
     for (int s = 0; s < Tr::kStages; ++s) {
-      mbar_init(bars + 16 + 8 * s, 1);                                      // k_full
-      mbar_init(bars + 16 + 8 * (Tr::kStages + s), 1);                      // v_full
-      mbar_init(bars + 16 + 8 * (2 * Tr::kStages + s), Tr::kConsumerThreads);  // kv_empty
+      mbar_init(bars.k_full + 8 * s, 1);
+      mbar_init(bars.v_full + 8 * s, 1);
+      mbar_init(bars.kv_empty + 8 * s, Tr::kConsumerThreads);
     }
-    for (int k = 0; k < 4; ++k) mbar_init(smem + Tr::kClaimBarOffset + 8 * k, 1);  // claim_full, claim_empty
+    for (int k = 0; k < 2; ++k) mbar_init(bars.claim_full + 8 * k, 1);
+    for (int k = 0; k < 2; ++k) mbar_init(bars.claim_empty + 8 * k, 1);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
