@@ -36,6 +36,7 @@ struct VideoLayout {
   bool is_text(int64_t token) const { return token < video_begin() || token >= video_end(); }
   void validate() const;  // throws invalid_argument naming the bad field
   std::string to_string() const;
+  bool operator==(const VideoLayout&) const = default;
 };
 
 const char* text_position_name(TextPosition position);
@@ -228,9 +229,12 @@ void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Ten
 struct GpuProfile {
   int batch = 0, heads = 0, head_dim = 0, candidates = 0;
   ProfileOptions options;  // what it was made for: sample rows, seed, dense fallback, block sizes
+  VideoLayout layout;      // and the patterns' layout and candidates
+  std::vector<Pattern> patterns;
   int sample_rows = 0;     // rows per batch item: min(options.sample_rows, T*L)
   int chunks = 0;          // key chunks per (slot, 64 rows): the partial-output grid
   Tensor rows;             // i32 [B, sample_rows]: profile_sample_rows of each batch item
+  Tensor kept;             // i32 words of bits: which keys each candidate keeps for each sampled row
   Tensor choice;           // i32 [B*H]: slot codes for build_block_mask_gpu (-1: dense)
   Tensor permute;          // u8 [B*H]: permute flags for gather_to_token_major_gpu
   Tensor mse;              // f32 [B*H, candidates] (the choice is made from f64 sums)
@@ -241,7 +245,7 @@ struct GpuProfile {
 
 // Buffers for profiling Q, K, V [batch, S, heads, head_dim] against `patterns`' candidates (1 to
 // 3 of dense, spatial, spatial+sink and temporal; options' block sizes must be the patterns'),
-// with the rows uploaded once.
+// with the rows uploaded and their candidates' key masks built once (waits for the GPU).
 GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int heads, int head_dim,
                                 const ProfileOptions& options = {});
 
@@ -249,8 +253,8 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
 // sampled rows' dense and per-candidate outputs, MSE, choice and permute flags, in three launches
 // and no host wait. Same rows, masks and rule as profile_heads; the outputs are accumulated in f32
 // from 16-bit probabilities, so MSEs agree to about 1e-3 relative and choices agree except between
-// candidates that close. `options` must be the profile's, but for dense_fallback, which is this
-// call's.
+// candidates that close. `options` and `patterns` must be the profile's, but for dense_fallback,
+// which is this call's.
 void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const GpuPatterns& patterns,
                        const ProfileOptions& options, const GpuProfile& profile, void* stream = nullptr);
 

@@ -120,6 +120,11 @@ struct ProfileWorkspace {
   size_t stats = 0, out = 0, errors = 0, bytes = 0;
 };
 
+// The profiler's steps of cuda::kProfileKeyTile keys over a layout.
+int64_t key_steps(const VideoLayout& layout) {
+  return (layout.tokens() + cuda::kProfileKeyTile - 1) / cuda::kProfileKeyTile;
+}
+
 ProfileWorkspace profile_workspace(int64_t slots, int64_t rows, int64_t chunks, int64_t outputs, int64_t dim) {
   auto round = [](size_t n) { return (n + 255) / 256 * 256; };
   ProfileWorkspace w;
@@ -271,6 +276,8 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   profile.head_dim = head_dim;
   profile.candidates = count;
   profile.options = options;
+  profile.layout = patterns.layout;
+  profile.patterns = patterns.candidates;
   const Device device = patterns.table.device();
   std::vector<int32_t> rows;
   for (int b = 0; b < batch; ++b) {
@@ -283,6 +290,19 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   profile.rows = host_rows.to(device);
   const int64_t slots = int64_t{batch} * heads;
   const int row_tiles = (profile.sample_rows + cuda::kProfileRowTile - 1) / cuda::kProfileRowTile;
+  cuda::ProfileParams p;
+  p.batch = batch;
+  p.geometry = mask_geometry(patterns.layout, patterns.block_q, patterns.block_k);
+  p.patterns = static_cast<const cuda::MaskPattern*>(patterns.table.raw_data());
+  p.candidates = count;
+  p.rows = profile.rows.data<int32_t>();
+  p.sample_rows = profile.sample_rows;
+  p.key_steps = key_steps(patterns.layout);
+  profile.kept = Tensor::empty(Shape{batch, row_tiles, p.key_steps, cuda::kProfileThreads,
+                                     cuda::kProfileKeptWords},
+                               DType::i32, device);
+  check_cuda(cuda::launch_profile_kept(p, reinterpret_cast<uint32_t*>(profile.kept.data<int32_t>()), nullptr), "allocate_gpu_profile: key masks");
+  check_cuda(cudaStreamSynchronize(nullptr), "allocate_gpu_profile: key masks");
   profile.chunks = cuda::profile_chunks(static_cast<int>(slots), row_tiles, patterns.layout.tokens(), count);
   profile.choice = Tensor::empty(Shape{slots}, DType::i32, device);
   profile.permute = Tensor::empty(Shape{slots}, DType::u8, device);
@@ -295,9 +315,10 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
 
 void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const GpuPatterns& patterns,
                        const ProfileOptions& options, const GpuProfile& profile, void* stream) {
-  VDIT_CHECK(profile.candidates == static_cast<int>(patterns.candidates.size()) && profile.rows.defined(),
-             ErrorCode::invalid_argument, "profile_heads_gpu: the profile was made for {} candidates, got {}",
-             profile.candidates, patterns.candidates.size());
+  VDIT_CHECK(profile.rows.defined() && profile.layout == patterns.layout && profile.patterns == patterns.candidates,
+             ErrorCode::invalid_argument, "profile_heads_gpu: the profile was made for layout {} and {} candidates, "
+             "got layout {} and {}", profile.layout.to_string(), profile.patterns.size(), patterns.layout.to_string(),
+             patterns.candidates.size());
   const ProfileOptions& made = profile.options;
   VDIT_CHECK(options.sample_rows == made.sample_rows && options.seed == made.seed && options.block_q == made.block_q &&
                  options.block_k == made.block_k,
@@ -335,8 +356,9 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   p.rows = profile.rows.data<int32_t>();
   p.sample_rows = profile.sample_rows;
   p.chunks = profile.chunks;
-  const int64_t tiles = (patterns.layout.tokens() + cuda::kProfileKeyTile - 1) / cuda::kProfileKeyTile;
-  p.chunk_keys = (tiles + profile.chunks - 1) / profile.chunks * cuda::kProfileKeyTile;
+  p.key_steps = key_steps(patterns.layout);
+  p.kept = reinterpret_cast<const uint32_t*>(profile.kept.data<int32_t>());
+  p.chunk_keys = (p.key_steps + profile.chunks - 1) / profile.chunks * cuda::kProfileKeyTile;
   p.scale_log2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(profile.head_dim)));
   p.dense_fallback = options.dense_fallback;
   auto* base = static_cast<uint8_t*>(profile.workspace.raw_data());

@@ -33,11 +33,6 @@ void check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, const Attentio
   }
 }
 
-bool same_layout(const VideoLayout& a, const VideoLayout& b) {
-  return a.frames == b.frames && a.height == b.height && a.width == b.width && a.text == b.text &&
-         a.text_position == b.text_position;
-}
-
 // Attention under per-slot `patterns`: H of them (shared by the batch) or B*H (slot b*H + h), the
 // temporal slots permuted to token-major order around the call, the mask from `masks`. Returns O and
 // the mask's density.
@@ -77,7 +72,7 @@ std::shared_ptr<const MaskCache::Entry> MaskCache::get(const ExecContext& ctx, c
                                                        std::span<const Pattern> patterns, int block_q, int block_k) {
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
     const Entry& e = **it;
-    if (e.block_q == block_q && e.block_k == block_k && e.device == ctx.device && same_layout(e.layout, layout) &&
+    if (e.block_q == block_q && e.block_k == block_k && e.device == ctx.device && e.layout == layout &&
         std::equal(e.patterns.begin(), e.patterns.end(), patterns.begin(), patterns.end()))
       return *it;
   }

@@ -19,11 +19,6 @@ std::vector<Tensor> empty_like(std::span<const Tensor> like) {
   return out;
 }
 
-bool same_layout(const VideoLayout& a, const VideoLayout& b) {
-  return a.frames == b.frames && a.height == b.height && a.width == b.width && a.text == b.text &&
-         a.text_position == b.text_position;
-}
-
 void check_cuda(cudaError_t error, const char* what) {
   VDIT_CHECK(error == cudaSuccess, ErrorCode::cuda, "{}: {}", what, cudaGetErrorString(error));
 }
@@ -66,7 +61,7 @@ Tensor ProfiledGpu::attend(const ExecContext& ctx, const Tensor& q_in, const Ten
                            std::vector<double>* code_density) {
   const ProfileOptions& po = options.profile;
   const std::span<const Pattern> candidates = options.candidates;
-  if (!have_patterns_ || !same_layout(patterns_.layout, layout) || patterns_.block_q != po.block_q ||
+  if (!have_patterns_ || patterns_.layout != layout || patterns_.block_q != po.block_q ||
       patterns_.block_k != po.block_k || patterns_.table.device() != ctx.device ||
       !std::equal(patterns_.candidates.begin(), patterns_.candidates.end(), candidates.begin(), candidates.end())) {
     patterns_ = make_gpu_patterns(layout, candidates, po.block_q, po.block_k, ctx.device);

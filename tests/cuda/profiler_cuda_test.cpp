@@ -315,6 +315,11 @@ TEST(ProfilerGpu, RejectsWhatItDoesNotRun) {
   ProfileOptions other_seed = options;
   other_seed.seed = 99;
   EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, patterns, other_seed, profile), Error);
+  // Its key masks were built for these candidates and this layout.
+  const std::vector<Pattern> swapped = {Pattern::temporal(0.3), Pattern::spatial(0.3)};
+  EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, make_gpu_patterns(layout, swapped), options, profile), Error);
+  const VideoLayout other_layout{4, 3, 4, 0, TextPosition::none};  // as many tokens
+  EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, make_gpu_patterns(other_layout, ok), options, profile), Error);
 }
 
 }  // namespace

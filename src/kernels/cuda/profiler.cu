@@ -3,10 +3,9 @@
 // candidate at once, computed transposed: S^T = K Q^T and O^T += V^T P^T, so that each of the 8
 // warps owns 8 sampled rows with all their keys and all of D and needs no other warp's scores:
 // - K/V steps of 128 keys (one block a multiprocessor) stream through a ring of shared-memory
-//   stages (cp.async, completion on mbarriers), each warp issuing its share of a step ahead; each
-//   warp also finds the blocks of an eighth of the step's keys in frame-major and token-major order
-//   (divisions as multiplications), and their range. A warp waits for the others only to refill a
-//   stage.
+//   stages (cp.async, completion on mbarriers), each warp issuing its share of a step ahead, each
+//   thread also its keep bits of the step (built once per profile by profile_kept) into the
+//   16-byte padding of one K or V row. A warp waits for the others only to refill a stage.
 // - S^T is computed once per step and serves every output: its C fragments hold keys g, g + 8 (of
 //   each 16) of rows 2t, 2t + 1, so a thread's softmax state covers two rows. P^T is packed and
 //   transposed 8x8 by movmatrix into the B operand of O^T += V^T P^T; a V^T fragment serves every
@@ -20,34 +19,31 @@
 //   maximum) the row keeps its own reference and the step computes the candidate's probabilities
 //   itself, so nothing underflows. Between 16-key tiles the P V loop has no branch, so the compiler
 //   can overlap them.
-// - A candidate keeps a key when the key's block lies in the row's runs (BandRow). Where every row
-//   keeps all or none of a step (the step's block range against the runs: a lane per row and
-//   candidate, ballots) no key is tested, and 16 keys that none of a warp's rows keeps skip their
-//   P V product.
+// - A candidate keeps a key when the key's block lies in the row's runs (BandRow): a bit per score,
+//   read with the stage, in the thread's fragment order and in its transposed order. 16 keys that
+//   none of a warp's rows keeps skip their P V product.
 #include "kernels/cuda/profiler.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <climits>
-
 #include "kernels/cuda/fragment_math.h"
-#include "kernels/cuda/token_major.h"
 
 namespace vdit::cuda {
 namespace {
 
 constexpr int kCombineThreads = 128;
 constexpr int kWarps = kProfileRowTile / 8;  // 8 rows a warp
-constexpr int kThreads = 32 * kWarps;
+constexpr int kThreads = kProfileThreads;
+static_assert(kThreads == 32 * kWarps);
 constexpr float kReferenceSlack = 8.f;  // probabilities stay below 2^8: no overflow in f16
 
 // Shared memory of a block, bytes: Q, then per stage K and V of `step_keys` keys (rows padded by 16
-// bytes against bank conflicts), key blocks in two orders and block ranges; runs, mbarriers.
-constexpr size_t profile_smem(int head_dim, int candidates, int step_keys, int stages) {
+// bytes against bank conflicts; the padding of K/V row r holds thread r's keep bits, r < 2
+// step_keys); mbarriers.
+constexpr size_t profile_smem(int head_dim, int step_keys, int stages) {
   const size_t row = 2 * (head_dim + 8);
-  return kProfileRowTile * row + stages * (2 * step_keys * row + 2 * step_keys * 4 + kWarps * 16) +
-         kProfileRowTile * candidates * 16 + stages * 16;
+  return kProfileRowTile * row + stages * 2 * step_keys * row + stages * 16;
 }
 
 template <int D, int NC>
@@ -58,9 +54,9 @@ struct Shape {
   // spread over half the keys.
   static constexpr int kM = 8;  // 16-key tiles per step
   static constexpr int kStepKeys = 16 * kM;
-  static constexpr int kStages = profile_smem(D, NC, kStepKeys, 4) <= 227 * 1024   ? 4
-                                 : profile_smem(D, NC, kStepKeys, 3) <= 227 * 1024 ? 3
-                                                                                   : 2;
+  static constexpr int kStages = profile_smem(D, kStepKeys, 4) <= 227 * 1024   ? 4
+                                 : profile_smem(D, kStepKeys, 3) <= 227 * 1024 ? 3
+                                                                               : 2;
   // One step issued ahead of the one computed, whatever the stages: with 4 stages (d = 64) two
   // ahead ran slower (refilling a stage then waits for every warp to be done with the step two
   // back rather than three).
@@ -71,22 +67,22 @@ struct Shape {
   static constexpr int kVectors = D / 8;  // 16-byte vectors per row
   static constexpr int kRowLanes = kVectors <= 8 ? 8 : 16;  // threads per K/V row when copying
   static constexpr int kCopyRows = kThreads / kRowLanes;    // rows per copy pass
-  static constexpr int kKeysPerWarp = kStepKeys / kWarps;   // keys whose blocks a warp finds
-  // Shared memory offsets, bytes. Key blocks [stage][order][key]: key 16m + g + 8e at g * 2kM + 2m
-  // + e, a thread's keys together. Block ranges [stage][warp]: order 0 lo, hi, order 1 lo, hi over
-  // the warp's keys. Runs [row][candidate]. mbarriers: full[stage], then empty[stage].
+  // Shared memory offsets, bytes. mbarriers: full[stage], then empty[stage].
   static constexpr size_t kQ = 0;
   static constexpr size_t kK = kQ + size_t{2} * kProfileRowTile * kStride;
   static constexpr size_t kV = kK + size_t{2} * kStages * kTile;
-  static constexpr size_t kBlocks = kV + size_t{2} * kStages * kTile;
-  static constexpr size_t kRanges = kBlocks + size_t{kStages} * 2 * kStepKeys * sizeof(int32_t);
-  static constexpr size_t kRuns = kRanges + size_t{kStages} * kWarps * sizeof(int4);
-  static constexpr size_t kBars = kRuns + size_t{kProfileRowTile} * NC * sizeof(int4);
+  static constexpr size_t kBars = kV + size_t{2} * kStages * kTile;
   static constexpr size_t kSmem = kBars + size_t{2} * kStages * sizeof(uint64_t);
-  static_assert(kSmem == profile_smem(D, NC, kStepKeys, kStages));
+  static_assert(kSmem == profile_smem(D, kStepKeys, kStages));
   static_assert(kSmem <= 227 * 1024, "shared memory over the sm_90 limit");
-  static_assert(kVectors <= kRowLanes && kStepKeys % kCopyRows == 0 && kKeysPerWarp * 2 <= 32 &&
-                kProfileKeyTile % kStepKeys == 0);
+  static_assert(kVectors <= kRowLanes && kStepKeys % kCopyRows == 0 && kStepKeys == kProfileKeyTile);
+  static_assert(kThreads == 2 * kStepKeys && (kStride - D) * 2 == 4 * kProfileKeptWords);  // keep bits in padding
+
+  // Where thread `tid`'s keep bits lie in a stage's K (V) tile: the padding of its row tid (tid - kStepKeys).
+  static __device__ __forceinline__ uint32_t* kept_words(unsigned char* smem, int stage, int tid) {
+    const size_t tile = tid < kStepKeys ? kK : kV;
+    return reinterpret_cast<uint32_t*>(smem + tile) + (size_t{stage} * kTile + (tid % kStepKeys) * kStride + D) / 2;
+  }
 };
 
 __device__ __forceinline__ uint32_t smem_address(const void* p) {
@@ -202,39 +198,6 @@ __device__ __forceinline__ void raise_references(float (&ref)[2], float (&acc)[k
   }
 }
 
-enum Coverage { kNone, kAll, kSome };
-
-// How a row's runs (prefix_last, first, last, suffix_first as in BandRow) cover a step whose keys'
-// blocks lie in [lo, hi] (all below k_blocks).
-__device__ __forceinline__ Coverage coverage(const int4& runs, int32_t lo, int32_t hi) {
-  if (hi <= runs.x || (lo >= runs.y && hi <= runs.z) || lo >= runs.w) return kAll;
-  if (lo > runs.x && (hi < runs.y || lo > runs.z) && hi < runs.w) return kNone;
-  return kSome;
-}
-
-// Which of a thread's scores a candidate keeps, tested key by key (bit m + 8i: s[m][i]). kBand: no
-// row's prefix or suffix run reaches the step. Keys past the chunk may count as kept: their scores
-// are -inf.
-template <bool kBand, int kM>
-__device__ __forceinline__ uint32_t test_keys(const int4 (&runs)[2], const int32_t (&blocks)[2 * kM]) {
-  uint32_t kept = 0;
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int4 r = runs[rr];
-    const uint32_t width = static_cast<uint32_t>(r.z - r.y);
-#pragma unroll
-    for (int m = 0; m < kM; ++m)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int32_t block = blocks[2 * m + e];
-        bool keep = static_cast<uint32_t>(block - r.y) <= width;
-        if constexpr (!kBand) keep = keep || block <= r.x || block >= r.w;
-        if (keep) kept |= 1u << (m + 8 * (2 * e + rr));
-      }
-  }
-  return kept;
-}
-
 // Row maxima (raw scores) of the kept scores.
 template <int kM>
 __device__ __forceinline__ void kept_max(uint32_t kept, const float (&s)[kM][4], float (&max)[2]) {
@@ -247,24 +210,13 @@ __device__ __forceinline__ void kept_max(uint32_t kept, const float (&s)[kM][4],
   row_max(max);
 }
 
-__device__ __forceinline__ uint32_t divide(uint32_t n, ProfileDivisor d) { return __umulhi(n << 1, d.mul) >> d.shift; }
-
-ProfileDivisor divisor(int64_t d) {
-  ProfileDivisor r;
-  while ((int64_t{1} << r.shift) < d) ++r.shift;
-  r.mul = static_cast<uint32_t>(((uint64_t{1} << (31 + r.shift)) + static_cast<uint64_t>(d) - 1) / static_cast<uint64_t>(d));
-  return r;
-}
-
 // This thread's share of step `step`'s K/V rows into its stage: vector c of rows r0 + kCopyRows *
-// pass (`offset`: of row r0, vector c from the head's first key). Each warp adds the blocks of its
-// kKeysPerWarp keys in frame-major (order 0) and token-major (order 1) order, and their range in
-// each. Every thread arrives twice on the stage's full barrier: once its copies land, and now
-// (which releases the stores).
+// pass (`offset`: of row r0, vector c from the head's first key), and its own keep bits (`kept`:
+// those of the chunk's first step). The thread arrives on the stage's full barrier once they land.
 template <int D, int NC>
 __device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char* smem, const uint16_t* k,
-                                           const uint16_t* v, int64_t offset, uint32_t key_begin, uint32_t key_end,
-                                           int step, int warp, int lane) {
+                                           const uint16_t* v, const uint32_t* kept, int64_t offset,
+                                           uint32_t key_begin, uint32_t key_end, int step, int warp, int lane) {
   using Sh = Shape<D, NC>;
   const int stage = step % Sh::kStages;
   const int tid = warp * 32 + lane, r0 = tid / Sh::kRowLanes, c = tid % Sh::kRowLanes;
@@ -296,35 +248,10 @@ __device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char
       }
     }
   }
+  cp_async16(Sh::kept_words(smem, stage, tid), kept + int64_t{step} * kThreads * kProfileKeptWords, true);
   cp_async_arrive(full);
-
-  const MaskGeometry& geo = p.geometry;
-  const int order = lane / Sh::kKeysPerWarp;
-  const uint32_t j = warp * Sh::kKeysPerWarp + lane % Sh::kKeysPerWarp, key = k0 + j;
-  const bool counted = order < 2 && key < key_end;
-  int32_t block = INT_MAX;  // past the chunk
-  if (counted) {
-    // Token arithmetic in 32 bits (layouts have fewer than 2^31 tokens), divisions by multiplying.
-    uint32_t position = key;
-    const uint32_t vi = key - static_cast<uint32_t>(geo.video_begin);
-    if (order == 1 && key >= geo.video_begin && vi < geo.video_tokens) {
-      position = static_cast<uint32_t>(geo.video_begin) +
-                 token_major_of_frame_major(vi, divide(vi, p.frame_div), static_cast<uint32_t>(geo.frames),
-                                            static_cast<uint32_t>(geo.frame_tokens));
-    }
-    block = static_cast<int32_t>(divide(position, p.block_div));
-  }
-  if (order < 2) {
-    int32_t* blocks = reinterpret_cast<int32_t*>(smem + Sh::kBlocks) + (stage * 2 + order) * Sh::kStepKeys;
-    blocks[(j % 8) * 2 * Sh::kM + (j / 16) * 2 + (j / 8) % 2] = block;
-  }
-  const int32_t lo0 = __reduce_min_sync(0xffffffffu, counted && order == 0 ? block : INT_MAX);
-  const int32_t hi0 = __reduce_max_sync(0xffffffffu, counted && order == 0 ? block : -1);
-  const int32_t lo1 = __reduce_min_sync(0xffffffffu, counted && order == 1 ? block : INT_MAX);
-  const int32_t hi1 = __reduce_max_sync(0xffffffffu, counted && order == 1 ? block : -1);
-  if (lane == 0) reinterpret_cast<int4*>(smem + Sh::kRanges)[stage * kWarps + warp] = make_int4(lo0, hi0, lo1, hi1);
-  mbar_arrive(full);
 }
+
 
 // The B fragment of P^T for 16 keys from a thread's four probabilities (keys g, g + 8 of rows
 // 2t, 2t + 1): rows' pairs packed, then each 8x8 transposed.
@@ -338,25 +265,19 @@ __device__ __forceinline__ void transpose_probabilities(uint32_t (&b)[2], const 
 // written to the workspace.
 template <int D, bool BF16, int NC>
 __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigned char* smem, const uint16_t* k,
-                                                 const uint16_t* v, uint32_t key_begin, uint32_t key_end, int steps,
-                                                 int warp, int lane) {
+                                                 const uint16_t* v, const uint32_t* kept_bits, uint32_t key_begin,
+                                                 uint32_t key_end, int steps, int warp, int lane) {
   using Sh = Shape<D, NC>;
   constexpr int kOut = Sh::kOut, kM = Sh::kM, kDTiles = Sh::kDTiles;
   const uint16_t* s_q = reinterpret_cast<const uint16_t*>(smem + Sh::kQ);
   const uint16_t* s_k = reinterpret_cast<const uint16_t*>(smem + Sh::kK);
   const uint16_t* s_v = reinterpret_cast<const uint16_t*>(smem + Sh::kV);
-  const int32_t* s_blocks = reinterpret_cast<const int32_t*>(smem + Sh::kBlocks);
-  const int4* s_ranges = reinterpret_cast<const int4*>(smem + Sh::kRanges);
-  const int4* s_runs = reinterpret_cast<const int4*>(smem + Sh::kRuns);
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Sh::kBars);
 
   const int g = lane / 4, t = lane % 4;
   const int mat = lane / 8, mat_row = lane % 8;  // ldmatrix: which 8x8 matrix this lane addresses
   const int row0 = warp * 8;                      // this thread's rows: row0 + 2t + rr
   const float scale = p.scale_log2;
-  uint32_t orders = 0;  // bit c: candidate c's positions are token-major
-#pragma unroll
-  for (int c = 0; c < NC; ++c) orders |= (p.patterns[c].permuted ? 1u : 0u) << c;
   const uint32_t one = BF16 ? 0x3f803f80u : 0x3c003c00u;  // two 16-bit ones
   // A candidate shares dense's reference (its P^T is then dense's, masked) where its maximum lies at
   // most this far below that: dense's probabilities then resolve the candidate's as finely as its
@@ -377,12 +298,12 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
 
   const int64_t copy_offset = int64_t{(warp * 32 + lane) / Sh::kRowLanes} * p.heads * D + (lane % Sh::kRowLanes) * 8;
   for (int step = 0; step < min(steps, Sh::kAhead); ++step)
-    issue_step<D, NC>(p, smem, k, v, copy_offset, key_begin, key_end, step, warp, lane);
+    issue_step<D, NC>(p, smem, k, v, kept_bits, copy_offset, key_begin, key_end, step, warp, lane);
   for (int step = 0; step < steps; ++step) {
     const int next = step + Sh::kAhead;
     if (next < steps) {  // into the stage of step next - kStages, once every warp is done with it
       if (next >= Sh::kStages) mbar_wait(bars + Sh::kStages + next % Sh::kStages, (next / Sh::kStages - 1) & 1);
-      issue_step<D, NC>(p, smem, k, v, copy_offset, key_begin, key_end, next, warp, lane);
+      issue_step<D, NC>(p, smem, k, v, kept_bits, copy_offset, key_begin, key_end, next, warp, lane);
     }
     const int stage = step % Sh::kStages;
     mbar_wait(bars + stage, (step / Sh::kStages) & 1);
@@ -436,59 +357,27 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
     // Candidates: which scores each keeps (bit m + 8i: s[m][i]), their row maxima, references, and
     // which 16-key tiles any of the warp's rows keeps.
     uint32_t kept[NC], active[NC];
-    // The step's block range in each order, from the warps' parts; how the runs of candidate c and
-    // row r of the warp cover it (lane 8c + r), as bit masks over the warp.
-    int4 range = lane < kWarps ? s_ranges[stage * kWarps + lane] : make_int4(INT_MAX, -1, INT_MAX, -1);
-    range = make_int4(__reduce_min_sync(0xffffffffu, range.x), __reduce_max_sync(0xffffffffu, range.y),
-                      __reduce_min_sync(0xffffffffu, range.z), __reduce_max_sync(0xffffffffu, range.w));
-    uint32_t some_rows, all_rows, text_rows;
     {
-      const bool live = lane < 8 * NC;
-      const int4 runs = live ? s_runs[(row0 + lane % 8) * NC + lane / 8] : make_int4(0, 0, 0, 0);
-      const int32_t lo = (orders >> (lane / 8)) & 1 ? range.z : range.x;
-      const int32_t hi = (orders >> (lane / 8)) & 1 ? range.w : range.y;
-      const Coverage cover = coverage(runs, lo, hi);
-      some_rows = __ballot_sync(0xffffffffu, live && cover == kSome);
-      all_rows = __ballot_sync(0xffffffffu, live && cover == kAll);
-      text_rows = __ballot_sync(0xffffffffu, live && (lo <= runs.x || hi >= runs.w));
+      const uint4 words = *reinterpret_cast<const uint4*>(Sh::kept_words(smem, stage, warp * 32 + lane));
+      const uint32_t all[4] = {words.x, words.y, words.z, words.w};
+#pragma unroll
+      for (int c = 0; c < NC; ++c) kept[c] = all[c];
     }
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
       // Rows that keep a key need the candidate's maxima unless they share dense's reference and
       // that did not move (a row that keeps none keeps its reference).
-      bool update;
       auto needs = [&](int rr, bool keeps) {
         const float own = ref[c + 1][rr];
         return keeps && !(own == ref[0][rr] && own == dense_before[rr]);
       };
-      float max[2];
-      if (((some_rows >> (8 * c)) & 0xffu) == 0) {  // every row keeps all or none of the step
-        const bool all0 = (all_rows >> (8 * c + 2 * t)) & 1u, all1 = (all_rows >> (8 * c + 2 * t + 1)) & 1u;
-        kept[c] = (all0 ? 0x00ff00ffu : 0u) | (all1 ? 0xff00ff00u : 0u);
-        max[0] = all0 ? step_max[0] : -INFINITY;
-        max[1] = all1 ? step_max[1] : -INFINITY;
-        update = __any_sync(0xffffffffu, needs(0, all0) || needs(1, all1));
-      } else {
-        const int order = (orders >> c) & 1;
-        const int4 runs[2] = {s_runs[(row0 + 2 * t) * NC + c], s_runs[(row0 + 2 * t + 1) * NC + c]};
-        int32_t blocks[2 * kM];  // of keys 16m + g + 8e at 2m + e
-        const int4* at = reinterpret_cast<const int4*>(s_blocks + (stage * 2 + order) * Sh::kStepKeys + 2 * kM * g);
-#pragma unroll
-        for (int q = 0; q < kM / 2; ++q) {
-          const int4 b = at[q];
-          blocks[4 * q] = b.x, blocks[4 * q + 1] = b.y, blocks[4 * q + 2] = b.z, blocks[4 * q + 3] = b.w;
-        }
-        if ((text_rows >> (8 * c)) & 0xffu) {
-          kept[c] = test_keys<false, kM>(runs, blocks);
-        } else {
-          kept[c] = test_keys<true, kM>(runs, blocks);
-        }
-        update = __any_sync(0xffffffffu, needs(0, kept[c] & 0x00ff00ffu) || needs(1, kept[c] & 0xff00ff00u));
-        if (update) kept_max<kM>(kept[c], s, max);
-      }
+      const bool update =
+          __any_sync(0xffffffffu, needs(0, kept[c] & 0x00ff00ffu) || needs(1, kept[c] & 0xff00ff00u));
       if (update) {
         // A row's own reference rises as before; it then joins dense's where the candidate's
         // maximum so far is known to lie at most kShareRange below that.
+        float max[2];
+        kept_max<kM>(kept[c], s, max);
         float alpha[2] = {1.f, 1.f};
         bool moved = false;
 #pragma unroll
@@ -609,6 +498,12 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
   }
 }
 
+// The token of sampled row r of a row tile (past the sample: the last row again, not stored).
+__device__ __forceinline__ int64_t sampled_token(const ProfileParams& p, int b, int row_tile, int r) {
+  const int i = row_tile * kProfileRowTile + r;
+  return p.rows[int64_t{b} * p.sample_rows + (i < p.sample_rows ? i : p.sample_rows - 1)];
+}
+
 // Partial outputs of the sampled rows of one row tile and slot over one key chunk, for dense and
 // NC candidates.
 template <int D, bool BF16, int NC>
@@ -616,7 +511,6 @@ __global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p)
   using Sh = Shape<D, NC>;
   extern __shared__ __align__(16) unsigned char smem[];
   uint16_t* s_q = reinterpret_cast<uint16_t*>(smem + Sh::kQ);
-  int4* s_runs = reinterpret_cast<int4*>(smem + Sh::kRuns);
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Sh::kBars);
 
   const MaskGeometry& geo = p.geometry;
@@ -625,30 +519,16 @@ __global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t token_stride = int64_t{p.heads} * D;
   const int64_t head_base = int64_t{b} * geo.tokens * token_stride + int64_t{h} * D;
-  const int32_t* rows = p.rows + int64_t{b} * p.sample_rows;
-  auto row_token = [&](int r) {
-    const int i = row_tile * kProfileRowTile + r;
-    return int64_t{rows[i < p.sample_rows ? i : p.sample_rows - 1]};  // past the sample: a repeat, not stored
-  };
 
-  // The sampled Q rows, every row's runs under every candidate, the stages' barriers.
+  // The sampled Q rows, the stages' barriers.
   const uint16_t* q = static_cast<const uint16_t*>(p.q) + head_base;
   for (int i = tid; i < kProfileRowTile * Sh::kVectors; i += kThreads) {
     const int r = i / Sh::kVectors, c = i % Sh::kVectors;
-    cp_async16(s_q + r * Sh::kStride + c * 8, q + row_token(r) * token_stride + c * 8, true);
-  }
-  for (int i = tid; i < kProfileRowTile * NC; i += kThreads) {
-    const int r = i / NC, c = i % NC;
-    const MaskPattern pattern = p.patterns[c];
-    const int64_t token = row_token(r);
-    const int64_t position = pattern.permuted ? token_major_position(geo, token) : token;
-    const BandRow row = band_mask_row(geo, pattern, position / geo.block_q);
-    s_runs[i] = make_int4(static_cast<int32_t>(row.prefix_last), static_cast<int32_t>(row.first),
-                          static_cast<int32_t>(row.last), static_cast<int32_t>(row.suffix_first));
+    cp_async16(s_q + r * Sh::kStride + c * 8, q + sampled_token(p, b, row_tile, r) * token_stride + c * 8, true);
   }
   if (tid == 0) {
     for (int s = 0; s < Sh::kStages; ++s) {
-      mbar_init(bars + s, 2 * kThreads);          // full: each thread's copies landed, and its stores
+      mbar_init(bars + s, kThreads);              // full: each thread's copies landed
       mbar_init(bars + Sh::kStages + s, kWarps);  // empty: one arrival per warp
     }
   }
@@ -658,9 +538,42 @@ __global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p)
   const int64_t key_begin = int64_t{chunk} * p.chunk_keys;
   const int64_t key_end = min(geo.tokens, key_begin + p.chunk_keys);
   const int steps = key_begin < key_end ? static_cast<int>((key_end - key_begin + Sh::kStepKeys - 1) / Sh::kStepKeys) : 0;
+  const uint32_t* kept =
+      p.kept + ((int64_t{b} * gridDim.z + row_tile) * p.key_steps + key_begin / Sh::kStepKeys) * kThreads * kProfileKeptWords +
+      tid * kProfileKeptWords;
   compute_partials<D, BF16, NC>(p, smem, static_cast<const uint16_t*>(p.k) + head_base,
-                                static_cast<const uint16_t*>(p.v) + head_base, static_cast<uint32_t>(key_begin),
+                                static_cast<const uint16_t*>(p.v) + head_base, kept, static_cast<uint32_t>(key_begin),
                                 static_cast<uint32_t>(key_end), steps, warp, lane);
+}
+
+// The keep bits of one (key step, row tile, batch item), a thread's words each: word c has bit m +
+// 8i for candidate c and the score of key 16m + g + 8(i / 2) and row 2t + i % 2 of the warp's rows
+// (compute_partials' order).
+template <int NC>
+__global__ void __launch_bounds__(kThreads) profile_kept(ProfileParams p, uint32_t* out) {
+  const MaskGeometry& geo = p.geometry;
+  const int step = blockIdx.x, row_tile = blockIdx.y, b = blockIdx.z;
+  const int tid = threadIdx.x, lane = tid % 32, g = lane / 4, t = lane % 4, row0 = tid / 32 * 8;
+  const int64_t k0 = int64_t{step} * kProfileKeyTile;
+  uint32_t words[kProfileKeptWords] = {};
+  for (int c = 0; c < NC; ++c) {
+    const MaskPattern pattern = p.patterns[c];
+    auto band_row = [&](int r) {
+      const int64_t token = sampled_token(p, b, row_tile, r);
+      return band_mask_row(geo, pattern, (pattern.permuted ? token_major_position(geo, token) : token) / geo.block_q);
+    };
+    auto keeps = [&](const BandRow& row, int64_t key) {
+      if (key >= geo.tokens) return false;
+      return row.keeps((pattern.permuted ? token_major_position(geo, key) : key) / geo.block_k);
+    };
+    const BandRow rows[2] = {band_row(row0 + 2 * t), band_row(row0 + 2 * t + 1)};
+    for (int m = 0; m < 8; ++m)
+      for (int i = 0; i < 4; ++i)
+        if (keeps(rows[i % 2], k0 + 16 * m + g + 8 * (i / 2))) words[c] |= 1u << (m + 8 * i);
+  }
+  uint32_t* to = out + ((int64_t{b} * gridDim.y + row_tile) * p.key_steps + step) * kThreads * kProfileKeptWords +
+                 tid * kProfileKeptWords;
+  for (int w = 0; w < kProfileKeptWords; ++w) to[w] = words[w];
 }
 
 // Sum over a block of kCombineThreads threads; every thread gets the total.
@@ -799,15 +712,29 @@ int profile_chunks(int slots, int row_tiles, int64_t tokens, int candidates) {
   return best;
 }
 
+cudaError_t launch_profile_kept(const ProfileParams& p, uint32_t* kept, cudaStream_t stream) {
+  if (p.candidates < 1 || p.candidates > kProfileMaxCandidates || p.sample_rows < 1 || p.batch < 1 ||
+      p.key_steps != (p.geometry.tokens + kProfileKeyTile - 1) / kProfileKeyTile || p.key_steps < 1) {
+    return cudaErrorInvalidValue;
+  }
+  const dim3 grid(static_cast<unsigned>(p.key_steps), (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile, p.batch);
+  switch (p.candidates) {
+    case 1: profile_kept<1><<<grid, kThreads, 0, stream>>>(p, kept); break;
+    case 2: profile_kept<2><<<grid, kThreads, 0, stream>>>(p, kept); break;
+    case 3: profile_kept<3><<<grid, kThreads, 0, stream>>>(p, kept); break;
+  }
+  return cudaGetLastError();
+}
+
 cudaError_t launch_profile_heads(const ProfileParams& p, cudaStream_t stream) {
   if (p.candidates < 1 || p.candidates > kProfileMaxCandidates || p.sample_rows < 1 || p.chunks < 1 ||
       p.chunk_keys % kProfileKeyTile != 0) {
     return cudaErrorInvalidValue;
   }
-  ProfileParams q = p;
-  q.frame_div = divisor(p.geometry.frame_tokens > 0 ? p.geometry.frame_tokens : 1);
-  q.block_div = divisor(p.geometry.block_k > 0 ? p.geometry.block_k : 1);
-  cudaError_t error = q.bf16 ? launch_partials_for<true>(q, stream) : launch_partials_for<false>(q, stream);
+  if (p.kept == nullptr || p.key_steps != (p.geometry.tokens + kProfileKeyTile - 1) / kProfileKeyTile) {
+    return cudaErrorInvalidValue;
+  }
+  cudaError_t error = p.bf16 ? launch_partials_for<true>(p, stream) : launch_partials_for<false>(p, stream);
   if (error != cudaSuccess) return error;
   const dim3 rows(p.sample_rows, p.batch * p.heads);
   switch (p.candidates) {

@@ -1,7 +1,11 @@
-// The online profiler on the GPU (DESIGN.md section 4), in three launches with no host wait:
+// The online profiler on the GPU (DESIGN.md section 4). Once per profile (rows, candidates and
+// layout fixed): which keys each candidate keeps for each sampled row, as bits in the order the
+// partial-output kernel's threads hold their scores (launch_profile_kept). Then per call, in three
+// launches with no host wait:
 //  1. per (key chunk, slot, 64 sampled rows): S = Q K^T on the tensor cores once per row and key
 //     tile, and from it the online-softmax partial outputs of dense and of every candidate (a key
-//     counts for a candidate when its key block, in the candidate's order, is in the row's CSR row);
+//     counts for a candidate when its bit is set: its key block, in the candidate's order, is in the
+//     row's CSR row);
 //  2. per (slot, row): the chunks merged, each candidate's squared error against dense;
 //  3. per slot: MSE, relative error, argmin (ties to the earlier candidate), dense fallback, the
 //     slot code and the permute flag.
@@ -18,13 +22,12 @@ namespace vdit::cuda {
 constexpr int kProfileMaxCandidates = 3;
 constexpr int kProfileRowTile = 64;  // sampled rows per block
 constexpr int kProfileKeyTile = 128;  // chunks are multiples of it (keys per pipeline step: 128)
+constexpr int kProfileThreads = 256;  // of a partial-output block: 8 warps of 8 sampled rows
 
-// n / d for 0 <= n < 2^31 as umulhi(2n, mul) >> shift: shift = ceil(log2 d), mul = ceil(2^(31 +
-// shift) / d) (then n * mul / 2^(31 + shift) lies above n / d by less than 2^-shift <= 1 / d).
-struct ProfileDivisor {
-  uint32_t mul = 0;
-  int32_t shift = 0;
-};
+// 32-bit words of keep bits per (row tile, key step, thread): one per candidate, padded to one
+// 16-byte copy.
+constexpr int kProfileKeptWords = 4;
+static_assert(kProfileMaxCandidates <= kProfileKeptWords);
 
 struct ProfileParams {
   const void* q = nullptr;  // [B, S, H, D] contiguous, bf16 or f16
@@ -40,7 +43,8 @@ struct ProfileParams {
   int chunks = 0;                          // key chunks per (slot, row tile)
   int64_t chunk_keys = 0;                  // a multiple of kProfileKeyTile
   float scale_log2 = 0.f;                  // log2(e) / sqrt(D)
-  ProfileDivisor frame_div, block_div;     // set by launch_profile_heads: geometry.frame_tokens, block_k
+  const uint32_t* kept = nullptr;          // device: launch_profile_kept's bits for these rows and candidates
+  int64_t key_steps = 0;                   // ceil(tokens / kProfileKeyTile)
   double dense_fallback = 0.0;             // > 0: code -1 when the best relative error exceeds it
   // Workspace (device).
   float2* partial_stats = nullptr;   // [slot][row][chunk][output]: (reference in log2 units, sum)
@@ -56,6 +60,11 @@ struct ProfileParams {
 // Key chunks per (slot, row tile) that keep every multiprocessor busy for this shape (one block a
 // multiprocessor at every head dim).
 int profile_chunks(int slots, int row_tiles, int64_t tokens, int candidates);
+
+// Keep bits for every (batch item, row tile, key step of kProfileKeyTile keys, thread), in
+// kProfileKeptWords words each (keys past the layout: none). `kept` holds
+// batch * row tiles * key_steps * kProfileThreads of them; params' kept is not read.
+cudaError_t launch_profile_kept(const ProfileParams& params, uint32_t* kept, cudaStream_t stream);
 
 cudaError_t launch_profile_heads(const ProfileParams& params, cudaStream_t stream);
 
