@@ -6,7 +6,7 @@
 // warm-up, median of --runs. Prints a markdown table last.
 //
 // Usage: bench_layout_ops [--shapes wan,wan-cfg,cogvideox,opensora,hunyuan] [--runs N] [--no-attention]
-//                         [--chunks N]   (the profiler's key chunks per slot, instead of its own choice)
+//                         [--blocks N]   (the profiler's partial-output blocks, instead of one an SM)
 //                         [--batch N]    (batch items of every shape, instead of its own)
 #include <cuda_runtime_api.h>
 
@@ -59,11 +59,11 @@ struct Row {
   std::string shape;
   double copy_gbs = 0, gather_ms = 0, gather_gbs = 0, scatter_ms = 0, scatter_gbs = 0;
   double mask_us = 0, density = 0, profile_us = 0, attention_ms = -1, token_major_ms = -1;
-  int chunks = 0;
+  int blocks = 0;
   std::string choices;
 };
 
-Row bench_shape(const BenchShape& s, int runs, bool attention, int chunks) {
+Row bench_shape(const BenchShape& s, int runs, bool attention, int blocks) {
   Row row;
   row.shape = s.name;
   const VideoLayout& layout = s.layout;
@@ -98,12 +98,13 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int chunks) {
   const GpuPatterns patterns = make_gpu_patterns(layout, candidates);
   const ProfileOptions options;
   GpuProfile profile = allocate_gpu_profile(patterns, s.batch, s.heads, s.dim, options);
-  if (chunks > 0) {  // with a workspace of room for them: per (slot, row, chunk, output) stats and D floats
-    profile.chunks = chunks;
+  if (blocks > 0) {  // with a workspace of room for them: per (slot, row, piece, output) stats and D floats
+    profile.blocks = blocks;
     const int64_t records = int64_t{s.batch} * s.heads * profile.sample_rows * (profile.candidates + 1);
-    profile.workspace = Tensor::empty(Shape{records * (chunks * (8 + 4 * s.dim) + 8) + 4096}, DType::u8, Device::cuda());
+    const int64_t pieces = std::min<int64_t>(blocks, (layout.tokens() + 127) / 128);  // a piece per block at most
+    profile.workspace = Tensor::empty(Shape{records * (pieces * (8 + 4 * s.dim) + 8) + 4096}, DType::u8, Device::cuda());
   }
-  row.chunks = profile.chunks;
+  row.blocks = profile.blocks;
   row.profile_us =
       1e3 * median_gpu_ms([&] { profile_heads_gpu(x[0], x[1], x[2], patterns, options, profile); }, runs);
   const ProfileResult chosen = profile.to_host();
@@ -146,17 +147,17 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int chunks) {
 int main(int argc, char** argv) {
   int runs = 50;
   bool attention = true;
-  int chunks = 0, batch = 0;
+  int blocks = 0, batch = 0;
   std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
     else if (a == "--shapes" && i + 1 < argc) only = "," + std::string(argv[++i]) + ",";
     else if (a == "--no-attention") attention = false;
-    else if (a == "--chunks" && i + 1 < argc) chunks = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--blocks" && i + 1 < argc) blocks = std::max(1, std::atoi(argv[++i]));
     else if (a == "--batch" && i + 1 < argc) batch = std::max(1, std::atoi(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: bench_layout_ops [--shapes a,b] [--runs N] [--no-attention] [--chunks N] [--batch N]\n");
+      std::fprintf(stderr, "usage: bench_layout_ops [--shapes a,b] [--runs N] [--no-attention] [--blocks N] [--batch N]\n");
       return 2;
     }
   }
@@ -170,10 +171,10 @@ int main(int argc, char** argv) {
   for (const BenchShape& s : shapes) {
     if (!only.empty() && only.find("," + s.name + ",") == std::string::npos) continue;
     try {
-      rows.push_back(bench_shape(s, runs, attention, chunks));
+      rows.push_back(bench_shape(s, runs, attention, blocks));
       const Row& r = rows.back();
-      std::printf("%s done: gather %.3f ms, profile %.1f us (%d chunks), mask %.1f us\n", s.name.c_str(),
-                  r.gather_ms, r.profile_us, r.chunks, r.mask_us);
+      std::printf("%s done: gather %.3f ms, profile %.1f us (%d blocks), mask %.1f us\n", s.name.c_str(),
+                  r.gather_ms, r.profile_us, r.blocks, r.mask_us);
       std::fflush(stdout);
     } catch (const Error& e) {
       std::printf("%s failed: %s\n", s.name.c_str(), e.what());

@@ -232,7 +232,7 @@ struct GpuProfile {
   VideoLayout layout;      // and the patterns' layout and candidates
   std::vector<Pattern> patterns;
   int sample_rows = 0;     // rows per batch item: min(options.sample_rows, T*L)
-  int chunks = 0;          // key chunks per (slot, 64 rows): the partial-output grid
+  int blocks = 0;          // of the partial-output kernel: the (slot, 64 rows, key step) work split evenly
   Tensor rows;             // i32 [B, sample_rows]: profile_sample_rows of each batch item
   Tensor kept;             // i32 words of bits: which keys each candidate keeps for each sampled row
   Tensor choice;           // i32 [B*H]: slot codes for build_block_mask_gpu (-1: dense)

@@ -125,12 +125,12 @@ int64_t key_steps(const VideoLayout& layout) {
   return (layout.tokens() + cuda::kProfileKeyTile - 1) / cuda::kProfileKeyTile;
 }
 
-ProfileWorkspace profile_workspace(int64_t slots, int64_t rows, int64_t chunks, int64_t outputs, int64_t dim) {
+ProfileWorkspace profile_workspace(int64_t slots, int64_t rows, int64_t pieces, int64_t outputs, int64_t dim) {
   auto round = [](size_t n) { return (n + 255) / 256 * 256; };
   ProfileWorkspace w;
   w.stats = 0;
-  w.out = round(w.stats + slots * rows * chunks * outputs * sizeof(float) * 2);
-  w.errors = round(w.out + slots * rows * chunks * outputs * dim * sizeof(float));
+  w.out = round(w.stats + slots * rows * pieces * outputs * sizeof(float) * 2);
+  w.errors = round(w.out + slots * rows * pieces * outputs * dim * sizeof(float));
   w.bytes = round(w.errors + slots * rows * outputs * sizeof(double));
   return w;
 }
@@ -303,12 +303,14 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
                                DType::i32, device);
   check_cuda(cuda::launch_profile_kept(p, reinterpret_cast<uint32_t*>(profile.kept.data<int32_t>()), nullptr), "allocate_gpu_profile: key masks");
   check_cuda(cudaStreamSynchronize(nullptr), "allocate_gpu_profile: key masks");
-  profile.chunks = cuda::profile_chunks(static_cast<int>(slots), row_tiles, patterns.layout.tokens(), count);
+  const int64_t total = slots * row_tiles * p.key_steps;
+  profile.blocks = cuda::profile_blocks(total);
+  const int pieces = cuda::profile_pieces(cuda::ProfileSplit{total, profile.blocks}, p.key_steps);
   profile.choice = Tensor::empty(Shape{slots}, DType::i32, device);
   profile.permute = Tensor::empty(Shape{slots}, DType::u8, device);
   profile.mse = Tensor::empty(Shape{slots, count}, DType::f32, device);
   profile.relative_error = Tensor::empty(Shape{slots, count}, DType::f32, device);
-  const ProfileWorkspace w = profile_workspace(slots, profile.sample_rows, profile.chunks, count + 1, head_dim);
+  const ProfileWorkspace w = profile_workspace(slots, profile.sample_rows, pieces, count + 1, head_dim);
   profile.workspace = Tensor::empty(Shape{static_cast<int64_t>(w.bytes)}, DType::u8, device);
   return profile;
 }
@@ -339,7 +341,13 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   }
   const int64_t slots = int64_t{profile.batch} * profile.heads;
   const int outputs = profile.candidates + 1;
-  const ProfileWorkspace w = profile_workspace(slots, profile.sample_rows, profile.chunks, outputs, profile.head_dim);
+  const int64_t steps = key_steps(patterns.layout);
+  const int64_t total = slots * ((profile.sample_rows + cuda::kProfileRowTile - 1) / cuda::kProfileRowTile) * steps;
+  VDIT_CHECK(profile.blocks >= 1 && profile.blocks <= total, ErrorCode::invalid_argument,
+             "profile_heads_gpu: {} blocks for {} steps of work", profile.blocks, total);
+  const cuda::ProfileSplit split{total, profile.blocks};
+  const int pieces = cuda::profile_pieces(split, steps);
+  const ProfileWorkspace w = profile_workspace(slots, profile.sample_rows, pieces, outputs, profile.head_dim);
   VDIT_CHECK(profile.workspace.nbytes() >= w.bytes, ErrorCode::invalid_argument,
              "profile_heads_gpu: workspace of {} bytes, needs {}", profile.workspace.nbytes(), w.bytes);
   cuda::ProfileParams p;
@@ -355,10 +363,10 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   p.candidates = profile.candidates;
   p.rows = profile.rows.data<int32_t>();
   p.sample_rows = profile.sample_rows;
-  p.chunks = profile.chunks;
-  p.key_steps = key_steps(patterns.layout);
+  p.key_steps = steps;
   p.kept = reinterpret_cast<const uint32_t*>(profile.kept.data<int32_t>());
-  p.chunk_keys = (p.key_steps + profile.chunks - 1) / profile.chunks * cuda::kProfileKeyTile;
+  p.split = split;
+  p.pieces = pieces;
   p.scale_log2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(profile.head_dim)));
   p.dense_fallback = options.dense_fallback;
   auto* base = static_cast<uint8_t*>(profile.workspace.raw_data());

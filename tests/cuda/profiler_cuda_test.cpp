@@ -1,8 +1,8 @@
 // The GPU profiler against the CPU profile_heads on the same inputs: the same sampled rows and
 // masks; MSE and relative error within the bound below (the GPU rounds probabilities to 16 bits
 // before P V, the CPU keeps them in f32); the same choice wherever the CPU's best candidate leads
-// the next by more than both their bounds. Each case runs with the profile's key chunks and with
-// one chunk (every key tile in one block: references that move mid-chunk, long pipelines), on
+// the next by more than both their bounds. Each case runs with the profile's blocks and with one
+// and three (one block: every segment in turn, references that move mid-piece, long pipelines), on
 // head dims, candidate counts and row counts that reach every warp layout of the kernel (8 or 16
 // rows a warp, ragged row tiles). Then the choices drive the GPU mask builder and the permutation
 // through GPU memory, and the results equal the CPU's for those choices.
@@ -166,8 +166,8 @@ ProfileResult expect_matches_cpu(const std::array<Tensor, 3>& gpu, const GpuPatt
       if (got.choice[slot] != cpu.choice[slot]) ++*mismatched_close_calls;
     }
   }
-  std::printf("[ profile  ] %s, %d chunks: worst |MSE gpu - cpu| = %.2e of MSE, %.2e of dense power\n", what.c_str(),
-              profile.chunks, worst_relative, worst_of_power);
+  std::printf("[ profile  ] %s, %d blocks: worst |MSE gpu - cpu| = %.2e of MSE, %.2e of dense power\n", what.c_str(),
+              profile.blocks, worst_relative, worst_of_power);
   return got;
 }
 
@@ -190,9 +190,13 @@ TEST(ProfilerGpu, MatchesCpuProfileAndDrivesMasksAndPermutation) {
                                                     static_cast<int>(c.dim), options);
     std::array<Tensor, 3> gpu;
     for (int i = 0; i < 3; ++i) gpu[i] = qkv[i].to(Device::cuda());
-    GpuProfile one_chunk = profile;  // the same buffers, read as one chunk per (slot, row tile)
-    one_chunk.chunks = 1;
-    expect_matches_cpu(gpu, patterns, options, one_chunk, cpu, what, &close_calls, &mismatched_close_calls);
+    // The same buffers, the work split over other block counts: one block runs every segment in
+    // turn (references that move mid-piece, long pipelines); three split segments unevenly.
+    GpuProfile split = profile;
+    for (int blocks : {1, 3}) {
+      split.blocks = blocks;
+      expect_matches_cpu(gpu, patterns, options, split, cpu, what, &close_calls, &mismatched_close_calls);
+    }
     const ProfileResult got =
         expect_matches_cpu(gpu, patterns, options, profile, cpu, what, &close_calls, &mismatched_close_calls);
     if (got.choice.size() != cpu.choice.size()) continue;
@@ -253,8 +257,8 @@ TEST(ProfilerGpu, CandidatesFarBelowTheDenseMaximumStayExact) {
     std::array<Tensor, 3> gpu;
     for (int i = 0; i < 3; ++i) gpu[i] = qkv[i].to(Device::cuda());
     const std::string what = "key 0 dominant, d = " + std::to_string(dim) + " " + dtype_name(dtype);
-    for (int chunks : {profile.chunks, 1}) {
-      profile.chunks = chunks;
+    for (int blocks : {profile.blocks, 1}) {
+      profile.blocks = blocks;
       expect_matches_cpu(gpu, patterns, options, profile, cpu, what, &close_calls, &mismatched_close_calls);
     }
     EXPECT_GT(cpu.relative_error[0] + cpu.relative_error[1], 0.1) << what << ": key 0 is not dominant";

@@ -1,11 +1,13 @@
 // The GPU profiler's kernels (see profiler.h). The partial-output kernel is a small flash-attention
-// forward on mma.sync (sm_80 and later) of 64 sampled rows over one key chunk, for dense and every
-// candidate at once, computed transposed: S^T = K Q^T and O^T += V^T P^T, so that each of the 8
-// warps owns 8 sampled rows with all their keys and all of D and needs no other warp's scores:
-// - K/V steps of 128 keys (one block a multiprocessor) stream through a ring of shared-memory
-//   stages (cp.async, completion on mbarriers), each warp issuing its share of a step ahead, each
-//   thread also its keep bits of the step (built once per profile by profile_kept) into the
-//   16-byte padding of one K or V row. A warp waits for the others only to refill a stage.
+// forward on mma.sync (sm_80 and later) of 64 sampled rows over a piece of the keys, for dense and
+// every candidate at once, computed transposed: S^T = K Q^T and O^T += V^T P^T, so that each of the
+// 8 warps owns 8 sampled rows with all their keys and all of D and needs no other warp's scores:
+// - One block a multiprocessor, each with an equal share of the (slot, row tile, key step) steps:
+//   a piece of one segment (slot and row tile), or the end of one and the start of the next.
+// - K/V steps of 128 keys stream through a ring of shared-memory stages (cp.async, completion on
+//   mbarriers), each warp issuing its share of a step ahead, each thread also its keep bits of the
+//   step (built once per profile by profile_kept) into the 16-byte padding of one K or V row. A
+//   warp waits for the others only to refill a stage, and at a piece's end (Q changes).
 // - S^T is computed once per step and serves every output: its C fragments hold keys g, g + 8 (of
 //   each 16) of rows 2t, 2t + 1, so a thread's softmax state covers two rows. P^T is packed and
 //   transposed 8x8 by movmatrix into the B operand of O^T += V^T P^T; a V^T fragment serves every
@@ -20,12 +22,14 @@
 //   itself, so nothing underflows. Between 16-key tiles the P V loop has no branch, so the compiler
 //   can overlap them.
 // - A candidate keeps a key when the key's block lies in the row's runs (BandRow): a bit per score,
-//   read with the stage, in the thread's fragment order and in its transposed order. 16 keys that
-//   none of a warp's rows keeps skip their P V product.
+//   read with the stage in the thread's fragment order (two shuffles give the transposed order).
+//   16 keys that none of a warp's rows keeps skip their P V product.
 #include "kernels/cuda/profiler.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include <algorithm>
 
 #include "kernels/cuda/fragment_math.h"
 
@@ -81,7 +85,7 @@ struct Shape {
   // Where thread `tid`'s keep bits lie in a stage's K (V) tile: the padding of its row tid (tid - kStepKeys).
   static __device__ __forceinline__ uint32_t* kept_words(unsigned char* smem, int stage, int tid) {
     const size_t tile = tid < kStepKeys ? kK : kV;
-    return reinterpret_cast<uint32_t*>(smem + tile) + (size_t{stage} * kTile + (tid % kStepKeys) * kStride + D) / 2;
+    return reinterpret_cast<uint32_t*>(smem + tile) + (static_cast<size_t>(stage) * kTile + (tid % kStepKeys) * kStride + D) / 2;
   }
 };
 
@@ -210,15 +214,16 @@ __device__ __forceinline__ void kept_max(uint32_t kept, const float (&s)[kM][4],
   row_max(max);
 }
 
-// This thread's share of step `step`'s K/V rows into its stage: vector c of rows r0 + kCopyRows *
-// pass (`offset`: of row r0, vector c from the head's first key), and its own keep bits (`kept`:
-// those of the chunk's first step). The thread arrives on the stage's full barrier once they land.
+// This thread's share of step `step` of a piece (its keys from key_begin) into `stage`: vector c of
+// K/V rows r0 + kCopyRows * pass (`offset`: of row r0, vector c from the head's first key), and its
+// own keep bits (`kept`: those of the piece's first step). The thread arrives on the stage's full
+// barrier once they land.
 template <int D, int NC>
 __device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char* smem, const uint16_t* k,
                                            const uint16_t* v, const uint32_t* kept, int64_t offset,
-                                           uint32_t key_begin, uint32_t key_end, int step, int warp, int lane) {
+                                           uint32_t key_begin, uint32_t key_end, int step, int stage, int warp,
+                                           int lane) {
   using Sh = Shape<D, NC>;
-  const int stage = step % Sh::kStages;
   const int tid = warp * 32 + lane, r0 = tid / Sh::kRowLanes, c = tid % Sh::kRowLanes;
   uint16_t* k_tile = reinterpret_cast<uint16_t*>(smem + Sh::kK) + stage * Sh::kTile + r0 * Sh::kStride + c * 8;
   uint16_t* v_tile = reinterpret_cast<uint16_t*>(smem + Sh::kV) + stage * Sh::kTile + r0 * Sh::kStride + c * 8;
@@ -228,7 +233,7 @@ __device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char
   const int64_t first = offset + int64_t{k0} * token_stride;
   constexpr int kPasses = Sh::kStepKeys / Sh::kCopyRows;
   if (c < Sh::kVectors) {
-    if (k0 + Sh::kStepKeys <= key_end) {  // every key of the step in the chunk: no test
+    if (k0 + Sh::kStepKeys <= key_end) {  // every key of the step in the piece: no test
       const uint16_t* k_at = k + first;
       const uint16_t* v_at = v + first;
 #pragma unroll
@@ -261,12 +266,14 @@ __device__ __forceinline__ void transpose_probabilities(uint32_t (&b)[2], const 
   b[1] = transpose8x8(pack2<BF16>(p[2], p[3]));
 }
 
-// One warp: for its 8 rows, the partial outputs of dense and of every candidate over the chunk,
-// written to the workspace.
+// One warp: for its 8 rows, the partial outputs of dense and of every candidate over a piece's keys,
+// written to the workspace as record `piece` of the rows. `done`: steps the block ran before the
+// piece (the stages and their barriers' phases go on from there).
 template <int D, bool BF16, int NC>
 __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigned char* smem, const uint16_t* k,
                                                  const uint16_t* v, const uint32_t* kept_bits, uint32_t key_begin,
-                                                 uint32_t key_end, int steps, int warp, int lane) {
+                                                 uint32_t key_end, int steps, int done, int slot, int row_tile,
+                                                 int piece, int warp, int lane) {
   using Sh = Shape<D, NC>;
   constexpr int kOut = Sh::kOut, kM = Sh::kM, kDTiles = Sh::kDTiles;
   const uint16_t* s_q = reinterpret_cast<const uint16_t*>(smem + Sh::kQ);
@@ -297,16 +304,19 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
   }
 
   const int64_t copy_offset = int64_t{(warp * 32 + lane) / Sh::kRowLanes} * p.heads * D + (lane % Sh::kRowLanes) * 8;
+  // Step i of the piece is the block's step done + i: stage (done + i) % kStages.
   for (int step = 0; step < min(steps, Sh::kAhead); ++step)
-    issue_step<D, NC>(p, smem, k, v, kept_bits, copy_offset, key_begin, key_end, step, warp, lane);
+    issue_step<D, NC>(p, smem, k, v, kept_bits, copy_offset, key_begin, key_end, step, (done + step) % Sh::kStages,
+                      warp, lane);
   for (int step = 0; step < steps; ++step) {
-    const int next = step + Sh::kAhead;
-    if (next < steps) {  // into the stage of step next - kStages, once every warp is done with it
-      if (next >= Sh::kStages) mbar_wait(bars + Sh::kStages + next % Sh::kStages, (next / Sh::kStages - 1) & 1);
-      issue_step<D, NC>(p, smem, k, v, kept_bits, copy_offset, key_begin, key_end, next, warp, lane);
+    const int next = step + Sh::kAhead, next_n = done + next, n = done + step;
+    if (next < steps) {  // into the stage of block step next_n - kStages, once every warp is done with it
+      if (next_n >= Sh::kStages) mbar_wait(bars + Sh::kStages + next_n % Sh::kStages, (next_n / Sh::kStages - 1) & 1);
+      issue_step<D, NC>(p, smem, k, v, kept_bits, copy_offset, key_begin, key_end, next, next_n % Sh::kStages, warp,
+                        lane);
     }
-    const int stage = step % Sh::kStages;
-    mbar_wait(bars + stage, (step / Sh::kStages) & 1);
+    const int stage = n % Sh::kStages;
+    mbar_wait(bars + stage, (n / Sh::kStages) & 1);
     const uint16_t* k_tile = s_k + stage * Sh::kTile;
     const uint16_t* v_tile = s_v + stage * Sh::kTile;
 
@@ -329,7 +339,7 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
     }
     const uint32_t k0 = key_begin + static_cast<uint32_t>(Sh::kStepKeys) * step;
     const uint32_t valid = min(static_cast<uint32_t>(Sh::kStepKeys), key_end - k0);
-    if (valid < Sh::kStepKeys) {  // keys past the chunk: kept by no output
+    if (valid < Sh::kStepKeys) {  // keys past the layout: kept by no output
 #pragma unroll
       for (int m = 0; m < kM; ++m)
 #pragma unroll
@@ -479,14 +489,13 @@ __device__ __forceinline__ void compute_partials(const ProfileParams& p, unsigne
 
   // Partial results of rows 2t, 2t + 1: references and sums (from the g = 0 threads), and columns
   // 16n + g, +8.
-  const int chunk = blockIdx.x, slot = blockIdx.y, row_tile = blockIdx.z;
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     const int row = row_tile * kProfileRowTile + row0 + 2 * t + rr;
     if (row >= p.sample_rows) continue;
 #pragma unroll
     for (int o = 0; o < kOut; ++o) {
-      const int64_t record = ((int64_t{slot} * p.sample_rows + row) * p.chunks + chunk) * kOut + o;
+      const int64_t record = ((int64_t{slot} * p.sample_rows + row) * p.pieces + piece) * kOut + o;
       if (g == 0) p.partial_stats[record] = make_float2(ref[o][rr], acc[o][kDTiles][rr]);
       float* out = p.partial_out + record * D + g;
 #pragma unroll
@@ -504,8 +513,8 @@ __device__ __forceinline__ int64_t sampled_token(const ProfileParams& p, int b, 
   return p.rows[int64_t{b} * p.sample_rows + (i < p.sample_rows ? i : p.sample_rows - 1)];
 }
 
-// Partial outputs of the sampled rows of one row tile and slot over one key chunk, for dense and
-// NC candidates.
+// Partial outputs of the sampled rows, for dense and NC candidates, over the block's range of
+// steps: a piece for each segment (slot and row tile) it crosses.
 template <int D, bool BF16, int NC>
 __global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p) {
   using Sh = Shape<D, NC>;
@@ -514,36 +523,43 @@ __global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p)
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Sh::kBars);
 
   const MaskGeometry& geo = p.geometry;
-  const int chunk = blockIdx.x, slot = blockIdx.y, row_tile = blockIdx.z;
-  const int b = slot / p.heads, h = slot % p.heads;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int row_tiles = (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile;
   const int64_t token_stride = int64_t{p.heads} * D;
-  const int64_t head_base = int64_t{b} * geo.tokens * token_stride + int64_t{h} * D;
-
-  // The sampled Q rows, the stages' barriers.
-  const uint16_t* q = static_cast<const uint16_t*>(p.q) + head_base;
-  for (int i = tid; i < kProfileRowTile * Sh::kVectors; i += kThreads) {
-    const int r = i / Sh::kVectors, c = i % Sh::kVectors;
-    cp_async16(s_q + r * Sh::kStride + c * 8, q + sampled_token(p, b, row_tile, r) * token_stride + c * 8, true);
-  }
   if (tid == 0) {
     for (int s = 0; s < Sh::kStages; ++s) {
       mbar_init(bars + s, kThreads);              // full: each thread's copies landed
       mbar_init(bars + Sh::kStages + s, kWarps);  // empty: one arrival per warp
     }
   }
-  cp_async_wait_all();
-  __syncthreads();
+  int done = 0;  // steps run by the block so far
+  for (int64_t at = p.split.begin(blockIdx.x), end = p.split.begin(blockIdx.x + 1); at < end;) {
+    const int64_t segment = at / p.key_steps, first = at - segment * p.key_steps;
+    const int steps = static_cast<int>(min(p.key_steps, first + end - at) - first);
+    const int slot = static_cast<int>(segment / row_tiles), row_tile = static_cast<int>(segment % row_tiles);
+    const int b = slot / p.heads, h = slot % p.heads;
+    const int64_t head_base = int64_t{b} * geo.tokens * token_stride + int64_t{h} * D;
+    // The sampled Q rows, once every warp is done with the last piece's (and so with its stages).
+    __syncthreads();
+    const uint16_t* q = static_cast<const uint16_t*>(p.q) + head_base;
+    for (int i = tid; i < kProfileRowTile * Sh::kVectors; i += kThreads) {
+      const int r = i / Sh::kVectors, c = i % Sh::kVectors;
+      cp_async16(s_q + r * Sh::kStride + c * 8, q + sampled_token(p, b, row_tile, r) * token_stride + c * 8, true);
+    }
+    cp_async_wait_all();
+    __syncthreads();
 
-  const int64_t key_begin = int64_t{chunk} * p.chunk_keys;
-  const int64_t key_end = min(geo.tokens, key_begin + p.chunk_keys);
-  const int steps = key_begin < key_end ? static_cast<int>((key_end - key_begin + Sh::kStepKeys - 1) / Sh::kStepKeys) : 0;
-  const uint32_t* kept =
-      p.kept + ((int64_t{b} * gridDim.z + row_tile) * p.key_steps + key_begin / Sh::kStepKeys) * kThreads * kProfileKeptWords +
-      tid * kProfileKeptWords;
-  compute_partials<D, BF16, NC>(p, smem, static_cast<const uint16_t*>(p.k) + head_base,
-                                static_cast<const uint16_t*>(p.v) + head_base, kept, static_cast<uint32_t>(key_begin),
-                                static_cast<uint32_t>(key_end), steps, warp, lane);
+    const int64_t key_begin = first * Sh::kStepKeys;
+    const int64_t key_end = min(geo.tokens, (first + steps) * Sh::kStepKeys);
+    const uint32_t* kept = p.kept + ((int64_t{b} * row_tiles + row_tile) * p.key_steps + first) * kThreads * kProfileKeptWords +
+                           tid * kProfileKeptWords;
+    const int piece = static_cast<int>(blockIdx.x) - p.split.block_of(segment * p.key_steps);
+    compute_partials<D, BF16, NC>(p, smem, static_cast<const uint16_t*>(p.k) + head_base,
+                                  static_cast<const uint16_t*>(p.v) + head_base, kept, static_cast<uint32_t>(key_begin),
+                                  static_cast<uint32_t>(key_end), steps, done, slot, row_tile, piece, warp, lane);
+    done += steps;
+    at += steps;
+  }
 }
 
 // The keep bits of one (key step, row tile, batch item), a thread's words each: word c has bit m +
@@ -589,19 +605,21 @@ __device__ double block_sum(double x, double* scratch) {
   return total;
 }
 
-// Per (row, slot): merge the chunks of every output, then the squared errors against dense.
+// Per (row, slot): merge the pieces of every output, then the squared errors against dense.
 template <int kOut>
 __global__ void __launch_bounds__(kCombineThreads) combine_rows(ProfileParams p) {
   __shared__ double scratch[kCombineThreads / 32];
   const int row = blockIdx.x, slot = blockIdx.y, d = threadIdx.x;
-  const int64_t first = (int64_t{slot} * p.sample_rows + row) * p.chunks * kOut;
+  const int64_t first = (int64_t{slot} * p.sample_rows + row) * p.pieces * kOut;
+  const int64_t segment = int64_t{slot} * ((p.sample_rows + kProfileRowTile - 1) / kProfileRowTile) + row / kProfileRowTile;
+  const int pieces = p.split.pieces(segment, p.key_steps);
   float out[kOut];
 #pragma unroll
   for (int o = 0; o < kOut; ++o) {
     float m = -INFINITY;
-    for (int c = 0; c < p.chunks; ++c) m = fmaxf(m, p.partial_stats[first + c * kOut + o].x);
+    for (int c = 0; c < pieces; ++c) m = fmaxf(m, p.partial_stats[first + c * kOut + o].x);
     float sum = 0.f, value = 0.f;
-    for (int c = 0; c < p.chunks; ++c) {
+    for (int c = 0; c < pieces; ++c) {
       const float2 stats = p.partial_stats[first + c * kOut + o];
       const float w = stats.x == -INFINITY ? 0.f : exp2f(stats.x - m);
       sum += w * stats.y;
@@ -659,8 +677,7 @@ cudaError_t launch_partials(const ProfileParams& p, cudaStream_t stream) {
                                  cudaSharedmemCarveoutMaxShared);
   }
   if (error != cudaSuccess) return error;
-  const dim3 grid(p.chunks, p.batch * p.heads, (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile);
-  kernel<<<grid, kThreads, Sh::kSmem, stream>>>(p);
+  kernel<<<p.split.blocks, kThreads, Sh::kSmem, stream>>>(p);
   return cudaGetLastError();
 }
 
@@ -686,30 +703,19 @@ cudaError_t launch_partials_for(const ProfileParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-int profile_chunks(int slots, int row_tiles, int64_t tokens, int candidates) {
+int profile_blocks(int64_t total) {
   int device = 0, sms = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) {
     sms = 132;
   }
-  const int64_t resident = sms;
-  const int64_t key_tiles = (tokens + kProfileKeyTile - 1) / kProfileKeyTile;
-  // Writing and merging a block's partial outputs (64 rows, candidates + 1 outputs of head_dim
-  // floats, written and read back) costs about as much as streaming candidates + 1 key tiles, and
-  // starting a block about one more.
-  const int64_t partial_cost = candidates + 2;
-  int best = 1;
-  int64_t best_cost = INT64_MAX;
-  for (int chunks = 1; chunks <= 1024 && chunks <= key_tiles; ++chunks) {
-    const int64_t blocks = int64_t{slots} * row_tiles * chunks;
-    const int64_t waves = (blocks + resident - 1) / resident;
-    const int64_t cost = waves * ((key_tiles + chunks - 1) / chunks + partial_cost);
-    if (cost < best_cost) {
-      best_cost = cost;
-      best = chunks;
-    }
-  }
-  return best;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(sms, total)));
+}
+
+int profile_pieces(const ProfileSplit& split, int64_t key_steps) {
+  int most = 1;
+  for (int64_t s = 0; s * key_steps < split.total; ++s) most = std::max(most, split.pieces(s, key_steps));
+  return most;
 }
 
 cudaError_t launch_profile_kept(const ProfileParams& p, uint32_t* kept, cudaStream_t stream) {
@@ -727,11 +733,11 @@ cudaError_t launch_profile_kept(const ProfileParams& p, uint32_t* kept, cudaStre
 }
 
 cudaError_t launch_profile_heads(const ProfileParams& p, cudaStream_t stream) {
-  if (p.candidates < 1 || p.candidates > kProfileMaxCandidates || p.sample_rows < 1 || p.chunks < 1 ||
-      p.chunk_keys % kProfileKeyTile != 0) {
-    return cudaErrorInvalidValue;
-  }
-  if (p.kept == nullptr || p.key_steps != (p.geometry.tokens + kProfileKeyTile - 1) / kProfileKeyTile) {
+  const int64_t row_tiles = (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile;
+  if (p.candidates < 1 || p.candidates > kProfileMaxCandidates || p.sample_rows < 1 || p.kept == nullptr ||
+      p.key_steps != (p.geometry.tokens + kProfileKeyTile - 1) / kProfileKeyTile ||
+      p.split.total != int64_t{p.batch} * p.heads * row_tiles * p.key_steps || p.split.blocks < 1 ||
+      p.split.blocks > p.split.total || p.pieces < profile_pieces(p.split, p.key_steps)) {
     return cudaErrorInvalidValue;
   }
   cudaError_t error = p.bf16 ? launch_partials_for<true>(p, stream) : launch_partials_for<false>(p, stream);

@@ -2,11 +2,13 @@
 // layout fixed): which keys each candidate keeps for each sampled row, as bits in the order the
 // partial-output kernel's threads hold their scores (launch_profile_kept). Then per call, in three
 // launches with no host wait:
-//  1. per (key chunk, slot, 64 sampled rows): S = Q K^T on the tensor cores once per row and key
-//     tile, and from it the online-softmax partial outputs of dense and of every candidate (a key
-//     counts for a candidate when its bit is set: its key block, in the candidate's order, is in the
-//     row's CSR row);
-//  2. per (slot, row): the chunks merged, each candidate's squared error against dense;
+//  1. the work of every (slot, 64 sampled rows, 128-key step) split evenly over the blocks (one a
+//     multiprocessor; a block's range crosses into the next slot where it ends), each piece of a
+//     (slot, row tile) the partial outputs of dense and of every candidate over its keys: S = Q K^T
+//     on the tensor cores once per row and key tile, and from it online softmax (a key counts for a
+//     candidate when its bit is set: its key block, in the candidate's order, is in the row's CSR
+//     row);
+//  2. per (slot, row): the pieces merged, each candidate's squared error against dense;
 //  3. per slot: MSE, relative error, argmin (ties to the earlier candidate), dense fallback, the
 //     slot code and the permute flag.
 #pragma once
@@ -21,13 +23,31 @@ namespace vdit::cuda {
 
 constexpr int kProfileMaxCandidates = 3;
 constexpr int kProfileRowTile = 64;  // sampled rows per block
-constexpr int kProfileKeyTile = 128;  // chunks are multiples of it (keys per pipeline step: 128)
+constexpr int kProfileKeyTile = 128;  // keys per pipeline step
 constexpr int kProfileThreads = 256;  // of a partial-output block: 8 warps of 8 sampled rows
 
 // 32-bit words of keep bits per (row tile, key step, thread): one per candidate, padded to one
 // 16-byte copy.
 constexpr int kProfileKeptWords = 4;
 static_assert(kProfileMaxCandidates <= kProfileKeptWords);
+
+// How the partial kernel splits `total` = slots x row tiles x key steps steps over `blocks`: block i
+// runs [begin(i), begin(i + 1)); a segment (one slot and row tile: key_steps steps from segment *
+// key_steps) is split over blocks block_of(its first step) .. block_of(its last), in that order.
+struct ProfileSplit {
+  int64_t total = 0;
+  int blocks = 1;
+  VDIT_HOST_DEVICE int64_t begin(int i) const { return int64_t{i} * total / blocks; }
+  VDIT_HOST_DEVICE int block_of(int64_t step) const {
+    int i = static_cast<int>(step * blocks / total);  // begin(i) <= step; at most one short
+    while (i + 1 < blocks && begin(i + 1) <= step) ++i;
+    return i;
+  }
+  // Blocks segment s is split over.
+  VDIT_HOST_DEVICE int pieces(int64_t s, int64_t key_steps) const {
+    return block_of((s + 1) * key_steps - 1) - block_of(s * key_steps) + 1;
+  }
+};
 
 struct ProfileParams {
   const void* q = nullptr;  // [B, S, H, D] contiguous, bf16 or f16
@@ -40,15 +60,15 @@ struct ProfileParams {
   int candidates = 0;                      // 1 .. kProfileMaxCandidates
   const int32_t* rows = nullptr;           // device [B, rows]: sampled frame-major tokens
   int sample_rows = 0;
-  int chunks = 0;                          // key chunks per (slot, row tile)
-  int64_t chunk_keys = 0;                  // a multiple of kProfileKeyTile
+  ProfileSplit split;                      // of the partial kernel's work over its blocks
+  int pieces = 0;                          // partial records per (slot, row): the most of any segment
   float scale_log2 = 0.f;                  // log2(e) / sqrt(D)
   const uint32_t* kept = nullptr;          // device: launch_profile_kept's bits for these rows and candidates
   int64_t key_steps = 0;                   // ceil(tokens / kProfileKeyTile)
   double dense_fallback = 0.0;             // > 0: code -1 when the best relative error exceeds it
   // Workspace (device).
-  float2* partial_stats = nullptr;   // [slot][row][chunk][output]: (reference in log2 units, sum)
-  float* partial_out = nullptr;      // [slot][row][chunk][output][D]: outputs scaled by 2^-reference
+  float2* partial_stats = nullptr;   // [slot][row][piece][output]: (reference in log2 units, sum)
+  float* partial_out = nullptr;      // [slot][row][piece][output][D]: outputs scaled by 2^-reference
   double* row_errors = nullptr;      // [slot][row][output]: [0] dense sum of squares, [c+1] squared error
   // Results (device).
   int32_t* choice = nullptr;         // [slot]
@@ -57,9 +77,12 @@ struct ProfileParams {
   float* relative_error = nullptr;   // [slot][candidate]
 };
 
-// Key chunks per (slot, row tile) that keep every multiprocessor busy for this shape (one block a
-// multiprocessor at every head dim).
-int profile_chunks(int slots, int row_tiles, int64_t tokens, int candidates);
+// The partial kernel's blocks for `total` steps: one a multiprocessor (at every head dim), at most
+// one a step.
+int profile_blocks(int64_t total);
+
+// Partial records per (slot, row) for a split: the most blocks any segment is split over.
+int profile_pieces(const ProfileSplit& split, int64_t key_steps);
 
 // Keep bits for every (batch item, row tile, key step of kProfileKeyTile keys, thread), in
 // kProfileKeptWords words each (keys past the layout: none). `kept` holds
