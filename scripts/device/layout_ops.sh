@@ -3,12 +3,15 @@
 # the three tests against the CPU oracles (permutation, mask builder, profiler), the benchmark, and
 # compute-sanitizer (memcheck; racecheck on the profiler) on small cases; the table comes last.
 #
-# Usage: scripts/device/layout_ops.sh [build] [test] [sanitize] [bench] [ncu]   (default: all but ncu)
+# Usage: scripts/device/layout_ops.sh [build] [test] [sanitize] [bench] [ncu] [ab]   (default: all but ncu, ab)
 # ncu: Nsight Compute on the profiler's partial-output kernel at the NCU_SHAPES (default "wan cogvideox").
+# ab: the profiler of this tree against OLD's (default ab/old, another tree, e.g. `git archive REV | tar -x -C
+# ab/old`; its bench_layout_ops is built there), alternating, two rounds, at AB_CASES (default "cogvideox:1
+# cogvideox:2 wan:1 wan:2 opensora hunyuan": shape[:batch]), one line each.
 # Env: SHAPES (default wan,wan-cfg,cogvideox,opensora,hunyuan), RUNS (default 50); BIN (default
 # build-device): where tests/ and bench/ are, e.g. binaries built elsewhere and carried, with the
 # shared libraries they need in BIN/lib (then run without the build phase).
-# Files under $OUT: build.log test.log sanitize.log bench.log ncu_SHAPE.txt
+# Files under $OUT: build.log test.log sanitize.log bench.log ncu_SHAPE.txt old_build.log ab.log
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-$PWD/layout-ops-logs}"
@@ -76,6 +79,27 @@ if has sanitize; then
   sanitize racecheck profiler profiler_cuda_test '*DenseFallback*'
   sanitize racecheck "profiler, far candidates" profiler_cuda_test '*FarBelow*'
   summary+=("sanitize: $((SECONDS - start)) s")
+fi
+
+if has ab; then
+  start=$SECONDS
+  old="${OLD:-ab/old}"
+  (cd "$old" && build_device_targets "$out/old_build.log" bench_layout_ops) || exit 1
+  : >"$out/ab.log"
+  for case in ${AB_CASES:-cogvideox:1 cogvideox:2 wan:1 wan:2 opensora hunyuan}; do
+    shape=${case%%:*} batch=
+    [[ "$case" == *:* ]] && batch=${case#*:}
+    for round in 1 2; do
+      for tree in this "$old"; do
+        b="$bin"
+        [ "$tree" = this ] || b="$old/build-device"
+        r=$(timeout 60 "$b"/bench/bench_layout_ops --shapes "$shape" ${batch:+--batch "$batch"} --runs "${RUNS:-50}" \
+          --no-attention 2>&1 | grep -o "profile [0-9.]* us ([0-9]* [a-z]*)")
+        echo "$shape batch ${batch:-default}, $tree: $r" | tee -a "$out/ab.log"
+      done
+    done
+  done
+  summary+=("ab: $((SECONDS - start)) s")
 fi
 
 echo
