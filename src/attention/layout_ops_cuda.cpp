@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 
 #include <cuda_runtime_api.h>
 
@@ -301,7 +302,8 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   profile.kept = Tensor::empty(Shape{batch, row_tiles, p.key_steps, cuda::kProfileThreads,
                                      cuda::kProfileKeptWords},
                                DType::i32, device);
-  check_cuda(cuda::launch_profile_kept(p, reinterpret_cast<uint32_t*>(profile.kept.data<int32_t>()), nullptr), "allocate_gpu_profile: key masks");
+  check_cuda(cuda::launch_profile_kept(p, reinterpret_cast<uint32_t*>(profile.kept.data<int32_t>()), nullptr),
+             "allocate_gpu_profile: key masks");
   check_cuda(cudaStreamSynchronize(nullptr), "allocate_gpu_profile: key masks");
   const int64_t total = slots * row_tiles * p.key_steps;
   profile.blocks = cuda::profile_blocks(total);
@@ -317,10 +319,16 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
 
 void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const GpuPatterns& patterns,
                        const ProfileOptions& options, const GpuProfile& profile, void* stream) {
+  auto names = [](const std::vector<Pattern>& candidates) {
+    std::string list;
+    for (const Pattern& c : candidates) list += (list.empty() ? "" : " ") + c.to_string();
+    return list;
+  };
   VDIT_CHECK(profile.rows.defined() && profile.layout == patterns.layout && profile.patterns == patterns.candidates,
-             ErrorCode::invalid_argument, "profile_heads_gpu: the profile was made for layout {} and {} candidates, "
-             "got layout {} and {}", profile.layout.to_string(), profile.patterns.size(), patterns.layout.to_string(),
-             patterns.candidates.size());
+             ErrorCode::invalid_argument,
+             "profile_heads_gpu: the profile was made for layout {} and candidates [{}], got layout {} and [{}]",
+             profile.layout.to_string(), names(profile.patterns), patterns.layout.to_string(),
+             names(patterns.candidates));
   const ProfileOptions& made = profile.options;
   VDIT_CHECK(options.sample_rows == made.sample_rows && options.seed == made.seed && options.block_q == made.block_q &&
                  options.block_k == made.block_k,

@@ -43,8 +43,8 @@ static_assert(kThreads == 32 * kWarps);
 constexpr float kReferenceSlack = 8.f;  // probabilities stay below 2^8: no overflow in f16
 
 // Shared memory of a block, bytes: Q, then per stage K and V of `step_keys` keys (rows padded by 16
-// bytes against bank conflicts; the padding of K/V row r holds thread r's keep bits, r < 2
-// step_keys); mbarriers.
+// bytes against bank conflicts; the padding of K row r holds thread r's keep bits, that of V row r
+// thread step_keys + r's); mbarriers.
 constexpr size_t profile_smem(int head_dim, int step_keys, int stages) {
   const size_t row = 2 * (head_dim + 8);
   return kProfileRowTile * row + stages * 2 * step_keys * row + stages * 16;
@@ -82,10 +82,10 @@ struct Shape {
   static_assert(kVectors <= kRowLanes && kStepKeys % kCopyRows == 0 && kStepKeys == kProfileKeyTile);
   static_assert(kThreads == 2 * kStepKeys && (kStride - D) * 2 == 4 * kProfileKeptWords);  // keep bits in padding
 
-  // Where thread `tid`'s keep bits lie in a stage's K (V) tile: the padding of its row tid (tid - kStepKeys).
+  // Where thread `tid`'s keep bits lie in a stage: the padding of K row tid, or of V row tid - kStepKeys.
   static __device__ __forceinline__ uint32_t* kept_words(unsigned char* smem, int stage, int tid) {
-    const size_t tile = tid < kStepKeys ? kK : kV;
-    return reinterpret_cast<uint32_t*>(smem + tile) + (static_cast<size_t>(stage) * kTile + (tid % kStepKeys) * kStride + D) / 2;
+    const size_t element = static_cast<size_t>(stage) * kTile + (tid % kStepKeys) * kStride + D;
+    return reinterpret_cast<uint32_t*>(smem + (tid < kStepKeys ? kK : kV) + 2 * element);
   }
 };
 
@@ -256,7 +256,6 @@ __device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char
   cp_async16(Sh::kept_words(smem, stage, tid), kept + int64_t{step} * kThreads * kProfileKeptWords, true);
   cp_async_arrive(full);
 }
-
 
 // The B fragment of P^T for 16 keys from a thread's four probabilities (keys g, g + 8 of rows
 // 2t, 2t + 1): rows' pairs packed, then each 8x8 transposed.
@@ -551,8 +550,8 @@ __global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p)
 
     const int64_t key_begin = first * Sh::kStepKeys;
     const int64_t key_end = min(geo.tokens, (first + steps) * Sh::kStepKeys);
-    const uint32_t* kept = p.kept + ((int64_t{b} * row_tiles + row_tile) * p.key_steps + first) * kThreads * kProfileKeptWords +
-                           tid * kProfileKeptWords;
+    const int64_t kept_step = (int64_t{b} * row_tiles + row_tile) * p.key_steps + first;
+    const uint32_t* kept = p.kept + (kept_step * kThreads + tid) * kProfileKeptWords;
     const int piece = static_cast<int>(blockIdx.x) - p.split.block_of(segment * p.key_steps);
     compute_partials<D, BF16, NC>(p, smem, static_cast<const uint16_t*>(p.k) + head_base,
                                   static_cast<const uint16_t*>(p.v) + head_base, kept, static_cast<uint32_t>(key_begin),
@@ -611,7 +610,8 @@ __global__ void __launch_bounds__(kCombineThreads) combine_rows(ProfileParams p)
   __shared__ double scratch[kCombineThreads / 32];
   const int row = blockIdx.x, slot = blockIdx.y, d = threadIdx.x;
   const int64_t first = (int64_t{slot} * p.sample_rows + row) * p.pieces * kOut;
-  const int64_t segment = int64_t{slot} * ((p.sample_rows + kProfileRowTile - 1) / kProfileRowTile) + row / kProfileRowTile;
+  const int row_tiles = (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile;
+  const int64_t segment = int64_t{slot} * row_tiles + row / kProfileRowTile;
   const int pieces = p.split.pieces(segment, p.key_steps);
   float out[kOut];
 #pragma unroll

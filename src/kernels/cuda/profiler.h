@@ -2,10 +2,10 @@
 // layout fixed): which keys each candidate keeps for each sampled row, as bits in the order the
 // partial-output kernel's threads hold their scores (launch_profile_kept). Then per call, in three
 // launches with no host wait:
-//  1. the work of every (slot, 64 sampled rows, 128-key step) split evenly over the blocks (one a
-//     multiprocessor; a block's range crosses into the next slot where it ends), each piece of a
-//     (slot, row tile) the partial outputs of dense and of every candidate over its keys: S = Q K^T
-//     on the tensor cores once per row and key tile, and from it online softmax (a key counts for a
+//  1. per block (one a multiprocessor), an equal share of the (slot, 64 sampled rows, 128-key step)
+//     steps, crossing from one slot into the next where the share ends; for each piece of a (slot,
+//     row tile), the partial outputs of dense and of every candidate over the piece's keys: S = Q
+//     K^T on the tensor cores once per row and key tile, then online softmax (a key counts for a
 //     candidate when its bit is set: its key block, in the candidate's order, is in the row's CSR
 //     row);
 //  2. per (slot, row): the pieces merged, each candidate's squared error against dense;
