@@ -100,7 +100,7 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int blocks) {
   GpuProfile profile = allocate_gpu_profile(patterns, s.batch, s.heads, s.dim, options);
   if (blocks > 0) {  // with a workspace of room for them: per (slot, row, piece, output) stats and D floats
     profile.blocks = blocks;
-    const int64_t records = int64_t{s.batch} * s.heads * profile.sample_rows * (profile.candidates + 1);
+    const int64_t records = int64_t{s.batch} * s.heads * profile.sample_rows * (profile.patterns.size() + 1);
     const int64_t pieces = std::min<int64_t>(blocks, (layout.tokens() + 127) / 128);  // a piece per block at most
     profile.workspace = Tensor::empty(Shape{records * (pieces * (8 + 4 * s.dim) + 8) + 4096}, DType::u8, Device::cuda());
   }

@@ -227,7 +227,7 @@ void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Ten
 
 // Where the GPU profiler leaves its results, on the GPU.
 struct GpuProfile {
-  int batch = 0, heads = 0, head_dim = 0, candidates = 0;
+  int batch = 0, heads = 0, head_dim = 0;
   ProfileOptions options;  // what it was made for: sample rows, seed, dense fallback, block sizes
   VideoLayout layout;      // and the patterns' layout and candidates
   std::vector<Pattern> patterns;

@@ -126,6 +126,11 @@ int64_t key_steps(const VideoLayout& layout) {
   return (layout.tokens() + cuda::kProfileKeyTile - 1) / cuda::kProfileKeyTile;
 }
 
+// The partial kernel's work: a step per (slot, row tile, key step).
+int64_t work_steps(int64_t slots, int sample_rows, const VideoLayout& layout) {
+  return slots * cuda::profile_row_tiles(sample_rows) * key_steps(layout);
+}
+
 ProfileWorkspace profile_workspace(int64_t slots, int64_t rows, int64_t pieces, int64_t outputs, int64_t dim) {
   auto round = [](size_t n) { return (n + 255) / 256 * 256; };
   ProfileWorkspace w;
@@ -275,7 +280,6 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   profile.batch = batch;
   profile.heads = heads;
   profile.head_dim = head_dim;
-  profile.candidates = count;
   profile.options = options;
   profile.layout = patterns.layout;
   profile.patterns = patterns.candidates;
@@ -290,7 +294,7 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   std::copy(rows.begin(), rows.end(), host_rows.data<int32_t>());
   profile.rows = host_rows.to(device);
   const int64_t slots = int64_t{batch} * heads;
-  const int row_tiles = (profile.sample_rows + cuda::kProfileRowTile - 1) / cuda::kProfileRowTile;
+  const int row_tiles = cuda::profile_row_tiles(profile.sample_rows);
   cuda::ProfileParams p;
   p.batch = batch;
   p.geometry = mask_geometry(patterns.layout, patterns.block_q, patterns.block_k);
@@ -305,7 +309,7 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   check_cuda(cuda::launch_profile_kept(p, reinterpret_cast<uint32_t*>(profile.kept.data<int32_t>()), nullptr),
              "allocate_gpu_profile: key masks");
   check_cuda(cudaStreamSynchronize(nullptr), "allocate_gpu_profile: key masks");
-  const int64_t total = slots * row_tiles * p.key_steps;
+  const int64_t total = work_steps(slots, profile.sample_rows, patterns.layout);
   profile.blocks = cuda::profile_blocks(total);
   const int pieces = cuda::profile_pieces(cuda::ProfileSplit{total, profile.blocks}, p.key_steps);
   profile.choice = Tensor::empty(Shape{slots}, DType::i32, device);
@@ -324,12 +328,14 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
     for (const Pattern& c : candidates) list += (list.empty() ? "" : " ") + c.to_string();
     return list;
   };
-  VDIT_CHECK(profile.rows.defined() && profile.layout == patterns.layout && profile.patterns == patterns.candidates,
-             ErrorCode::invalid_argument,
-             "profile_heads_gpu: the profile was made for layout {} and candidates [{}], got layout {} and [{}]",
-             profile.layout.to_string(), names(profile.patterns), patterns.layout.to_string(),
-             names(patterns.candidates));
   const ProfileOptions& made = profile.options;
+  VDIT_CHECK(profile.rows.defined() && profile.layout == patterns.layout && profile.patterns == patterns.candidates &&
+                 patterns.block_q == made.block_q && patterns.block_k == made.block_k,
+             ErrorCode::invalid_argument,
+             "profile_heads_gpu: the profile was made for layout {}, candidates [{}] and blocks {}x{}, got layout {}, "
+             "[{}] and {}x{}",
+             profile.layout.to_string(), names(profile.patterns), made.block_q, made.block_k,
+             patterns.layout.to_string(), names(patterns.candidates), patterns.block_q, patterns.block_k);
   VDIT_CHECK(options.sample_rows == made.sample_rows && options.seed == made.seed && options.block_q == made.block_q &&
                  options.block_k == made.block_k,
              ErrorCode::invalid_argument, "profile_heads_gpu: options (rows {}, seed {}, blocks {}x{}) differ from the "
@@ -348,9 +354,9 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
                dtype_name(dtype), shape.to_string(), t->defined() ? t->describe() : "undefined");
   }
   const int64_t slots = int64_t{profile.batch} * profile.heads;
-  const int outputs = profile.candidates + 1;
+  const int outputs = static_cast<int>(profile.patterns.size()) + 1;
   const int64_t steps = key_steps(patterns.layout);
-  const int64_t total = slots * ((profile.sample_rows + cuda::kProfileRowTile - 1) / cuda::kProfileRowTile) * steps;
+  const int64_t total = work_steps(slots, profile.sample_rows, patterns.layout);
   VDIT_CHECK(profile.blocks >= 1 && profile.blocks <= total, ErrorCode::invalid_argument,
              "profile_heads_gpu: {} blocks for {} steps of work", profile.blocks, total);
   const cuda::ProfileSplit split{total, profile.blocks};
@@ -368,7 +374,7 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   p.head_dim = profile.head_dim;
   p.geometry = mask_geometry(patterns.layout, patterns.block_q, patterns.block_k);
   p.patterns = static_cast<const cuda::MaskPattern*>(patterns.table.raw_data());
-  p.candidates = profile.candidates;
+  p.candidates = outputs - 1;
   p.rows = profile.rows.data<int32_t>();
   p.sample_rows = profile.sample_rows;
   p.key_steps = steps;
@@ -393,6 +399,7 @@ ProfileResult GpuProfile::to_host() const {
   ProfileResult result;
   result.batch = batch;
   result.heads = heads;
+  const int candidates = static_cast<int>(patterns.size());
   result.candidates = candidates;
   const Tensor c = choice.to(Device::cpu());
   result.choice.assign(c.data<int32_t>(), c.data<int32_t>() + c.numel());

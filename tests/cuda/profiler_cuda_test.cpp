@@ -324,6 +324,7 @@ TEST(ProfilerGpu, RejectsWhatItDoesNotRun) {
   EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, make_gpu_patterns(layout, swapped), options, profile), Error);
   const VideoLayout other_layout{4, 3, 4, 0, TextPosition::none};  // as many tokens
   EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, make_gpu_patterns(other_layout, ok), options, profile), Error);
+  EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, make_gpu_patterns(layout, ok, 64, 128), options, profile), Error);
   GpuProfile no_blocks = profile;
   no_blocks.blocks = 0;
   EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, patterns, options, no_blocks), Error);

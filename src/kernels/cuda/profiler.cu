@@ -523,7 +523,7 @@ __global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p)
 
   const MaskGeometry& geo = p.geometry;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int row_tiles = (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile;
+  const int row_tiles = profile_row_tiles(p.sample_rows);
   const int64_t token_stride = int64_t{p.heads} * D;
   if (tid == 0) {
     for (int s = 0; s < Sh::kStages; ++s) {
@@ -610,7 +610,7 @@ __global__ void __launch_bounds__(kCombineThreads) combine_rows(ProfileParams p)
   __shared__ double scratch[kCombineThreads / 32];
   const int row = blockIdx.x, slot = blockIdx.y, d = threadIdx.x;
   const int64_t first = (int64_t{slot} * p.sample_rows + row) * p.pieces * kOut;
-  const int row_tiles = (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile;
+  const int row_tiles = profile_row_tiles(p.sample_rows);
   const int64_t segment = int64_t{slot} * row_tiles + row / kProfileRowTile;
   const int pieces = p.split.pieces(segment, p.key_steps);
   float out[kOut];
@@ -723,7 +723,7 @@ cudaError_t launch_profile_kept(const ProfileParams& p, uint32_t* kept, cudaStre
       p.key_steps != (p.geometry.tokens + kProfileKeyTile - 1) / kProfileKeyTile || p.key_steps < 1) {
     return cudaErrorInvalidValue;
   }
-  const dim3 grid(static_cast<unsigned>(p.key_steps), (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile, p.batch);
+  const dim3 grid(static_cast<unsigned>(p.key_steps), profile_row_tiles(p.sample_rows), p.batch);
   switch (p.candidates) {
     case 1: profile_kept<1><<<grid, kThreads, 0, stream>>>(p, kept); break;
     case 2: profile_kept<2><<<grid, kThreads, 0, stream>>>(p, kept); break;
@@ -733,7 +733,7 @@ cudaError_t launch_profile_kept(const ProfileParams& p, uint32_t* kept, cudaStre
 }
 
 cudaError_t launch_profile_heads(const ProfileParams& p, cudaStream_t stream) {
-  const int64_t row_tiles = (p.sample_rows + kProfileRowTile - 1) / kProfileRowTile;
+  const int64_t row_tiles = profile_row_tiles(p.sample_rows);
   if (p.candidates < 1 || p.candidates > kProfileMaxCandidates || p.sample_rows < 1 || p.kept == nullptr ||
       p.key_steps != (p.geometry.tokens + kProfileKeyTile - 1) / kProfileKeyTile ||
       p.split.total != int64_t{p.batch} * p.heads * row_tiles * p.key_steps || p.split.blocks < 1 ||

@@ -31,6 +31,11 @@ constexpr int kProfileThreads = 256;  // of a partial-output block: 8 warps of 8
 constexpr int kProfileKeptWords = 4;
 static_assert(kProfileMaxCandidates <= kProfileKeptWords);
 
+// Row tiles of kProfileRowTile sampled rows.
+VDIT_HOST_DEVICE constexpr int profile_row_tiles(int sample_rows) {
+  return (sample_rows + kProfileRowTile - 1) / kProfileRowTile;
+}
+
 // How the partial kernel splits `total` = slots x row tiles x key steps steps over `blocks`: block i
 // runs [begin(i), begin(i + 1)); a segment (one slot and row tile: key_steps steps from segment *
 // key_steps) is split over blocks block_of(its first step) .. block_of(its last), in that order.
