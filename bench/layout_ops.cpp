@@ -97,7 +97,7 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int blocks) {
   const std::vector<Pattern> candidates = {Pattern::spatial(0.15), Pattern::temporal(0.15)};
   const GpuPatterns patterns = make_gpu_patterns(layout, candidates);
   const ProfileOptions options;
-  GpuProfile profile = allocate_gpu_profile(patterns, s.batch, s.heads, s.dim, options);
+  GpuProfile profile = allocate_gpu_profile(patterns, s.batch, s.heads, s.dim, x[0].dtype(), options);
   if (blocks > 0) {  // with a workspace of room for them: per (slot, row, piece, output) stats and D floats
     profile.blocks = blocks;
     const int64_t records = int64_t{s.batch} * s.heads * profile.sample_rows * (profile.patterns.size() + 1);

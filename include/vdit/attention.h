@@ -228,6 +228,9 @@ void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Ten
 // Where the GPU profiler leaves its results, on the GPU.
 struct GpuProfile {
   int batch = 0, heads = 0, head_dim = 0;
+  DType dtype = DType::bf16;  // of the Q, K, V it profiles
+  bool wgmma = false;         // which partial-output kernel: the sm_90a wgmma one (bf16, d = 64, up to
+                              // two candidates, Hopper) or the mma.sync one
   ProfileOptions options;  // what it was made for: sample rows, seed, dense fallback, block sizes
   VideoLayout layout;      // and the patterns' layout and candidates
   std::vector<Pattern> patterns;
@@ -243,18 +246,19 @@ struct GpuProfile {
   ProfileResult to_host() const;  // waits for the GPU
 };
 
-// Buffers for profiling Q, K, V [batch, S, heads, head_dim] against `patterns`' candidates (1 to
-// 3 of dense, spatial, spatial+sink and temporal; options' block sizes must be the patterns'),
-// with the rows uploaded and their candidates' key masks built once (waits for the GPU).
-GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int heads, int head_dim,
+// Buffers for profiling Q, K, V [batch, S, heads, head_dim] of `dtype` (bf16 or f16) against
+// `patterns`' candidates (1 to 3 of dense, spatial, spatial+sink and temporal; options' block sizes
+// must be the patterns'), with the rows uploaded and their candidates' key masks built once (waits
+// for the GPU).
+GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int heads, int head_dim, DType dtype,
                                 const ProfileOptions& options = {});
 
 // profile_heads on the GPU for bf16 or f16 Q, K, V (contiguous, head_dim 64, 96 or 128): the
 // sampled rows' dense and per-candidate outputs, MSE, choice and permute flags, in three launches
 // and no host wait. Same rows, masks and rule as profile_heads; the outputs are accumulated in f32
 // from 16-bit probabilities, so MSEs agree to about 1e-3 relative and choices agree except between
-// candidates that close. `options` and `patterns` must be the profile's, but for dense_fallback,
-// which is this call's.
+// candidates that close. `options`, `patterns` and the dtype must be the profile's, but for
+// dense_fallback, which is this call's.
 void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const GpuPatterns& patterns,
                        const ProfileOptions& options, const GpuProfile& profile, void* stream = nullptr);
 

@@ -4,7 +4,8 @@
 # compute-sanitizer (memcheck; racecheck on the profiler) on small cases; the table comes last.
 #
 # Usage: scripts/device/layout_ops.sh [build] [test] [sanitize] [bench] [ncu] [ab]   (default: all but ncu, ab)
-# ncu: Nsight Compute on the profiler's partial-output kernel at the NCU_SHAPES (default "wan cogvideox").
+# ncu: Nsight Compute on the profiler's partial-output kernel at the NCU_SHAPES (default "wan cogvideox"); NCU_KERNELS
+# (a regex, default profile_partials) and NCU_COUNT (default 1) pick other kernels and more launches.
 # ab: the profiler of this tree against OLD's (default ab/old, another tree, e.g. `git archive REV | tar -x -C
 # ab/old`; its bench_layout_ops is built there), alternating, two rounds, at AB_CASES (default "cogvideox:1
 # cogvideox:2 wan:1 wan:2 opensora hunyuan": shape[:batch]), one line each.
@@ -53,13 +54,13 @@ fi
 if has ncu; then
   start=$SECONDS
   for shape in ${NCU_SHAPES:-wan cogvideox}; do
-    timeout 120 ncu --kernel-name regex:profile_partials --launch-skip 3 --launch-count 1 \
+    timeout 120 ncu --kernel-name "regex:${NCU_KERNELS:-profile_partials}" --launch-skip 3 --launch-count "${NCU_COUNT:-1}" \
       --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
       --section SchedulerStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
       "$bin"/bench/bench_layout_ops --shapes "$shape" --runs 3 --no-attention >"$out/ncu_$shape.txt" 2>&1
     echo "== ncu $shape (exit $?)"
     grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Theoretical Occ|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|L1/TEX Hit|Mem Pipes Busy|Executed Ipc A" \
-      "$out/ncu_$shape.txt" | head -16
+      "$out/ncu_$shape.txt" | head -40
   done
   summary+=("ncu: $((SECONDS - start)) s")
 fi

@@ -259,7 +259,7 @@ void scatter_from_token_major_gpu(std::span<const Tensor> x, std::span<const Ten
 
 // ---- Profiler -------------------------------------------------------------------------------
 
-GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int heads, int head_dim,
+GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int heads, int head_dim, DType dtype,
                                 const ProfileOptions& options) {
   const int count = static_cast<int>(patterns.candidates.size());
   VDIT_CHECK(count >= 1 && count <= cuda::kProfileMaxCandidates, ErrorCode::unsupported,
@@ -276,10 +276,15 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   VDIT_CHECK(batch >= 1 && heads >= 1, ErrorCode::invalid_argument, "GPU profiler batch {} heads {}", batch, heads);
   VDIT_CHECK(head_dim == 64 || head_dim == 96 || head_dim == 128, ErrorCode::unsupported,
              "GPU profiler head dim {} (64, 96 or 128)", head_dim);
+  VDIT_CHECK(dtype == DType::bf16 || dtype == DType::f16, ErrorCode::unsupported,
+             "GPU profiler dtype {}, expected bf16 or f16", dtype_name(dtype));
+  const cuda::ProfileKernel kernel = cuda::profile_kernel(head_dim, dtype == DType::bf16, count);
   GpuProfile profile;
   profile.batch = batch;
   profile.heads = heads;
   profile.head_dim = head_dim;
+  profile.dtype = dtype;
+  profile.wgmma = kernel == cuda::ProfileKernel::wgmma;
   profile.options = options;
   profile.layout = patterns.layout;
   profile.patterns = patterns.candidates;
@@ -303,14 +308,15 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   p.rows = profile.rows.data<int32_t>();
   p.sample_rows = profile.sample_rows;
   p.key_steps = key_steps(patterns.layout);
-  profile.kept = Tensor::empty(Shape{batch, row_tiles, p.key_steps, cuda::kProfileThreads,
+  p.kernel = kernel;
+  profile.kept = Tensor::empty(Shape{batch, row_tiles, p.key_steps, cuda::profile_kept_threads(kernel),
                                      cuda::kProfileKeptWords},
                                DType::i32, device);
   check_cuda(cuda::launch_profile_kept(p, reinterpret_cast<uint32_t*>(profile.kept.data<int32_t>()), nullptr),
              "allocate_gpu_profile: key masks");
   check_cuda(cudaStreamSynchronize(nullptr), "allocate_gpu_profile: key masks");
   const int64_t total = work_steps(slots, profile.sample_rows, patterns.layout);
-  profile.blocks = cuda::profile_blocks(total);
+  profile.blocks = cuda::profile_blocks(total, kernel);
   const int pieces = cuda::profile_pieces(cuda::ProfileSplit{total, profile.blocks}, p.key_steps);
   profile.choice = Tensor::empty(Shape{slots}, DType::i32, device);
   profile.permute = Tensor::empty(Shape{slots}, DType::u8, device);
@@ -344,9 +350,7 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   VDIT_CHECK(std::isfinite(options.dense_fallback) && options.dense_fallback >= 0.0, ErrorCode::invalid_argument,
              "profile_heads_gpu: dense_fallback is {}, expected a finite value >= 0", options.dense_fallback);
   const Shape shape{profile.batch, patterns.layout.tokens(), profile.heads, profile.head_dim};
-  const DType dtype = q.defined() ? q.dtype() : DType::bf16;
-  VDIT_CHECK(dtype == DType::bf16 || dtype == DType::f16, ErrorCode::unsupported,
-             "profile_heads_gpu: q is {}, expected bf16 or f16", dtype_name(dtype));
+  const DType dtype = profile.dtype;
   for (const Tensor* t : {&q, &k, &v}) {
     VDIT_CHECK(t->defined() && t->device().is_cuda() && t->is_contiguous() && t->dtype() == dtype &&
                    t->shape() == shape,
@@ -378,6 +382,7 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   p.rows = profile.rows.data<int32_t>();
   p.sample_rows = profile.sample_rows;
   p.key_steps = steps;
+  p.kernel = profile.wgmma ? cuda::ProfileKernel::wgmma : cuda::ProfileKernel::mma_sync;
   p.kept = reinterpret_cast<const uint32_t*>(profile.kept.data<int32_t>());
   p.split = split;
   p.pieces = pieces;

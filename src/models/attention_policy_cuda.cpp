@@ -76,8 +76,9 @@ Tensor ProfiledGpu::attend(const ExecContext& ctx, const Tensor& q_in, const Ten
   const int batch = static_cast<int>(q_in.size(0)), heads = static_cast<int>(q_in.size(2));
   const int head_dim = static_cast<int>(q_in.size(3));
   if (!have_profile_ || profile_.batch != batch || profile_.heads != heads || profile_.head_dim != head_dim ||
+      profile_.dtype != q_in.dtype() ||
       profile_.options.sample_rows != po.sample_rows || profile_.options.seed != po.seed) {
-    profile_ = allocate_gpu_profile(patterns_, batch, heads, head_dim, po);
+    profile_ = allocate_gpu_profile(patterns_, batch, heads, head_dim, q_in.dtype(), po);
     // Code -1 (dense) only comes from the dense fallback.
     mask_ = allocate_gpu_block_mask(patterns_, batch * heads, po.dense_fallback > 0.0);
     have_profile_ = true;

@@ -4,7 +4,8 @@
 // the next by more than both their bounds. Each case runs with the profile's blocks and with one
 // and three (one block: every segment in turn, references that move mid-piece, long pipelines), on
 // head dims, candidate counts and row counts that reach every warp layout of the kernel (8 or 16
-// rows a warp, ragged row tiles). Then the choices drive the GPU mask builder and the permutation
+// rows a warp, ragged row tiles), and the wgmma kernel where the GPU runs it (Hopper, bf16, d = 64,
+// up to two candidates). Then the choices drive the GPU mask builder and the permutation
 // through GPU memory, and the results equal the CPU's for those choices.
 #include <gtest/gtest.h>
 
@@ -28,6 +29,11 @@ namespace {
 bool have_gpu() {
   int count = 0;
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+bool hopper() {
+  cudaDeviceProp prop{};
+  return cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.major == 9 && prop.minor == 0;
 }
 
 // Q, K, V [B, S, H, D] with random parts and, per head, a positional part that makes nearby tokens
@@ -97,6 +103,11 @@ const std::vector<Case>& cases() {
        {Pattern::spatial(0.2), Pattern::temporal(0.2)}, 64},  // Open-Sora-Plan's head dim
       {{6, 7, 8, 11, TextPosition::last}, 1, 2, 64, DType::f16, 64, 64,
        {Pattern::spatial(0.2), Pattern::temporal(0.2), Pattern::temporal(0.4)}, 64},  // 8 rows a warp at d = 64
+      // The wgmma kernel on Hopper (bf16, d = 64, up to two candidates): a ragged row tile and two
+      // batch items; three row tiles and one candidate.
+      {{5, 6, 8, 13, TextPosition::last}, 2, 2, 64, DType::bf16, 32, 32,
+       {Pattern::spatial(0.2, true), Pattern::temporal(0.3)}, 50},
+      {{4, 5, 7, 0, TextPosition::none}, 1, 4, 64, DType::bf16, 16, 64, {Pattern::temporal(0.25)}, 130},
   };
   return all;
 }
@@ -166,8 +177,8 @@ ProfileResult expect_matches_cpu(const std::array<Tensor, 3>& gpu, const GpuPatt
       if (got.choice[slot] != cpu.choice[slot]) ++*mismatched_close_calls;
     }
   }
-  std::printf("[ profile  ] %s, %d blocks: worst |MSE gpu - cpu| = %.2e of MSE, %.2e of dense power\n", what.c_str(),
-              profile.blocks, worst_relative, worst_of_power);
+  std::printf("[ profile  ] %s, %s, %d blocks: worst |MSE gpu - cpu| = %.2e of MSE, %.2e of dense power\n",
+              what.c_str(), profile.wgmma ? "wgmma" : "mma.sync", profile.blocks, worst_relative, worst_of_power);
   return got;
 }
 
@@ -187,7 +198,8 @@ TEST(ProfilerGpu, MatchesCpuProfileAndDrivesMasksAndPermutation) {
 
     const GpuPatterns patterns = make_gpu_patterns(c.layout, c.candidates, c.block_q, c.block_k);
     const GpuProfile profile = allocate_gpu_profile(patterns, static_cast<int>(c.batch), static_cast<int>(c.heads),
-                                                    static_cast<int>(c.dim), options);
+                                                    static_cast<int>(c.dim), c.dtype, options);
+    EXPECT_EQ(profile.wgmma, hopper() && c.dim == 64 && c.dtype == DType::bf16 && c.candidates.size() <= 2) << what;
     std::array<Tensor, 3> gpu;
     for (int i = 0; i < 3; ++i) gpu[i] = qkv[i].to(Device::cuda());
     // The same buffers, the work split over other block counts: one block runs every segment in
@@ -253,7 +265,7 @@ TEST(ProfilerGpu, CandidatesFarBelowTheDenseMaximumStayExact) {
     options.block_q = options.block_k = 16;
     const ProfileResult cpu = profile_heads(qkv[0], qkv[1], qkv[2], layout, candidates, options);
     const GpuPatterns patterns = make_gpu_patterns(layout, candidates, 16, 16);
-    GpuProfile profile = allocate_gpu_profile(patterns, 1, static_cast<int>(heads), static_cast<int>(dim), options);
+    GpuProfile profile = allocate_gpu_profile(patterns, 1, static_cast<int>(heads), static_cast<int>(dim), dtype, options);
     std::array<Tensor, 3> gpu;
     for (int i = 0; i < 3; ++i) gpu[i] = qkv[i].to(Device::cuda());
     const std::string what = "key 0 dominant, d = " + std::to_string(dim) + " " + dtype_name(dtype);
@@ -279,7 +291,7 @@ TEST(ProfilerGpu, DenseFallbackFollowsTheThreshold) {
     options.dense_fallback = threshold;
     const ProfileResult cpu = profile_heads(qkv[0], qkv[1], qkv[2], layout, candidates, options);
     const GpuPatterns patterns = make_gpu_patterns(layout, candidates, 32, 32);
-    const GpuProfile profile = allocate_gpu_profile(patterns, 1, 3, 64, options);
+    const GpuProfile profile = allocate_gpu_profile(patterns, 1, 3, 64, DType::bf16, options);
     profile_heads_gpu(gpu[0], gpu[1], gpu[2], patterns, options, profile);
     const ProfileResult got = profile.to_host();
     for (int slot = 0; slot < 3; ++slot) {
@@ -305,14 +317,15 @@ TEST(ProfilerGpu, RejectsWhatItDoesNotRun) {
   const VideoLayout layout{3, 4, 4, 0, TextPosition::none};
   ProfileOptions options;
   const std::vector<Pattern> tile = {Pattern::tile(1)};
-  EXPECT_THROW(allocate_gpu_profile(make_gpu_patterns(layout, tile), 1, 1, 64, options), Error);
+  EXPECT_THROW(allocate_gpu_profile(make_gpu_patterns(layout, tile), 1, 1, 64, DType::bf16, options), Error);
   const std::vector<Pattern> ok = {Pattern::spatial(0.3), Pattern::temporal(0.3)};
   const GpuPatterns patterns = make_gpu_patterns(layout, ok);
-  EXPECT_THROW(allocate_gpu_profile(patterns, 1, 1, 80, options), Error);  // head dim
+  EXPECT_THROW(allocate_gpu_profile(patterns, 1, 1, 80, DType::bf16, options), Error);  // head dim
   ProfileOptions other_blocks = options;
   other_blocks.block_q = 64;
-  EXPECT_THROW(allocate_gpu_profile(patterns, 1, 1, 64, other_blocks), Error);
-  const GpuProfile profile = allocate_gpu_profile(patterns, 1, 1, 64, options);
+  EXPECT_THROW(allocate_gpu_profile(patterns, 1, 1, 64, DType::bf16, other_blocks), Error);
+  EXPECT_THROW(allocate_gpu_profile(patterns, 1, 1, 64, DType::f32, options), Error);
+  const GpuProfile profile = allocate_gpu_profile(patterns, 1, 1, 64, DType::bf16, options);
   const Tensor f32 = Tensor::zeros(Shape{1, layout.tokens(), 1, 64}, DType::f32, Device::cuda());
   EXPECT_THROW(profile_heads_gpu(f32, f32, f32, patterns, options, profile), Error);
   const Tensor bf16 = Tensor::zeros(Shape{1, layout.tokens(), 1, 64}, DType::bf16, Device::cuda());

@@ -42,10 +42,11 @@
 #include "kernels/cuda/flash_fwd.h"
 #include "kernels/cuda/fragment_math.h"
 #include "kernels/cuda/mask_item.h"
+#include "kernels/cuda/tensor_map.h"
 #include "kernels/cuda/token_major.h"
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#include "kernels/cuda/wgmma_sm90.h"
+#include "kernels/cuda/sm90_pipeline.h"
 #endif
 
 namespace vdit::cuda {
@@ -198,138 +199,7 @@ __device__ unsigned int g_stats_done;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-__device__ __forceinline__ uint32_t smem_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count));
-}
-
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
-}
-
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred done;\n"
-      "wait_again:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_again;\n"
-      "}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
-
-__device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0,
-                                            int c1, int c2, int c3) {
-  asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
-      " [%0], [%1, {%3, %4, %5, %6}], [%2];" ::"r"(dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
-      : "memory");
-}
-
-__device__ __forceinline__ void tma_store_4d(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2, int c3) {
-  asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];" ::"l"(
-                   reinterpret_cast<uint64_t>(map)),
-               "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
-               : "memory");
-}
-
-// Barrier over `threads` threads of the CTA (ids above 0; __syncthreads is 0).
-__device__ __forceinline__ void named_barrier(int id, int threads) {
-  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
-}
-
-// Stores `value` to this thread's own shared word. ptxas hoists a wgmma wait above independent
-// arithmetic up to the previous memory instruction; a store of the softmax's result before
-// wgmma_wait<0> keeps the softmax above the wait, overlapping the pending P V GEMM.
-__device__ __forceinline__ void order_after(uint32_t address, float value) {
-  asm volatile("st.shared.f32 [%0], %1;" ::"r"(address), "f"(value) : "memory");
-}
-
-// Keeps the compiler from moving accesses of wgmma accumulators across the async region.
-template <int N>
-__device__ __forceinline__ void fence_registers(float (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-
-// Shared-memory matrix descriptor of a tile swizzled in rows of Tr::kRowBytes (layout type 1: 128
-// bytes, 2: 64). K-major tiles: sbo = 8 rows, lbo unused. MN-major tiles: lbo = the stride between
-// column chunks, sbo = 8 rows.
-template <class Tr>
-__device__ __forceinline__ uint64_t make_descriptor(uint32_t address, uint32_t lbo) {
-  constexpr uint64_t kLayout = Tr::kRowBytes == 128 ? 1 : 2;
-  constexpr uint32_t kSbo = 8 * Tr::kRowBytes;
-  return static_cast<uint64_t>((address >> 4) & 0x3fff) | static_cast<uint64_t>((lbo >> 4) & 0x3fff) << 16 |
-         static_cast<uint64_t>((kSbo >> 4) & 0x3fff) << 32 | kLayout << 62;
-}
-
-// The 16-byte unit where unit `u` of row `row` lies in a swizzled tile (TMA's 128- and 64-byte
-// swizzles: address bits [4, 7) or [4, 6) XOR bits [7, 10) or [7, 9)).
-template <class Tr>
-__device__ __forceinline__ int swizzled_unit(int row, int u) {
-  return Tr::kRowBytes == 128 ? u ^ (row % 8) : u ^ ((row / 2) % 4);
-}
-
-// S[64 x 128] = Q[64 x D] K[128 x D]^T for this consumer's 64 rows; K-major operands.
-template <class Tr>
-__device__ __forceinline__ void issue_qk(float (&s)[Tr::kBlockN / 2], uint32_t q_address, uint32_t k_address) {
-  fence_registers(s);
-  wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < Tr::kHeadDim / 16; ++kk) {
-    constexpr int kSteps = Tr::kChunk / 16;  // 16-column steps a chunk
-    const uint32_t step = (kk / kSteps) * Tr::kQChunkBytes + (kk % kSteps) * 32;
-    const uint32_t step_k = (kk / kSteps) * Tr::kKVChunkBytes + (kk % kSteps) * 32;
-    sm90::wgmma_ss<Tr::kBlockN, Tr::kBf16>(s, make_descriptor<Tr>(q_address + step, 16),
-                                           make_descriptor<Tr>(k_address + step_k, 16), kk > 0);
-  }
-  wgmma_commit();
-  fence_registers(s);
-}
-
-// O[64 x D] += P[64 x 128] V[128 x D]; P in registers, V MN-major (rows of keys, D contiguous).
-template <class Tr>
-__device__ __forceinline__ void issue_pv(float (&o)[Tr::kHeadDim / 2], const uint32_t (&p)[Tr::kBlockN / 16][4],
-                                         uint32_t v_address) {
-  fence_registers(o);
-  wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < Tr::kBlockN / 16; ++kk) {
-    sm90::wgmma_rs<Tr::kHeadDim, Tr::kBf16>(
-        o, p[kk], make_descriptor<Tr>(v_address + kk * 16 * Tr::kRowBytes, Tr::kKVChunkBytes));
-  }
-  wgmma_commit();
-  fence_registers(o);
-}
-
-// Pairwise reduction of N values (N a power of two): a dependency chain of log2(N), not N.
-template <int N, class Op>
-__device__ __forceinline__ float tree_reduce(float (&v)[N], Op op) {
-  if constexpr (N == 1) {
-    return v[0];
-  } else {
-    float half[N / 2];
-#pragma unroll
-    for (int j = 0; j < N / 2; ++j) half[j] = op(v[j], v[j + N / 2]);
-    return tree_reduce<N / 2>(half, op);
-  }
-}
+using namespace sm90;
 
 // One thread's view of the accumulator fragments: rows r = lane/4 and lane/4 + 8 of its warp's 16,
 // columns 8j + 2*(lane%4) + {0, 1}; element [4j + 2r + e].
@@ -997,36 +867,13 @@ void cuda_ok(cudaError_t status, const char* call) {
 }
 #define VDIT_CUDA_OK(call) cuda_ok((call), #call)
 
-using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-EncodeTiled encode_tiled() {
-  void* fn = nullptr;
-  cudaDriverEntryPointQueryResult found{};
-  VDIT_CUDA_OK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
-  if (found != cudaDriverEntryPointSuccess || !fn) fail("the driver has no cuTensorMapEncodeTiled");
-  return reinterpret_cast<EncodeTiled>(fn);
-}
-
-// [B, S, H, D] as a 4-d tensor map (D, H, S, B), boxes of `chunk` columns (64: 128-byte swizzle; 32:
-// 64-byte) x `rows` rows of one head.
-CUtensorMap make_tensor_map(EncodeTiled encode, const FlashParams& p, const void* data, int tokens,
-                            int64_t batch_stride, int64_t row_stride, int64_t head_stride, int rows, int chunk,
-                            const char* name) {
+// [B, S, H, D] as a TMA map (make_head_tensor_map), boxes of Tr::kChunk columns x `rows` rows.
+template <class Tr>
+CUtensorMap make_tensor_map(const FlashParams& p, const void* data, int tokens, int64_t batch_stride,
+                            int64_t row_stride, int64_t head_stride, int rows, const char* name) {
   CUtensorMap map;
-  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(p.head_dim), static_cast<cuuint64_t>(p.heads),
-                              static_cast<cuuint64_t>(tokens), static_cast<cuuint64_t>(p.batch)};
-  const int64_t batch_bytes = p.batch > 1 ? batch_stride * 2 : int64_t{tokens} * row_stride * 2;
-  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(head_stride * 2), static_cast<cuuint64_t>(row_stride * 2),
-                                 static_cast<cuuint64_t>(batch_bytes)};
-  const cuuint32_t box[4] = {static_cast<cuuint32_t>(chunk), 1, static_cast<cuuint32_t>(rows), 1};
-  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
-  CUresult result = encode(&map, p.bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
-                           const_cast<void*>(data), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                           chunk == 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B,
-                           CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                           CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const HeadMajorTensor t{data, p.bf16, p.head_dim, p.heads, tokens, p.batch, batch_stride, row_stride, head_stride};
+  const CUresult result = make_head_tensor_map(&map, t, rows, Tr::kChunk);
   if (result != CUDA_SUCCESS)
     fail(std::string("cuTensorMapEncodeTiled(") + name + ") failed: CUresult " + std::to_string(result));
   return map;
@@ -1048,9 +895,8 @@ void launch(const FlashParams& p, cudaStream_t stream) {
   }
   if (w.total == 0) return;
 
-  const EncodeTiled encode = encode_tiled();
   auto map = [&](const void* data, int tokens, int64_t batch, int64_t row, int64_t head, int rows, const char* name) {
-    return make_tensor_map(encode, p, data, tokens, batch, row, head, rows, Tr::kChunk, name);
+    return make_tensor_map<Tr>(p, data, tokens, batch, row, head, rows, name);
   };
   const CUtensorMap tm_q = map(p.q, p.seqlen, p.q_batch_stride, p.q_row_stride, p.q_head_stride, Tr::kBlockM, "q");
   const CUtensorMap tm_k = map(p.k, w.keys, p.k_batch_stride, p.k_row_stride, p.k_head_stride, Tr::kBlockN, "k");

@@ -36,7 +36,7 @@
 namespace vdit::cuda {
 namespace {
 
-constexpr int kCombineThreads = 128;
+constexpr int kCombineRows = 4;  // (slot, row)s a combine block: a warp each
 constexpr int kWarps = kProfileRowTile / 8;  // 8 rows a warp
 constexpr int kThreads = kProfileThreads;
 static_assert(kThreads == 32 * kWarps);
@@ -561,81 +561,188 @@ __global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p)
   }
 }
 
-// The keep bits of one (key step, row tile, batch item), a thread's words each: word c has bit m +
-// 8i for candidate c and the score of key 16m + g + 8(i / 2) and row 2t + i % 2 of the warp's rows
-// (compute_partials' order).
-template <int NC>
+// The key blocks a candidate keeps for a sampled row (its CSR row), and whether it keeps a key.
+__device__ __forceinline__ BandRow candidate_row(const MaskGeometry& geo, const MaskPattern& pattern, int64_t token) {
+  return band_mask_row(geo, pattern, (pattern.permuted ? token_major_position(geo, token) : token) / geo.block_q);
+}
+__device__ __forceinline__ bool candidate_keeps(const MaskGeometry& geo, const MaskPattern& pattern,
+                                                const BandRow& row, int64_t key) {
+  return key < geo.tokens && row.keeps((pattern.permuted ? token_major_position(geo, key) : key) / geo.block_k);
+}
+
+// The keep bits of one (key step, row tile, batch item), a thread's words each, in the order the
+// partial kernel's threads hold their scores:
+// - mma_sync (256 threads): word c has bit m + 8i for candidate c and the score of key 16m + g +
+//   8(i / 2) and row 2t + i % 2 of the warp's rows (compute_partials' order; g = lane / 4, t = lane % 4).
+// - wgmma (128 threads): words 2c, 2c + 1 for candidate c; the thread's register q (0..31) holds
+//   scores e = 0, 1 of row 16 warp + g + 8 (q % 2) and key 8 (q / 2) + 2t + e, whose bit is 16 ((q %
+//   16) / 8) + 8e + 7 - q % 8 of word q / 16: shifted left by q % 8, the sign bits of bytes 0, 1
+//   (or 2, 3) mask the register's two halves (the wgmma kernel's register_mask).
+template <int NC, ProfileKernel kKernel>
 __global__ void __launch_bounds__(kThreads) profile_kept(ProfileParams p, uint32_t* out) {
+  constexpr int kKeptThreads = profile_kept_threads(kKernel);
   const MaskGeometry& geo = p.geometry;
   const int step = blockIdx.x, row_tile = blockIdx.y, b = blockIdx.z;
-  const int tid = threadIdx.x, lane = tid % 32, g = lane / 4, t = lane % 4, row0 = tid / 32 * 8;
+  const int tid = threadIdx.x, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int64_t k0 = int64_t{step} * kProfileKeyTile;
   uint32_t words[kProfileKeptWords] = {};
   for (int c = 0; c < NC; ++c) {
     const MaskPattern pattern = p.patterns[c];
-    auto band_row = [&](int r) {
-      const int64_t token = sampled_token(p, b, row_tile, r);
-      return band_mask_row(geo, pattern, (pattern.permuted ? token_major_position(geo, token) : token) / geo.block_q);
-    };
-    auto keeps = [&](const BandRow& row, int64_t key) {
-      if (key >= geo.tokens) return false;
-      return row.keeps((pattern.permuted ? token_major_position(geo, key) : key) / geo.block_k);
-    };
-    const BandRow rows[2] = {band_row(row0 + 2 * t), band_row(row0 + 2 * t + 1)};
-    for (int m = 0; m < 8; ++m)
-      for (int i = 0; i < 4; ++i)
-        if (keeps(rows[i % 2], k0 + 16 * m + g + 8 * (i / 2))) words[c] |= 1u << (m + 8 * i);
+    auto band_row = [&](int r) { return candidate_row(geo, pattern, sampled_token(p, b, row_tile, r)); };
+    if constexpr (kKernel == ProfileKernel::mma_sync) {
+      const int row0 = tid / 32 * 8;
+      const BandRow rows[2] = {band_row(row0 + 2 * t), band_row(row0 + 2 * t + 1)};
+      for (int m = 0; m < 8; ++m)
+        for (int i = 0; i < 4; ++i)
+          if (candidate_keeps(geo, pattern, rows[i % 2], k0 + 16 * m + g + 8 * (i / 2))) words[c] |= 1u << (m + 8 * i);
+    } else {
+      const int row0 = tid / 32 * 16 + g;
+      const BandRow rows[2] = {band_row(row0), band_row(row0 + 8)};
+      for (int q = 0; q < 32; ++q)
+        for (int e = 0; e < 2; ++e)
+          if (candidate_keeps(geo, pattern, rows[q % 2], k0 + 8 * (q / 2) + 2 * t + e))
+            words[2 * c + q / 16] |= 1u << (16 * ((q % 16) / 8) + 8 * e + 7 - q % 8);
+    }
   }
-  uint32_t* to = out + ((int64_t{b} * gridDim.y + row_tile) * p.key_steps + step) * kThreads * kProfileKeptWords +
+  uint32_t* to = out + ((int64_t{b} * gridDim.y + row_tile) * p.key_steps + step) * kKeptThreads * kProfileKeptWords +
                  tid * kProfileKeptWords;
   for (int w = 0; w < kProfileKeptWords; ++w) to[w] = words[w];
 }
 
-// Sum over a block of kCombineThreads threads; every thread gets the total.
-__device__ double block_sum(double x, double* scratch) {
+// Sum and maximum over a warp; every lane gets the result.
+template <class T>
+__device__ __forceinline__ T warp_sum(T x) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  __syncthreads();
-  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = x;
-  __syncthreads();
-  double total = 0.0;
+  return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
-  for (int w = 0; w < kCombineThreads / 32; ++w) total += scratch[w];
-  return total;
+  for (int offset = 16; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
 }
 
-// Per (row, slot): merge the pieces of every output, then the squared errors against dense.
+__device__ __forceinline__ float load_float(const uint16_t* x, bool bf16) {
+  return bf16 ? __bfloat162float(__ushort_as_bfloat16(*x)) : __half2float(__ushort_as_half(*x));
+}
+
+// A combine warp's columns: lane + 32 j for j < kCombineColumns, those below D.
+constexpr int kCombineColumns = 4;
+
+// Candidate c's output of sampled row `row` of `slot` (columns as above), computed directly in f32
+// over every key it keeps, by one warp: the rows the wgmma kernel flags (see profiler_sm90.cu).
+// Slow (the warp walks every key twice) and rare: only where a candidate's kept scores lie some 70
+// (natural log units) below the row's dense maximum. q_row and weights: the warp's shared memory.
+__device__ void exact_candidate_output(const ProfileParams& p, int slot, int row, int c,
+                                       float (&out)[kCombineColumns], float* q_row, float* weights) {
+  const MaskGeometry& geo = p.geometry;
+  const int lane = threadIdx.x % 32, b = slot / p.heads, h = slot % p.heads, D = p.head_dim;
+  const int64_t stride = int64_t{p.heads} * D, head = int64_t{b} * geo.tokens * stride + int64_t{h} * D;
+  const uint16_t* k = static_cast<const uint16_t*>(p.k) + head;
+  const uint16_t* v = static_cast<const uint16_t*>(p.v) + head;
+  const int64_t token = p.rows[int64_t{b} * p.sample_rows + row];
+  const MaskPattern pattern = p.patterns[c];
+  const BandRow band = candidate_row(geo, pattern, token);
+  for (int d = lane; d < D; d += 32) q_row[d] = load_float(static_cast<const uint16_t*>(p.q) + head + token * stride + d, p.bf16);
+  __syncwarp();
+  auto score = [&](int64_t key) {  // log2 units
+    float dot = 0.f;
+    for (int d = 0; d < D; ++d) dot = fmaf(q_row[d], load_float(k + key * stride + d, p.bf16), dot);
+    return dot * p.scale_log2;
+  };
+  float top = -INFINITY;
+  for (int64_t key = lane; key < geo.tokens; key += 32)
+    if (candidate_keeps(geo, pattern, band, key)) top = fmaxf(top, score(key));
+  top = warp_max(top);
+  float value[kCombineColumns] = {}, sum = 0.f;
+  for (int64_t k0 = 0; k0 < geo.tokens; k0 += 32) {
+    const int64_t key = k0 + lane;
+    const float w = key < geo.tokens && candidate_keeps(geo, pattern, band, key) ? exp2f(score(key) - top) : 0.f;
+    sum += w;
+    __syncwarp();
+    weights[lane] = w;
+    __syncwarp();
+    for (int i = 0; i < 32 && k0 + i < geo.tokens; ++i) {
+      if (weights[i] == 0.f) continue;
+#pragma unroll
+      for (int j = 0; j < kCombineColumns; ++j)
+        if (lane + 32 * j < D) value[j] = fmaf(weights[i], load_float(v + (k0 + i) * stride + lane + 32 * j, p.bf16), value[j]);
+    }
+  }
+  const double total = warp_sum(double{sum});
+#pragma unroll
+  for (int j = 0; j < kCombineColumns; ++j) out[j] = total > 0.0 ? static_cast<float>(value[j] / total) : 0.f;
+}
+
+// Per (slot, row), one warp: merge the pieces of every output (or compute a flagged candidate's
+// directly), then the squared errors against dense.
 template <int kOut>
-__global__ void __launch_bounds__(kCombineThreads) combine_rows(ProfileParams p) {
-  __shared__ double scratch[kCombineThreads / 32];
-  const int row = blockIdx.x, slot = blockIdx.y, d = threadIdx.x;
-  const int64_t first = (int64_t{slot} * p.sample_rows + row) * p.pieces * kOut;
+__global__ void __launch_bounds__(32 * kCombineRows) combine_rows(ProfileParams p) {
+  __shared__ float q_rows[kCombineRows][128], weights[kCombineRows][32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t index = int64_t{blockIdx.x} * kCombineRows + warp;  // slot * sample_rows + row
+  if (index >= int64_t{p.batch} * p.heads * p.sample_rows) return;
+  const int slot = static_cast<int>(index / p.sample_rows), row = static_cast<int>(index % p.sample_rows);
+  const int64_t first = index * p.pieces * kOut;
   const int row_tiles = profile_row_tiles(p.sample_rows);
   const int64_t segment = int64_t{slot} * row_tiles + row / kProfileRowTile;
   const int pieces = p.split.pieces(segment, p.key_steps);
-  float out[kOut];
+  float out[kOut][kCombineColumns];
 #pragma unroll
   for (int o = 0; o < kOut; ++o) {
+    // Weights against the largest piece's log2 mass: a candidate's record may carry dense's
+    // reference, far above its own scores, next to a piece where it keeps nothing (sum 0). Lane i
+    // reads piece c0 + i's stats; the pieces' outputs are then read one after another, unrolled.
     float m = -INFINITY;
-    for (int c = 0; c < pieces; ++c) m = fmaxf(m, p.partial_stats[first + c * kOut + o].x);
-    float sum = 0.f, value = 0.f;
-    for (int c = 0; c < pieces; ++c) {
+    bool flagged = false;
+    for (int c = lane; c < pieces; c += 32) {
       const float2 stats = p.partial_stats[first + c * kOut + o];
-      const float w = stats.x == -INFINITY ? 0.f : exp2f(stats.x - m);
-      sum += w * stats.y;
-      if (d < p.head_dim) value += w * p.partial_out[(first + c * kOut + o) * p.head_dim + d];
+      if (stats.y > 0.f) m = fmaxf(m, stats.x + log2f(stats.y));
+      flagged |= stats.y < 0.f;
     }
-    out[o] = sum > 0.f ? value / sum : 0.f;
+    m = warp_max(m);
+    if (__any_sync(0xffffffffu, flagged)) {
+      exact_candidate_output(p, slot, row, o - 1, out[o], q_rows[warp], weights[warp]);
+      continue;
+    }
+    float sum = 0.f, value[kCombineColumns] = {};
+    for (int c0 = 0; c0 < pieces; c0 += 32) {
+      float w = 0.f;
+      if (c0 + lane < pieces) {
+        const float2 stats = p.partial_stats[first + (c0 + lane) * kOut + o];
+        w = stats.y > 0.f ? exp2f(stats.x - m) : 0.f;
+        sum += w * stats.y;
+      }
+      const float* part = p.partial_out + (first + int64_t{c0} * kOut + o) * p.head_dim + lane;
+      const int n = min(32, pieces - c0);
+#pragma unroll 4
+      for (int i = 0; i < n; ++i) {
+        const float wi = __shfl_sync(0xffffffffu, w, i);
+#pragma unroll
+        for (int j = 0; j < kCombineColumns; ++j)
+          if (lane + 32 * j < p.head_dim) value[j] = fmaf(wi, part[int64_t{i} * kOut * p.head_dim + 32 * j], value[j]);
+      }
+    }
+    sum = warp_sum(sum);
+#pragma unroll
+    for (int j = 0; j < kCombineColumns; ++j) out[o][j] = sum > 0.f ? value[j] / sum : 0.f;
   }
-  const bool live = d < p.head_dim;
-  double* errors = p.row_errors + (int64_t{slot} * p.sample_rows + row) * kOut;
-  const double dense_square = block_sum(live ? double{out[0]} * out[0] : 0.0, scratch);
-  if (d == 0) errors[0] = dense_square;
+  double* errors = p.row_errors + index * kOut;
+  double square = 0.0;
+#pragma unroll
+  for (int j = 0; j < kCombineColumns; ++j) square += lane + 32 * j < p.head_dim ? double{out[0][j]} * out[0][j] : 0.0;
+  square = warp_sum(square);
+  if (lane == 0) errors[0] = square;
 #pragma unroll
   for (int o = 1; o < kOut; ++o) {
-    const double e = double{out[o]} - out[0];
-    const double total = block_sum(live ? e * e : 0.0, scratch);
-    if (d == 0) errors[o] = total;
+    double error = 0.0;
+#pragma unroll
+    for (int j = 0; j < kCombineColumns; ++j) {
+      const double e = double{out[o][j]} - out[0][j];
+      error += lane + 32 * j < p.head_dim ? e * e : 0.0;
+    }
+    error = warp_sum(error);
+    if (lane == 0) errors[o] = error;
   }
 }
 
@@ -703,13 +810,25 @@ cudaError_t launch_partials_for(const ProfileParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-int profile_blocks(int64_t total) {
+ProfileKernel profile_kernel(int head_dim, bool bf16, int candidates) {
+  int device = 0, major = 0, minor = 0;
+  const bool hopper = cudaGetDevice(&device) == cudaSuccess &&
+                      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+                      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
+                      major == 9 && minor == 0;
+  return hopper && bf16 && head_dim == 64 && candidates >= 1 && candidates <= kProfileWgmmaCandidates
+             ? ProfileKernel::wgmma
+             : ProfileKernel::mma_sync;
+}
+
+int profile_blocks(int64_t total, ProfileKernel kernel) {
   int device = 0, sms = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) {
     sms = 132;
   }
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(sms, total)));
+  const int64_t per_sm = kernel == ProfileKernel::wgmma ? 2 : 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(per_sm * sms, total)));
 }
 
 int profile_pieces(const ProfileSplit& split, int64_t key_steps) {
@@ -724,10 +843,19 @@ cudaError_t launch_profile_kept(const ProfileParams& p, uint32_t* kept, cudaStre
     return cudaErrorInvalidValue;
   }
   const dim3 grid(static_cast<unsigned>(p.key_steps), profile_row_tiles(p.sample_rows), p.batch);
+  if (p.kernel == ProfileKernel::wgmma) {
+    constexpr int kKeptThreads = profile_kept_threads(ProfileKernel::wgmma);
+    switch (p.candidates) {
+      case 1: profile_kept<1, ProfileKernel::wgmma><<<grid, kKeptThreads, 0, stream>>>(p, kept); break;
+      case 2: profile_kept<2, ProfileKernel::wgmma><<<grid, kKeptThreads, 0, stream>>>(p, kept); break;
+      default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+  }
   switch (p.candidates) {
-    case 1: profile_kept<1><<<grid, kThreads, 0, stream>>>(p, kept); break;
-    case 2: profile_kept<2><<<grid, kThreads, 0, stream>>>(p, kept); break;
-    case 3: profile_kept<3><<<grid, kThreads, 0, stream>>>(p, kept); break;
+    case 1: profile_kept<1, ProfileKernel::mma_sync><<<grid, kThreads, 0, stream>>>(p, kept); break;
+    case 2: profile_kept<2, ProfileKernel::mma_sync><<<grid, kThreads, 0, stream>>>(p, kept); break;
+    case 3: profile_kept<3, ProfileKernel::mma_sync><<<grid, kThreads, 0, stream>>>(p, kept); break;
   }
   return cudaGetLastError();
 }
@@ -740,13 +868,16 @@ cudaError_t launch_profile_heads(const ProfileParams& p, cudaStream_t stream) {
       p.split.blocks > p.split.total || p.pieces < profile_pieces(p.split, p.key_steps)) {
     return cudaErrorInvalidValue;
   }
-  cudaError_t error = p.bf16 ? launch_partials_for<true>(p, stream) : launch_partials_for<false>(p, stream);
+  cudaError_t error = p.kernel == ProfileKernel::wgmma ? launch_profile_partials_sm90(p, stream)
+                      : p.bf16                         ? launch_partials_for<true>(p, stream)
+                                                       : launch_partials_for<false>(p, stream);
   if (error != cudaSuccess) return error;
-  const dim3 rows(p.sample_rows, p.batch * p.heads);
+  const unsigned rows =
+      static_cast<unsigned>((int64_t{p.batch} * p.heads * p.sample_rows + kCombineRows - 1) / kCombineRows);
   switch (p.candidates) {
-    case 1: combine_rows<2><<<rows, kCombineThreads, 0, stream>>>(p); break;
-    case 2: combine_rows<3><<<rows, kCombineThreads, 0, stream>>>(p); break;
-    case 3: combine_rows<4><<<rows, kCombineThreads, 0, stream>>>(p); break;
+    case 1: combine_rows<2><<<rows, 32 * kCombineRows, 0, stream>>>(p); break;
+    case 2: combine_rows<3><<<rows, 32 * kCombineRows, 0, stream>>>(p); break;
+    case 3: combine_rows<4><<<rows, 32 * kCombineRows, 0, stream>>>(p); break;
   }
   if ((error = cudaGetLastError()) != cudaSuccess) return error;
   decide_slots<<<p.batch * p.heads, 32, 0, stream>>>(p);

@@ -1,0 +1,159 @@
+// Device building blocks of the sm_90a kernels (the flash-attention forward and the profiler's
+// partial-output kernel): mbarriers, TMA loads and stores, named barriers, wgmma fences and
+// groups, shared-memory matrix descriptors of TMA-swizzled tiles, and the two GEMMs of an
+// attention step (S = Q K^T from shared memory, O += P V with P in registers). Include from code
+// compiled under __CUDA_ARCH_FEAT_SM90_ALL. The tile templates take a traits class with kHeadDim,
+// kBf16, kBlockN (keys a tile), kChunk (columns a swizzled chunk), kRowBytes (2 * kChunk),
+// kQChunkBytes and kKVChunkBytes (bytes of one chunk of a Q or K/V tile).
+#pragma once
+
+#include <cuda.h>  // CUtensorMap
+
+#include <cstdint>
+
+#include "kernels/cuda/wgmma_sm90.h"
+
+namespace vdit::cuda::sm90 {
+
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count));
+}
+
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "wait_again:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_again;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0,
+                                            int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5, %6}], [%2];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_store_4d(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2, int c3) {
+  asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+               : "memory");
+}
+
+// Barrier over `threads` threads of the CTA (ids above 0; __syncthreads is 0).
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
+}
+
+// Stores `value` to this thread's own shared word. ptxas hoists a wgmma wait above independent
+// arithmetic up to the previous memory instruction; a store of the softmax's result before
+// wgmma_wait<0> keeps the softmax above the wait, overlapping the pending P V GEMM.
+__device__ __forceinline__ void order_after(uint32_t address, float value) {
+  asm volatile("st.shared.f32 [%0], %1;" ::"r"(address), "f"(value) : "memory");
+}
+
+// Keeps the compiler from moving accesses of wgmma accumulators across the async region.
+template <int N>
+__device__ __forceinline__ void fence_registers(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+// Shared-memory matrix descriptor of a tile swizzled in rows of Tr::kRowBytes (layout type 1: 128
+// bytes, 2: 64). K-major tiles: sbo = 8 rows, lbo unused. MN-major tiles: lbo = the stride between
+// column chunks, sbo = 8 rows.
+template <class Tr>
+__device__ __forceinline__ uint64_t make_descriptor(uint32_t address, uint32_t lbo) {
+  constexpr uint64_t kLayout = Tr::kRowBytes == 128 ? 1 : 2;
+  constexpr uint32_t kSbo = 8 * Tr::kRowBytes;
+  return static_cast<uint64_t>((address >> 4) & 0x3fff) | static_cast<uint64_t>((lbo >> 4) & 0x3fff) << 16 |
+         static_cast<uint64_t>((kSbo >> 4) & 0x3fff) << 32 | kLayout << 62;
+}
+
+// The 16-byte unit where unit `u` of row `row` lies in a swizzled tile (TMA's 128- and 64-byte
+// swizzles: address bits [4, 7) or [4, 6) XOR bits [7, 10) or [7, 9)).
+template <class Tr>
+__device__ __forceinline__ int swizzled_unit(int row, int u) {
+  return Tr::kRowBytes == 128 ? u ^ (row % 8) : u ^ ((row / 2) % 4);
+}
+
+// S[64 x 128] = Q[64 x D] K[128 x D]^T for this consumer's 64 rows; K-major operands.
+template <class Tr>
+__device__ __forceinline__ void issue_qk(float (&s)[Tr::kBlockN / 2], uint32_t q_address, uint32_t k_address) {
+  fence_registers(s);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < Tr::kHeadDim / 16; ++kk) {
+    constexpr int kSteps = Tr::kChunk / 16;  // 16-column steps a chunk
+    const uint32_t step = (kk / kSteps) * Tr::kQChunkBytes + (kk % kSteps) * 32;
+    const uint32_t step_k = (kk / kSteps) * Tr::kKVChunkBytes + (kk % kSteps) * 32;
+    sm90::wgmma_ss<Tr::kBlockN, Tr::kBf16>(s, make_descriptor<Tr>(q_address + step, 16),
+                                           make_descriptor<Tr>(k_address + step_k, 16), kk > 0);
+  }
+  wgmma_commit();
+  fence_registers(s);
+}
+
+// O[64 x D] += P[64 x 128] V[128 x D]; P in registers, V MN-major (rows of keys, D contiguous):
+// the wgmma instructions only, for callers that issue several GEMMs in one group.
+template <class Tr>
+__device__ __forceinline__ void pv_wgmmas(float (&o)[Tr::kHeadDim / 2], const uint32_t (&p)[Tr::kBlockN / 16][4],
+                                          uint32_t v_address) {
+#pragma unroll
+  for (int kk = 0; kk < Tr::kBlockN / 16; ++kk) {
+    sm90::wgmma_rs<Tr::kHeadDim, Tr::kBf16>(
+        o, p[kk], make_descriptor<Tr>(v_address + kk * 16 * Tr::kRowBytes, Tr::kKVChunkBytes));
+  }
+}
+
+// The same as a group of its own.
+template <class Tr>
+__device__ __forceinline__ void issue_pv(float (&o)[Tr::kHeadDim / 2], const uint32_t (&p)[Tr::kBlockN / 16][4],
+                                         uint32_t v_address) {
+  fence_registers(o);
+  wgmma_fence();
+  pv_wgmmas<Tr>(o, p, v_address);
+  wgmma_commit();
+  fence_registers(o);
+}
+
+// Pairwise reduction of N values (N a power of two): a dependency chain of log2(N), not N.
+template <int N, class Op>
+__device__ __forceinline__ float tree_reduce(float (&v)[N], Op op) {
+  if constexpr (N == 1) {
+    return v[0];
+  } else {
+    float half[N / 2];
+#pragma unroll
+    for (int j = 0; j < N / 2; ++j) half[j] = op(v[j], v[j + N / 2]);
+    return tree_reduce<N / 2>(half, op);
+  }
+}
+
+}  // namespace vdit::cuda::sm90
