@@ -354,7 +354,8 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   for (const Tensor* t : {&q, &k, &v}) {
     VDIT_CHECK(t->defined() && t->device().is_cuda() && t->is_contiguous() && t->dtype() == dtype &&
                    t->shape() == shape,
-               ErrorCode::invalid_argument, "profile_heads_gpu: q, k, v must be contiguous GPU {} {}, got {}",
+               ErrorCode::invalid_argument,
+               "profile_heads_gpu: q, k, v must be contiguous GPU {} {} (the profile's), got {}",
                dtype_name(dtype), shape.to_string(), t->defined() ? t->describe() : "undefined");
   }
   const int64_t slots = int64_t{profile.batch} * profile.heads;

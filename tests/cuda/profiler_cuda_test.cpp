@@ -265,7 +265,8 @@ TEST(ProfilerGpu, CandidatesFarBelowTheDenseMaximumStayExact) {
     options.block_q = options.block_k = 16;
     const ProfileResult cpu = profile_heads(qkv[0], qkv[1], qkv[2], layout, candidates, options);
     const GpuPatterns patterns = make_gpu_patterns(layout, candidates, 16, 16);
-    GpuProfile profile = allocate_gpu_profile(patterns, 1, static_cast<int>(heads), static_cast<int>(dim), dtype, options);
+    GpuProfile profile =
+        allocate_gpu_profile(patterns, 1, static_cast<int>(heads), static_cast<int>(dim), dtype, options);
     std::array<Tensor, 3> gpu;
     for (int i = 0; i < 3; ++i) gpu[i] = qkv[i].to(Device::cuda());
     const std::string what = "key 0 dominant, d = " + std::to_string(dim) + " " + dtype_name(dtype);

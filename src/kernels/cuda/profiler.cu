@@ -643,7 +643,8 @@ __device__ void exact_candidate_output(const ProfileParams& p, int slot, int row
   const int64_t token = p.rows[int64_t{b} * p.sample_rows + row];
   const MaskPattern pattern = p.patterns[c];
   const BandRow band = candidate_row(geo, pattern, token);
-  for (int d = lane; d < D; d += 32) q_row[d] = load_float(static_cast<const uint16_t*>(p.q) + head + token * stride + d, p.bf16);
+  const uint16_t* q = static_cast<const uint16_t*>(p.q) + head + token * stride;
+  for (int d = lane; d < D; d += 32) q_row[d] = load_float(q + d, p.bf16);
   __syncwarp();
   auto score = [&](int64_t key) {  // log2 units
     float dot = 0.f;
@@ -664,9 +665,10 @@ __device__ void exact_candidate_output(const ProfileParams& p, int slot, int row
     __syncwarp();
     for (int i = 0; i < 32 && k0 + i < geo.tokens; ++i) {
       if (weights[i] == 0.f) continue;
+      const uint16_t* v_row = v + (k0 + i) * stride + lane;
 #pragma unroll
       for (int j = 0; j < kCombineColumns; ++j)
-        if (lane + 32 * j < D) value[j] = fmaf(weights[i], load_float(v + (k0 + i) * stride + lane + 32 * j, p.bf16), value[j]);
+        if (lane + 32 * j < D) value[j] = fmaf(weights[i], load_float(v_row + 32 * j, p.bf16), value[j]);
     }
   }
   const double total = warp_sum(double{sum});

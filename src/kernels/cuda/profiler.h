@@ -2,13 +2,13 @@
 // layout fixed): which keys each candidate keeps for each sampled row, as bits in the order the
 // partial-output kernel's threads hold their scores (launch_profile_kept). Then per call, in three
 // launches with no host wait:
-//  1. per block (one a multiprocessor; with the wgmma kernel, per consumer warpgroup), an equal share of the (slot, 64 sampled rows, 128-key step)
-//     steps, crossing from one slot into the next where the share ends; for each piece of a (slot,
-//     row tile), the partial outputs of dense and of every candidate over the piece's keys: S = Q
-//     K^T on the tensor cores once per row and key tile, then online softmax (a key counts for a
-//     candidate when its bit is set: its key block, in the candidate's order, is in the row's CSR
-//     row);
-//  2. per (slot, row): the pieces merged, each candidate's squared error against dense;
+//  1. per block (one a multiprocessor; with the wgmma kernel a warpgroup, two a multiprocessor), an
+//     equal share of the (slot, 64 sampled rows, 128-key step) steps, crossing from one slot into
+//     the next where the share ends; for each piece of a (slot, row tile), the partial outputs of
+//     dense and of every candidate over the piece's keys: S = Q K^T on the tensor cores once per
+//     row and key tile, then online softmax (a key counts for a candidate when its bit is set: its
+//     key block, in the candidate's order, is in the row's CSR row);
+//  2. per (slot, row), a warp: the pieces merged, each candidate's squared error against dense;
 //  3. per slot: MSE, relative error, argmin (ties to the earlier candidate), dense fallback, the
 //     slot code and the permute flag.
 #pragma once
@@ -42,7 +42,7 @@ static_assert(kProfileMaxCandidates <= kProfileKeptWords);
 constexpr int kProfileWgmmaCandidates = kProfileKeptWords / 2;
 
 // Threads that hold keep bits in a (row tile, key step): those of the partial block (mma_sync) or
-// of one consumer warpgroup (wgmma).
+// of one warpgroup (wgmma).
 VDIT_HOST_DEVICE constexpr int profile_kept_threads(ProfileKernel kernel) {
   return kernel == ProfileKernel::wgmma ? 128 : kProfileThreads;
 }

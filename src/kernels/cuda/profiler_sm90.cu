@@ -7,7 +7,7 @@
 //   bulk copy) two steps ahead into a ring of stages completing on an mbarrier; the warpgroup
 //   releases a stage once its GEMMs are done. The two pipelines' GEMMs and softmaxes interleave on
 //   the multiprocessor.
-// - The consumer loads its segment's sampled Q rows itself (a gather), then per 128-key step: S =
+// - The warpgroup loads its segment's sampled Q rows itself (a gather), then per 128-key step: S =
 //   Q K^T (wgmma from shared memory), the online softmax of dense in registers, and O += P V for
 //   dense and for each candidate, whose P is dense's masked by its keep bits (two bits a register:
 //   a shift, a PRMT and an AND). Candidates share dense's running maximum; their sums are of
@@ -103,7 +103,8 @@ struct Loader {
   int64_t at, end;  // the next step to load, the block's end
   int stage = 0;
   uint32_t phase = 0;
-  __device__ void issue(const ProfileParams& p, const CUtensorMap* tm_k, const CUtensorMap* tm_v, const Pipeline& pipe) {
+  __device__ void issue(const ProfileParams& p, const CUtensorMap* tm_k, const CUtensorMap* tm_v,
+                        const Pipeline& pipe) {
     if (at >= end) return;
     constexpr int kKeptWords = Tiles::kKeptBytes / 4;
     const int row_tiles = profile_row_tiles(p.sample_rows);
@@ -134,7 +135,7 @@ __device__ __forceinline__ uint32_t register_mask(const uint32_t (&words)[2], in
   return d;
 }
 
-// One consumer warpgroup: the partial outputs of its block's pieces.
+// One warpgroup: the partial outputs of its block's pieces.
 template <int NC>
 __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const CUtensorMap* tm_v, uint32_t smem,
                         int stream, int block) {
@@ -157,7 +158,8 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
     for (int i = tid; i < kProfileRowTile * 8; i += 128) {
       const int r = i / 8, u = i % 8;
       const int row = min(c.row_tile * kProfileRowTile + r, p.sample_rows - 1);
-      const int4 v = *reinterpret_cast<const int4*>(q + p.rows[int64_t{c.b} * p.sample_rows + row] * token_stride + 8 * u);
+      const int64_t token = p.rows[int64_t{c.b} * p.sample_rows + row];
+      const int4 v = *reinterpret_cast<const int4*>(q + token * token_stride + 8 * u);
       asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};" ::"r"(pipe.q + r * Tiles::kRowBytes + 16 * (u ^ (r % 8))),
                    "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
                    : "memory");
