@@ -364,6 +364,14 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const int64_t total = work_steps(slots, profile.sample_rows, patterns.layout);
   VDIT_CHECK(profile.blocks >= 1 && profile.blocks <= total, ErrorCode::invalid_argument,
              "profile_heads_gpu: {} blocks for {} steps of work", profile.blocks, total);
+  // The kernel (and its keep bits' order) was chosen for the device current at allocation.
+  const cuda::ProfileKernel kernel = profile.wgmma ? cuda::ProfileKernel::wgmma : cuda::ProfileKernel::mma_sync;
+  VDIT_CHECK(cuda::profile_kernel(profile.head_dim, dtype == DType::bf16, outputs - 1) == kernel &&
+                 profile.kept.rank() == 5 && profile.kept.size(3) == cuda::profile_kept_threads(kernel),
+             ErrorCode::invalid_argument,
+             "profile_heads_gpu: the profile was made for the {} kernel (keep bits {}), which this device does not "
+             "run or those bits do not fit",
+             profile.wgmma ? "wgmma" : "mma.sync", profile.kept.describe());
   const cuda::ProfileSplit split{total, profile.blocks};
   const int pieces = cuda::profile_pieces(split, steps);
   const ProfileWorkspace w = profile_workspace(slots, profile.sample_rows, pieces, outputs, profile.head_dim);
@@ -383,7 +391,7 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   p.rows = profile.rows.data<int32_t>();
   p.sample_rows = profile.sample_rows;
   p.key_steps = steps;
-  p.kernel = profile.wgmma ? cuda::ProfileKernel::wgmma : cuda::ProfileKernel::mma_sync;
+  p.kernel = kernel;
   p.kept = reinterpret_cast<const uint32_t*>(profile.kept.data<int32_t>());
   p.split = split;
   p.pieces = pieces;

@@ -342,6 +342,10 @@ TEST(ProfilerGpu, RejectsWhatItDoesNotRun) {
   GpuProfile no_blocks = profile;
   no_blocks.blocks = 0;
   EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, patterns, options, no_blocks), Error);
+  // Keep bits in the other kernel's order (and size).
+  GpuProfile other_kernel = profile;
+  other_kernel.wgmma = !profile.wgmma;
+  EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, patterns, options, other_kernel), Error);
 }
 
 }  // namespace

@@ -644,6 +644,7 @@ __device__ void exact_candidate_output(const ProfileParams& p, int slot, int row
   const MaskPattern pattern = p.patterns[c];
   const BandRow band = candidate_row(geo, pattern, token);
   const uint16_t* q = static_cast<const uint16_t*>(p.q) + head + token * stride;
+  __syncwarp();  // a call before, for the row's other candidate, is done reading q_row
   for (int d = lane; d < D; d += 32) q_row[d] = load_float(q + d, p.bf16);
   __syncwarp();
   auto score = [&](int64_t key) {  // log2 units

@@ -15,7 +15,8 @@
 // - Sharing dense's maximum loses a candidate whose kept scores lie far below it (probabilities
 //   under 2^-126 flush to zero). Where a candidate kept keys of a row in a piece but its sum there
 //   is below 2^-100, the piece's record says so (sum -1) and combine_rows computes that
-//   candidate's output for the row directly; above it, what flushed weighs under 2^-12 of the sum.
+//   candidate's output for the row directly; above it, what flushed (under 2^-126 a key) weighs under
+//   keys x 2^-26 of the sum: 2^-12 for 16,384 keys.
 #include "kernels/cuda/profiler.h"
 
 #include <cuda.h>
