@@ -10,6 +10,7 @@
 
 #include "kernels/cuda/attention_f32.h"
 #include "kernels/cuda/flash_fwd.h"
+#include "kernels/cuda/sm90_device.h"
 
 namespace vdit {
 namespace {
@@ -88,15 +89,6 @@ class DeviceGuard {
   int previous_ = 0;
 };
 
-bool is_sm90_device(int index) {
-  int major = 0, minor = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, index) != cudaSuccess)
-    return false;
-  return major == 9 && minor == 0;
-}
-
-
 }  // namespace
 
 const char* flash_kernel_name(FlashKernel kernel) {
@@ -118,7 +110,7 @@ bool flash_kernel_available(FlashKernel kernel, Device device) {
     case FlashKernel::automatic:
     case FlashKernel::sm80:
     case FlashKernel::f32: return major >= 8;
-    case FlashKernel::sm90: return is_sm90_device(device.index);
+    case FlashKernel::sm90: return cuda::is_sm90_device(device.index);
   }
   return false;
 }
@@ -214,7 +206,7 @@ FlashKernel attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, co
   }
 
   const int device = q.device().index;
-  const bool sm90_fits = !params.f32 && is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params);
+  const bool sm90_fits = !params.f32 && cuda::is_sm90_device(device) && cuda::flash_fwd_sm90_supports(params);
   if (token_major) {
     const bool on_sm90 = sm90_fits && (kernel == FlashKernel::automatic || kernel == FlashKernel::sm90);
     VDIT_CHECK(!token_major->gathered || on_sm90, ErrorCode::unsupported,

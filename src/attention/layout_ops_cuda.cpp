@@ -131,6 +131,23 @@ int64_t work_steps(int64_t slots, int sample_rows, const VideoLayout& layout) {
   return slots * cuda::profile_row_tiles(sample_rows) * key_steps(layout);
 }
 
+// What the profiler's kernels read of the patterns and the profile (its rows, its kernel).
+cuda::ProfileParams profile_params(const GpuPatterns& patterns, const GpuProfile& profile) {
+  cuda::ProfileParams p;
+  p.bf16 = profile.dtype == DType::bf16;
+  p.batch = profile.batch;
+  p.heads = profile.heads;
+  p.head_dim = profile.head_dim;
+  p.geometry = mask_geometry(patterns.layout, patterns.block_q, patterns.block_k);
+  p.patterns = static_cast<const cuda::MaskPattern*>(patterns.table.raw_data());
+  p.candidates = static_cast<int>(profile.patterns.size());
+  p.rows = profile.rows.data<int32_t>();
+  p.sample_rows = profile.sample_rows;
+  p.key_steps = key_steps(patterns.layout);
+  p.kernel = profile.wgmma ? cuda::ProfileKernel::wgmma : cuda::ProfileKernel::mma_sync;
+  return p;
+}
+
 ProfileWorkspace profile_workspace(int64_t slots, int64_t rows, int64_t pieces, int64_t outputs, int64_t dim) {
   auto round = [](size_t n) { return (n + 255) / 256 * 256; };
   ProfileWorkspace w;
@@ -300,15 +317,7 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   profile.rows = host_rows.to(device);
   const int64_t slots = int64_t{batch} * heads;
   const int row_tiles = cuda::profile_row_tiles(profile.sample_rows);
-  cuda::ProfileParams p;
-  p.batch = batch;
-  p.geometry = mask_geometry(patterns.layout, patterns.block_q, patterns.block_k);
-  p.patterns = static_cast<const cuda::MaskPattern*>(patterns.table.raw_data());
-  p.candidates = count;
-  p.rows = profile.rows.data<int32_t>();
-  p.sample_rows = profile.sample_rows;
-  p.key_steps = key_steps(patterns.layout);
-  p.kernel = kernel;
+  const cuda::ProfileParams p = profile_params(patterns, profile);
   profile.kept = Tensor::empty(Shape{batch, row_tiles, p.key_steps, cuda::profile_kept_threads(kernel),
                                      cuda::kProfileKeptWords},
                                DType::i32, device);
@@ -360,38 +369,25 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   }
   const int64_t slots = int64_t{profile.batch} * profile.heads;
   const int outputs = static_cast<int>(profile.patterns.size()) + 1;
-  const int64_t steps = key_steps(patterns.layout);
   const int64_t total = work_steps(slots, profile.sample_rows, patterns.layout);
   VDIT_CHECK(profile.blocks >= 1 && profile.blocks <= total, ErrorCode::invalid_argument,
              "profile_heads_gpu: {} blocks for {} steps of work", profile.blocks, total);
+  cuda::ProfileParams p = profile_params(patterns, profile);
   // The kernel (and its keep bits' order) was chosen for the device current at allocation.
-  const cuda::ProfileKernel kernel = profile.wgmma ? cuda::ProfileKernel::wgmma : cuda::ProfileKernel::mma_sync;
-  VDIT_CHECK(cuda::profile_kernel(profile.head_dim, dtype == DType::bf16, outputs - 1) == kernel &&
-                 profile.kept.rank() == 5 && profile.kept.size(3) == cuda::profile_kept_threads(kernel),
+  VDIT_CHECK(cuda::profile_kernel(p.head_dim, p.bf16, p.candidates) == p.kernel && profile.kept.rank() == 5 &&
+                 profile.kept.size(3) == cuda::profile_kept_threads(p.kernel),
              ErrorCode::invalid_argument,
              "profile_heads_gpu: the profile was made for the {} kernel (keep bits {}), which this device does not "
              "run or those bits do not fit",
              profile.wgmma ? "wgmma" : "mma.sync", profile.kept.describe());
   const cuda::ProfileSplit split{total, profile.blocks};
-  const int pieces = cuda::profile_pieces(split, steps);
+  const int pieces = cuda::profile_pieces(split, p.key_steps);
   const ProfileWorkspace w = profile_workspace(slots, profile.sample_rows, pieces, outputs, profile.head_dim);
   VDIT_CHECK(profile.workspace.nbytes() >= w.bytes, ErrorCode::invalid_argument,
              "profile_heads_gpu: workspace of {} bytes, needs {}", profile.workspace.nbytes(), w.bytes);
-  cuda::ProfileParams p;
   p.q = q.raw_data();
   p.k = k.raw_data();
   p.v = v.raw_data();
-  p.bf16 = dtype == DType::bf16;
-  p.batch = profile.batch;
-  p.heads = profile.heads;
-  p.head_dim = profile.head_dim;
-  p.geometry = mask_geometry(patterns.layout, patterns.block_q, patterns.block_k);
-  p.patterns = static_cast<const cuda::MaskPattern*>(patterns.table.raw_data());
-  p.candidates = outputs - 1;
-  p.rows = profile.rows.data<int32_t>();
-  p.sample_rows = profile.sample_rows;
-  p.key_steps = steps;
-  p.kernel = kernel;
   p.kept = reinterpret_cast<const uint32_t*>(profile.kept.data<int32_t>());
   p.split = split;
   p.pieces = pieces;

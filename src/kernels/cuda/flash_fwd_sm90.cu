@@ -42,6 +42,7 @@
 #include "kernels/cuda/flash_fwd.h"
 #include "kernels/cuda/fragment_math.h"
 #include "kernels/cuda/mask_item.h"
+#include "kernels/cuda/sm90_device.h"
 #include "kernels/cuda/tensor_map.h"
 #include "kernels/cuda/token_major.h"
 
@@ -949,12 +950,7 @@ bool strides_ok(int64_t batch, int64_t row, int64_t head, int batches) {
 }  // namespace
 
 bool flash_fwd_sm90_supports(const FlashParams& p) {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return false;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
-    return false;
-  if (major != 9 || minor != 0) return false;
+  if (!current_device_is_sm90()) return false;
   if (p.head_dim != 64 && p.head_dim != 96 && p.head_dim != 128) return false;
   if (p.batch < 1 || p.heads < 1 || p.seqlen < 1 || !(p.scale > 0.f)) return false;
   if (p.seqlen_k < 0 || (p.row_offsets && p.seqlen_k != 0 && p.seqlen_k != p.seqlen)) return false;

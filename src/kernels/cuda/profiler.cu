@@ -32,6 +32,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/fragment_math.h"
+#include "kernels/cuda/sm90_device.h"
 
 namespace vdit::cuda {
 namespace {
@@ -756,8 +757,7 @@ __global__ void decide_slots(ProfileParams p) {
   for (int o = 0; o < outputs; ++o) {
     double x = 0.0;
     for (int r = lane; r < p.sample_rows; r += 32) x += p.row_errors[(int64_t{slot} * p.sample_rows + r) * outputs + o];
-    for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
-    sums[o] = x;
+    sums[o] = warp_sum(x);
   }
   if (lane != 0) return;
   const double elements = static_cast<double>(p.sample_rows) * p.head_dim;
@@ -814,14 +814,8 @@ cudaError_t launch_partials_for(const ProfileParams& p, cudaStream_t stream) {
 }  // namespace
 
 ProfileKernel profile_kernel(int head_dim, bool bf16, int candidates) {
-  int device = 0, major = 0, minor = 0;
-  const bool hopper = cudaGetDevice(&device) == cudaSuccess &&
-                      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-                      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
-                      major == 9 && minor == 0;
-  return hopper && bf16 && head_dim == 64 && candidates >= 1 && candidates <= kProfileWgmmaCandidates
-             ? ProfileKernel::wgmma
-             : ProfileKernel::mma_sync;
+  const bool wgmma = bf16 && head_dim == 64 && candidates >= 1 && candidates <= kProfileWgmmaCandidates;
+  return wgmma && current_device_is_sm90() ? ProfileKernel::wgmma : ProfileKernel::mma_sync;
 }
 
 int profile_blocks(int64_t total, ProfileKernel kernel) {
