@@ -104,10 +104,12 @@ const std::vector<Case>& cases() {
       {{6, 7, 8, 11, TextPosition::last}, 1, 2, 64, DType::f16, 64, 64,
        {Pattern::spatial(0.2), Pattern::temporal(0.2), Pattern::temporal(0.4)}, 64},  // 8 rows a warp at d = 64
       // The wgmma kernel on Hopper (bf16, d = 64, up to two candidates): a ragged row tile and two
-      // batch items; three row tiles and one candidate.
+      // batch items; three row tiles and one candidate; a dense candidate (exactly dense there).
       {{5, 6, 8, 13, TextPosition::last}, 2, 2, 64, DType::bf16, 32, 32,
        {Pattern::spatial(0.2, true), Pattern::temporal(0.3)}, 50},
       {{4, 5, 7, 0, TextPosition::none}, 1, 4, 64, DType::bf16, 16, 64, {Pattern::temporal(0.25)}, 130},
+      {{6, 6, 9, 17, TextPosition::first}, 1, 3, 64, DType::bf16, 64, 64,
+       {Pattern::spatial(0.25), Pattern::dense()}, 64},
   };
   return all;
 }
@@ -166,6 +168,9 @@ ProfileResult expect_matches_cpu(const std::array<Tensor, 3>& gpu, const GpuPatt
       const double relative_bound = cpu.mse[i] > 0 ? bound / cpu.mse[i] * cpu.relative_error[i] : 1e-9;
       EXPECT_NEAR(got.relative_error[i], cpu.relative_error[i], relative_bound)
           << what << " slot " << slot << " cand " << k;
+      // The wgmma kernel's candidates multiply and sum dense's own probabilities: a dense one is exact.
+      if (profile.wgmma && cpu.mse[i] == 0)
+        EXPECT_EQ(got.mse[i], 0.0) << what << " slot " << slot << " cand " << k;
       const double error = std::abs(got.mse[i] - cpu.mse[i]);
       if (cpu.mse[i] > 0) worst_relative = std::max(worst_relative, error / cpu.mse[i]);
       if (cpu.relative_error[i] > 0) worst_of_power = std::max(worst_of_power, error * cpu.relative_error[i] / cpu.mse[i]);

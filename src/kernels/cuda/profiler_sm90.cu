@@ -10,8 +10,9 @@
 // - The warpgroup loads its segment's sampled Q rows itself (a gather), then per 128-key step: S =
 //   Q K^T (wgmma from shared memory), the online softmax of dense in registers, and O += P V for
 //   dense and for each candidate, whose P is dense's masked by its keep bits (two bits a register:
-//   a shift, a PRMT and an AND). Candidates share dense's running maximum; their sums are of
-//   those masked 16-bit probabilities.
+//   a shift, a PRMT and an AND). Candidates share dense's running maximum; every output's sums,
+//   dense's too, are of the 16-bit probabilities its P V multiplies, so a dense candidate is
+//   dense exactly.
 // - Sharing dense's maximum loses a candidate whose kept scores lie far below it (probabilities
 //   under 2^-126 flush to zero). Where a candidate kept keys of a row in a piece but its sum there
 //   is below 2^-100, the piece's record says so (sum -1) and combine_rows computes that
@@ -213,27 +214,20 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
       }
 #pragma unroll
       for (int i = 0; i < Tiles::kBlockN / 2; ++i) sc[i] = exp2_approx(fmaf(sc[i], scale, -bias[(i / 2) % 2]));
-      // Dense's sums from the f32 probabilities, then its P packed to bf16 (register q: scores 2q,
-      // 2q + 1, row q % 2); each candidate's P is dense's masked, and its sums are of those 16-bit
-      // values (what its P V adds up), unpacked by a shift and an AND.
-      {
-        float sum[2] = {0.f, 0.f};
-#pragma unroll
-        for (int q = 0; q < Tiles::kBlockN / 4; ++q) sum[q % 2] += sc[2 * q] + sc[2 * q + 1];
-        l[0][0] = l[0][0] * correction[0] + sum[0];
-        l[0][1] = l[0][1] * correction[1] + sum[1];
-      }
+      // Dense's P packed to bf16 (register q: scores 2q, 2q + 1, row q % 2); each candidate's P is
+      // dense's masked by its keep bits. Every output's sums are of its 16-bit values (what its P V
+      // adds up), unpacked by a shift and an AND.
       uint32_t pf[kOut][Tiles::kBlockN / 16][4];
 #pragma unroll
       for (int q = 0; q < Tiles::kBlockN / 4; ++q) pf[0][q / 4][q % 4] = pack2<true>(sc[2 * q], sc[2 * q + 1]);
 #pragma unroll
-      for (int k = 1; k < kOut; ++k) {
-        const uint32_t words[2] = {w[2 * (k - 1)], w[2 * (k - 1) + 1]};
-        any_kept[k - 1] |= words[0] | words[1];
+      for (int k = 0; k < kOut; ++k) {
+        const uint32_t words[2] = {k > 0 ? w[2 * (k - 1)] : ~0u, k > 0 ? w[2 * (k - 1) + 1] : ~0u};
+        if (k > 0) any_kept[k - 1] |= words[0] | words[1];
         float sum[2] = {0.f, 0.f};
 #pragma unroll
         for (int q = 0; q < Tiles::kBlockN / 4; ++q) {
-          const uint32_t x = pf[0][q / 4][q % 4] & register_mask(words, q);
+          const uint32_t x = k > 0 ? pf[0][q / 4][q % 4] & register_mask(words, q) : pf[0][q / 4][q % 4];
           pf[k][q / 4][q % 4] = x;
           sum[q % 2] += __uint_as_float(x << 16) + __uint_as_float(x & 0xffff0000u);
         }
