@@ -5,7 +5,8 @@
 #
 # Usage: scripts/device/layout_ops.sh [build] [test] [sanitize] [bench] [ncu] [ab]   (default: all but ncu, ab)
 # ncu: Nsight Compute on the profiler's partial-output kernel at the NCU_SHAPES (default "wan cogvideox"); NCU_KERNELS
-# (a regex, default profile_partials) and NCU_COUNT (default 1) pick other kernels and more launches.
+# (a regex, default profile_partials) and NCU_COUNT (default 1) pick other kernels and more launches; NCU_BATCH the
+# batch; NCU_METRICS (comma-separated, e.g. "regex:smsp__pcsamp_warps_issue_stalled_.*") adds raw metrics, printed whole.
 # ab: the profiler of this tree against OLD's (default ab/old, another tree, e.g. `git archive REV | tar -x -C
 # ab/old`; its bench_layout_ops is built there), alternating, two rounds, at AB_CASES (default "cogvideox:1
 # cogvideox:2 wan:1 wan:2 opensora hunyuan": shape[:batch]), one line each.
@@ -57,10 +58,13 @@ if has ncu; then
     timeout 120 ncu --kernel-name "regex:${NCU_KERNELS:-profile_partials}" --launch-skip 3 --launch-count "${NCU_COUNT:-1}" \
       --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
       --section SchedulerStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-      "$bin"/bench/bench_layout_ops --shapes "$shape" --runs 3 --no-attention >"$out/ncu_$shape.txt" 2>&1
+      ${NCU_METRICS:+--metrics "$NCU_METRICS"} \
+      "$bin"/bench/bench_layout_ops --shapes "$shape" ${NCU_BATCH:+--batch "$NCU_BATCH"} --runs 3 --no-attention \
+      >"$out/ncu_$shape.txt" 2>&1
     echo "== ncu $shape (exit $?)"
     grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Theoretical Occ|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|L1/TEX Hit|Mem Pipes Busy|Executed Ipc A" \
       "$out/ncu_$shape.txt" | head -40
+    [ -n "${NCU_METRICS:-}" ] && grep -E "^ +[a-z]+__[a-z_0-9.]+ " "$out/ncu_$shape.txt" | grep -v " 0$" | head -80
   done
   summary+=("ncu: $((SECONDS - start)) s")
 fi
