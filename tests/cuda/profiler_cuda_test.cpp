@@ -169,8 +169,9 @@ ProfileResult expect_matches_cpu(const std::array<Tensor, 3>& gpu, const GpuPatt
       EXPECT_NEAR(got.relative_error[i], cpu.relative_error[i], relative_bound)
           << what << " slot " << slot << " cand " << k;
       // The wgmma kernel's candidates multiply and sum dense's own probabilities: a dense one is exact.
-      if (profile.wgmma && cpu.mse[i] == 0)
+      if (profile.wgmma && cpu.mse[i] == 0) {
         EXPECT_EQ(got.mse[i], 0.0) << what << " slot " << slot << " cand " << k;
+      }
       const double error = std::abs(got.mse[i] - cpu.mse[i]);
       if (cpu.mse[i] > 0) worst_relative = std::max(worst_relative, error / cpu.mse[i]);
       if (cpu.relative_error[i] > 0) worst_of_power = std::max(worst_of_power, error * cpu.relative_error[i] / cpu.mse[i]);
