@@ -6,7 +6,8 @@
 # Usage: scripts/device/layout_ops.sh [build] [test] [sanitize] [bench] [ncu] [ab]   (default: all but ncu, ab)
 # ncu: Nsight Compute on the profiler's partial-output kernel at the NCU_SHAPES (default "wan cogvideox"); NCU_KERNELS
 # (a regex, default profile_partials) and NCU_COUNT (default 1) pick other kernels and more launches; NCU_BATCH the
-# batch; NCU_METRICS (comma-separated, e.g. "regex:smsp__pcsamp_warps_issue_stalled_.*") adds raw metrics, printed whole.
+# batch; NCU_METRICS (comma-separated, e.g. "regex:smsp__pcsamp_warps_issue_stalled_.*") adds raw metrics, printed
+# whole.
 # ab: the profiler of this tree against OLD's (default ab/old, another tree, e.g. `git archive REV | tar -x -C
 # ab/old`; its bench_layout_ops is built there), alternating, two rounds, at AB_CASES (default "cogvideox:1
 # cogvideox:2 wan:1 wan:2 opensora hunyuan": shape[:batch]), one line each.
