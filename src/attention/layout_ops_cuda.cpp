@@ -116,8 +116,11 @@ void permute_gpu(std::span<const Tensor> x, std::span<const Tensor> out, const V
   check_cuda(cuda::launch_permute_tokens(p, as_stream(stream)), what);
 }
 
-// The profiler's workspace, carved from one buffer: partial stats, partial outputs, row errors.
+// The partial kernel's split of a profile's work over its blocks, and the workspace that split
+// needs, carved from one buffer: partial stats, partial outputs, row errors.
 struct ProfileWorkspace {
+  cuda::ProfileSplit split;
+  int pieces = 0;  // partial records per (slot, row)
   size_t stats = 0, out = 0, errors = 0, bytes = 0;
 };
 
@@ -148,12 +151,18 @@ cuda::ProfileParams profile_params(const GpuPatterns& patterns, const GpuProfile
   return p;
 }
 
-ProfileWorkspace profile_workspace(int64_t slots, int64_t rows, int64_t pieces, int64_t outputs, int64_t dim) {
+// For profile.blocks >= 1 blocks.
+ProfileWorkspace profile_workspace(const GpuProfile& profile) {
   auto round = [](size_t n) { return (n + 255) / 256 * 256; };
+  const int64_t slots = int64_t{profile.batch} * profile.heads, rows = profile.sample_rows;
+  const int64_t outputs = static_cast<int64_t>(profile.patterns.size()) + 1, dim = profile.head_dim;
   ProfileWorkspace w;
+  w.split = cuda::ProfileSplit{work_steps(slots, profile.sample_rows, profile.layout), profile.blocks};
+  w.pieces = cuda::profile_pieces(w.split, key_steps(profile.layout));
+  const int64_t records = slots * rows * w.pieces * outputs;
   w.stats = 0;
-  w.out = round(w.stats + slots * rows * pieces * outputs * sizeof(float) * 2);
-  w.errors = round(w.out + slots * rows * pieces * outputs * dim * sizeof(float));
+  w.out = round(w.stats + records * sizeof(float) * 2);
+  w.errors = round(w.out + records * dim * sizeof(float));
   w.bytes = round(w.errors + slots * rows * outputs * sizeof(double));
   return w;
 }
@@ -324,15 +333,12 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   check_cuda(cuda::launch_profile_kept(p, reinterpret_cast<uint32_t*>(profile.kept.data<int32_t>()), nullptr),
              "allocate_gpu_profile: key masks");
   check_cuda(cudaStreamSynchronize(nullptr), "allocate_gpu_profile: key masks");
-  const int64_t total = work_steps(slots, profile.sample_rows, patterns.layout);
-  profile.blocks = cuda::profile_blocks(total, kernel);
-  const int pieces = cuda::profile_pieces(cuda::ProfileSplit{total, profile.blocks}, p.key_steps);
+  profile.blocks = cuda::profile_blocks(work_steps(slots, profile.sample_rows, patterns.layout), kernel);
   profile.choice = Tensor::empty(Shape{slots}, DType::i32, device);
   profile.permute = Tensor::empty(Shape{slots}, DType::u8, device);
   profile.mse = Tensor::empty(Shape{slots, count}, DType::f32, device);
   profile.relative_error = Tensor::empty(Shape{slots, count}, DType::f32, device);
-  const ProfileWorkspace w = profile_workspace(slots, profile.sample_rows, pieces, count + 1, head_dim);
-  profile.workspace = Tensor::empty(Shape{static_cast<int64_t>(w.bytes)}, DType::u8, device);
+  profile.workspace = Tensor::empty(Shape{static_cast<int64_t>(profile_workspace(profile).bytes)}, DType::u8, device);
   return profile;
 }
 
@@ -367,9 +373,7 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
                "profile_heads_gpu: q, k, v must be contiguous GPU {} {} (the profile's), got {}",
                dtype_name(dtype), shape.to_string(), t->defined() ? t->describe() : "undefined");
   }
-  const int64_t slots = int64_t{profile.batch} * profile.heads;
-  const int outputs = static_cast<int>(profile.patterns.size()) + 1;
-  const int64_t total = work_steps(slots, profile.sample_rows, patterns.layout);
+  const int64_t total = work_steps(int64_t{profile.batch} * profile.heads, profile.sample_rows, patterns.layout);
   VDIT_CHECK(profile.blocks >= 1 && profile.blocks <= total, ErrorCode::invalid_argument,
              "profile_heads_gpu: {} blocks for {} steps of work", profile.blocks, total);
   cuda::ProfileParams p = profile_params(patterns, profile);
@@ -380,17 +384,15 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
              "profile_heads_gpu: the profile was made for the {} kernel (keep bits {}), which this device does not "
              "run or those bits do not fit",
              profile.wgmma ? "wgmma" : "mma.sync", profile.kept.describe());
-  const cuda::ProfileSplit split{total, profile.blocks};
-  const int pieces = cuda::profile_pieces(split, p.key_steps);
-  const ProfileWorkspace w = profile_workspace(slots, profile.sample_rows, pieces, outputs, profile.head_dim);
+  const ProfileWorkspace w = profile_workspace(profile);
   VDIT_CHECK(profile.workspace.nbytes() >= w.bytes, ErrorCode::invalid_argument,
              "profile_heads_gpu: workspace of {} bytes, needs {}", profile.workspace.nbytes(), w.bytes);
   p.q = q.raw_data();
   p.k = k.raw_data();
   p.v = v.raw_data();
   p.kept = reinterpret_cast<const uint32_t*>(profile.kept.data<int32_t>());
-  p.split = split;
-  p.pieces = pieces;
+  p.split = w.split;
+  p.pieces = w.pieces;
   p.scale_log2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(profile.head_dim)));
   p.dense_fallback = options.dense_fallback;
   auto* base = static_cast<uint8_t*>(profile.workspace.raw_data());
