@@ -243,6 +243,7 @@ struct GpuProfile {
   Tensor mse;              // f32 [B*H, candidates] (the choice is made from f64 sums)
   Tensor relative_error;   // f32 [B*H, candidates]
   Tensor workspace;        // partial outputs
+  Tensor tickets;          // i32 [B*H], 0 between calls: the combine's count of a slot's finished blocks
   ProfileResult to_host() const;  // waits for the GPU
 };
 
@@ -254,7 +255,7 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
                                 const ProfileOptions& options = {});
 
 // profile_heads on the GPU for bf16 or f16 Q, K, V (contiguous, head_dim 64, 96 or 128): the
-// sampled rows' dense and per-candidate outputs, MSE, choice and permute flags, in three launches
+// sampled rows' dense and per-candidate outputs, MSE, choice and permute flags, in two launches
 // and no host wait. Same rows, masks and rule as profile_heads; the outputs are accumulated in f32
 // from 16-bit probabilities, so MSEs agree to about 1e-3 relative and choices agree except between
 // candidates that close. `options`, `patterns` and the dtype must be the profile's, but for

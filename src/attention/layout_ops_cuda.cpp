@@ -321,6 +321,8 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
     if (b == 0) profile.sample_rows = static_cast<int>(item.size());
     rows.insert(rows.end(), item.begin(), item.end());
   }
+  VDIT_CHECK(profile.sample_rows <= cuda::kProfileMaxSampleRows, ErrorCode::unsupported,
+             "GPU profiler samples at most {} rows, got {}", cuda::kProfileMaxSampleRows, profile.sample_rows);
   Tensor host_rows = Tensor::empty(Shape{batch, profile.sample_rows}, DType::i32);
   std::copy(rows.begin(), rows.end(), host_rows.data<int32_t>());
   profile.rows = host_rows.to(device);
@@ -332,6 +334,9 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
                                DType::i32, device);
   check_cuda(cuda::launch_profile_kept(p, reinterpret_cast<uint32_t*>(profile.kept.data<int32_t>()), nullptr),
              "allocate_gpu_profile: key masks");
+  profile.tickets = Tensor::empty(Shape{slots}, DType::i32, device);
+  check_cuda(cudaMemsetAsync(profile.tickets.raw_data(), 0, profile.tickets.nbytes(), nullptr),
+             "allocate_gpu_profile: tickets");
   check_cuda(cudaStreamSynchronize(nullptr), "allocate_gpu_profile: key masks");
   profile.blocks = cuda::profile_blocks(work_steps(slots, profile.sample_rows, patterns.layout), kernel);
   profile.choice = Tensor::empty(Shape{slots}, DType::i32, device);
@@ -387,6 +392,9 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const ProfileWorkspace w = profile_workspace(profile);
   VDIT_CHECK(profile.workspace.nbytes() >= w.bytes, ErrorCode::invalid_argument,
              "profile_heads_gpu: workspace of {} bytes, needs {}", profile.workspace.nbytes(), w.bytes);
+  VDIT_CHECK(profile.tickets.defined() && profile.tickets.numel() == int64_t{profile.batch} * profile.heads,
+             ErrorCode::invalid_argument, "profile_heads_gpu: tickets {}, expected one a slot ({})",
+             profile.tickets.defined() ? profile.tickets.describe() : "undefined", int64_t{profile.batch} * profile.heads);
   p.q = q.raw_data();
   p.k = k.raw_data();
   p.v = v.raw_data();
@@ -399,6 +407,7 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   p.partial_stats = reinterpret_cast<float2*>(base + w.stats);
   p.partial_out = reinterpret_cast<float*>(base + w.out);
   p.row_errors = reinterpret_cast<double*>(base + w.errors);
+  p.tickets = reinterpret_cast<uint32_t*>(profile.tickets.data<int32_t>());
   p.choice = profile.choice.data<int32_t>();
   p.permute = profile.permute.data<uint8_t>();
   p.mse = profile.mse.data<float>();

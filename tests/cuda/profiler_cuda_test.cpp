@@ -155,6 +155,9 @@ ProfileResult expect_matches_cpu(const std::array<Tensor, 3>& gpu, const GpuPatt
   profile_heads_gpu(gpu[0], gpu[1], gpu[2], patterns, options, profile);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
   const ProfileResult got = profile.to_host();
+  // Each slot was decided by its last combine block, which handed the slot's ticket back to 0.
+  const Tensor tickets = profile.tickets.to(Device::cpu());
+  for (int64_t i = 0; i < tickets.numel(); ++i) EXPECT_EQ(tickets.data<int32_t>()[i], 0) << what << " slot " << i;
   EXPECT_EQ(got.choice.size(), cpu.choice.size()) << what;
   if (got.choice.size() != cpu.choice.size()) return got;
   const int n = cpu.candidates;

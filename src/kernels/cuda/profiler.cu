@@ -30,6 +30,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/cuda/fragment_math.h"
 #include "kernels/cuda/sm90_device.h"
@@ -37,7 +38,8 @@
 namespace vdit::cuda {
 namespace {
 
-constexpr int kCombineRows = 4;  // (slot, row)s a combine block: a warp each
+constexpr int kCombineRows = 4;  // rows of a slot a combine block: a warp each
+static_assert(kProfileMaxSampleRows == kCombineRows * 65535);  // the combine grid's y
 constexpr int kWarps = kProfileRowTile / 8;  // 8 rows a warp
 constexpr int kThreads = kProfileThreads;
 static_assert(kThreads == 32 * kWarps);
@@ -627,15 +629,14 @@ __device__ __forceinline__ float load_float(const uint16_t* x, bool bf16) {
   return bf16 ? __bfloat162float(__ushort_as_bfloat16(*x)) : __half2float(__ushort_as_half(*x));
 }
 
-// A combine warp's columns: lane + 32 j for j < kCombineColumns, those below D.
-constexpr int kCombineColumns = 4;
-
 // Candidate c's output of sampled row `row` of `slot` (columns as above), computed directly in f32
 // over every key it keeps, by one warp: the rows the wgmma kernel flags (see profiler_sm90.cu).
 // Slow (the warp walks every key twice) and rare: only where a candidate's kept scores lie some 70
 // (natural log units) below the row's dense maximum. q_row and weights: the warp's shared memory.
-__device__ void exact_candidate_output(const ProfileParams& p, int slot, int row, int c,
-                                       float (&out)[kCombineColumns], float* q_row, float* weights) {
+// A combine warp's columns: lane + 32 j for j < kColumns = D / 32.
+template <int kColumns>
+__device__ void exact_candidate_output(const ProfileParams& p, int slot, int row, int c, float (&out)[kColumns],
+                                       float* q_row, float* weights) {
   const MaskGeometry& geo = p.geometry;
   const int lane = threadIdx.x % 32, b = slot / p.heads, h = slot % p.heads, D = p.head_dim;
   const int64_t stride = int64_t{p.heads} * D, head = int64_t{b} * geo.tokens * stride + int64_t{h} * D;
@@ -657,7 +658,7 @@ __device__ void exact_candidate_output(const ProfileParams& p, int slot, int row
   for (int64_t key = lane; key < geo.tokens; key += 32)
     if (candidate_keeps(geo, pattern, band, key)) top = fmaxf(top, score(key));
   top = warp_max(top);
-  float value[kCombineColumns] = {}, sum = 0.f;
+  float value[kColumns] = {}, sum = 0.f;
   for (int64_t k0 = 0; k0 < geo.tokens; k0 += 32) {
     const int64_t key = k0 + lane;
     const float w = key < geo.tokens && candidate_keeps(geo, pattern, band, key) ? exp2f(score(key) - top) : 0.f;
@@ -669,111 +670,160 @@ __device__ void exact_candidate_output(const ProfileParams& p, int slot, int row
       if (weights[i] == 0.f) continue;
       const uint16_t* v_row = v + (k0 + i) * stride + lane;
 #pragma unroll
-      for (int j = 0; j < kCombineColumns; ++j)
-        if (lane + 32 * j < D) value[j] = fmaf(weights[i], load_float(v_row + 32 * j, p.bf16), value[j]);
+      for (int j = 0; j < kColumns; ++j)
+        value[j] = fmaf(weights[i], load_float(v_row + 32 * j, p.bf16), value[j]);
     }
   }
   const double total = warp_sum(double{sum});
 #pragma unroll
-  for (int j = 0; j < kCombineColumns; ++j) out[j] = total > 0.0 ? static_cast<float>(value[j] / total) : 0.f;
+  for (int j = 0; j < kColumns; ++j) out[j] = total > 0.0 ? static_cast<float>(value[j] / total) : 0.f;
 }
 
-// Per (slot, row), one warp: merge the pieces of every output (or compute a flagged candidate's
-// directly), then the squared errors against dense.
-template <int kOut>
-__global__ void __launch_bounds__(32 * kCombineRows) combine_rows(ProfileParams p) {
-  __shared__ float q_rows[kCombineRows][128], weights[kCombineRows][32];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t index = int64_t{blockIdx.x} * kCombineRows + warp;  // slot * sample_rows + row
-  if (index >= int64_t{p.batch} * p.heads * p.sample_rows) return;
-  const int slot = static_cast<int>(index / p.sample_rows), row = static_cast<int>(index % p.sample_rows);
+// One warp: merges the pieces of (slot, row)'s every output (or computes a flagged candidate's
+// directly), then writes its squared errors against dense. All outputs' piece stats come in one load
+// per kPieces pieces (lane i: piece i / kOut, output i % kOut), and their outputs up to eight pieces a
+// round (48 loads a lane).
+template <int kOut, int kColumns>
+__device__ void combine_row(const ProfileParams& p, int slot, int row, float* q_row, float* weights) {
+  constexpr int kPieces = 32 / kOut;  // pieces a stats load covers
+  constexpr int kRound = std::clamp(48 / (kOut * kColumns), 1, 8);  // pieces loaded before they are summed
+  const int lane = threadIdx.x % 32, mine = lane % kOut;  // the output of this lane's stats
+  const int64_t index = int64_t{slot} * p.sample_rows + row;
   const int64_t first = index * p.pieces * kOut;
-  const int row_tiles = profile_row_tiles(p.sample_rows);
-  const int64_t segment = int64_t{slot} * row_tiles + row / kProfileRowTile;
+  const int64_t segment = int64_t{slot} * profile_row_tiles(p.sample_rows) + row / kProfileRowTile;
   const int pieces = p.split.pieces(segment, p.key_steps);
-  float out[kOut][kCombineColumns];
-#pragma unroll
-  for (int o = 0; o < kOut; ++o) {
-    // Weights against the largest piece's log2 mass: a candidate's record may carry dense's
-    // reference, far above its own scores, next to a piece where it keeps nothing (sum 0). Lane i
-    // reads piece c0 + i's stats; the pieces' outputs are then read one after another, unrolled.
-    float m = -INFINITY;
-    bool flagged = false;
-    for (int c = lane; c < pieces; c += 32) {
-      const float2 stats = p.partial_stats[first + c * kOut + o];
+  // The largest piece's log2 mass per output: a candidate's record may carry dense's reference, far
+  // above its own scores, next to a piece where it keeps nothing (sum 0).
+  float m = -INFINITY;  // of output `mine`, over this lane's pieces
+  bool flagged = false;
+#pragma unroll 1
+  for (int c0 = 0; c0 < pieces; c0 += kPieces) {
+    if (lane < kPieces * kOut && c0 + lane / kOut < pieces) {
+      const float2 stats = p.partial_stats[first + int64_t{c0} * kOut + lane];
       if (stats.y > 0.f) m = fmaxf(m, stats.x + log2f(stats.y));
       flagged |= stats.y < 0.f;
     }
-    m = warp_max(m);
-    if (__any_sync(0xffffffffu, flagged)) {
-      exact_candidate_output(p, slot, row, o - 1, out[o], q_rows[warp], weights[warp]);
-      continue;
-    }
-    float sum = 0.f, value[kCombineColumns] = {};
-    for (int c0 = 0; c0 < pieces; c0 += 32) {
-      float w = 0.f;
-      if (c0 + lane < pieces) {
-        const float2 stats = p.partial_stats[first + (c0 + lane) * kOut + o];
-        w = stats.y > 0.f ? exp2f(stats.x - m) : 0.f;
-        sum += w * stats.y;
-      }
-      const float* part = p.partial_out + (first + int64_t{c0} * kOut + o) * p.head_dim + lane;
-      const int n = min(32, pieces - c0);
-#pragma unroll 4
-      for (int i = 0; i < n; ++i) {
-        const float wi = __shfl_sync(0xffffffffu, w, i);
-#pragma unroll
-        for (int j = 0; j < kCombineColumns; ++j)
-          if (lane + 32 * j < p.head_dim) value[j] = fmaf(wi, part[int64_t{i} * kOut * p.head_dim + 32 * j], value[j]);
-      }
-    }
-    sum = warp_sum(sum);
-#pragma unroll
-    for (int j = 0; j < kCombineColumns; ++j) out[o][j] = sum > 0.f ? value[j] / sum : 0.f;
   }
+  float top[kOut];
+  bool exact[kOut];
+#pragma unroll
+  for (int o = 0; o < kOut; ++o) {
+    top[o] = warp_max(mine == o ? m : -INFINITY);
+    exact[o] = __any_sync(0xffffffffu, mine == o && flagged);
+  }
+  float mine_top = top[0], mass = 0.f, value[kOut][kColumns] = {};
+#pragma unroll
+  for (int o = 1; o < kOut; ++o) mine_top = mine == o ? top[o] : mine_top;
+#pragma unroll 1
+  for (int c0 = 0; c0 < pieces; c0 += kPieces) {
+    float w = 0.f;  // of this lane's (piece, output)
+    if (lane < kPieces * kOut && c0 + lane / kOut < pieces) {
+      const float2 stats = p.partial_stats[first + int64_t{c0} * kOut + lane];
+      w = stats.y > 0.f ? exp2f(stats.x - mine_top) : 0.f;
+      mass += w * stats.y;
+    }
+    const int n = min(kPieces, pieces - c0);
+    const float* part = p.partial_out + (first + int64_t{c0} * kOut) * p.head_dim + lane;
+#pragma unroll 1
+    for (int i0 = 0; i0 < n; i0 += kRound) {
+      float x[kRound][kOut][kColumns];
+#pragma unroll
+      for (int i = 0; i < kRound; ++i)
+#pragma unroll
+        for (int o = 0; o < kOut; ++o)
+#pragma unroll
+          for (int j = 0; j < kColumns; ++j) {
+            x[i][o][j] = i0 + i < n ? part[(int64_t{i0 + i} * kOut + o) * p.head_dim + 32 * j] : 0.f;
+          }
+#pragma unroll
+      for (int i = 0; i < kRound; ++i)
+#pragma unroll
+        for (int o = 0; o < kOut; ++o) {
+          const float wi = __shfl_sync(0xffffffffu, w, ((i0 + i) * kOut + o) % 32);
+#pragma unroll
+          for (int j = 0; j < kColumns; ++j) value[o][j] = fmaf(i0 + i < n ? wi : 0.f, x[i][o][j], value[o][j]);
+        }
+    }
+  }
+  float out[kOut][kColumns];
+#pragma unroll
+  for (int o = 0; o < kOut; ++o) {
+    const float sum = warp_sum(mine == o ? mass : 0.f);
+#pragma unroll
+    for (int j = 0; j < kColumns; ++j) out[o][j] = sum > 0.f ? value[o][j] / sum : 0.f;
+  }
+  // Dense is never flagged (its reference is its own maximum).
+#pragma unroll
+  for (int o = 1; o < kOut; ++o)
+    if (exact[o]) exact_candidate_output(p, slot, row, o - 1, out[o], q_row, weights);
   double* errors = p.row_errors + index * kOut;
   double square = 0.0;
 #pragma unroll
-  for (int j = 0; j < kCombineColumns; ++j) square += lane + 32 * j < p.head_dim ? double{out[0][j]} * out[0][j] : 0.0;
+  for (int j = 0; j < kColumns; ++j) square += double{out[0][j]} * out[0][j];
   square = warp_sum(square);
   if (lane == 0) errors[0] = square;
 #pragma unroll
   for (int o = 1; o < kOut; ++o) {
     double error = 0.0;
 #pragma unroll
-    for (int j = 0; j < kCombineColumns; ++j) {
+    for (int j = 0; j < kColumns; ++j) {
       const double e = double{out[o][j]} - out[0][j];
-      error += lane + 32 * j < p.head_dim ? e * e : 0.0;
+      error += e * e;
     }
     error = warp_sum(error);
     if (lane == 0) errors[o] = error;
   }
 }
 
-// Per slot (one warp): MSE and relative error of each candidate, the choice and the permute flag.
-__global__ void decide_slots(ProfileParams p) {
-  const int slot = blockIdx.x, lane = threadIdx.x, outputs = p.candidates + 1;
-  double sums[kProfileMaxCandidates + 1];
-  for (int o = 0; o < outputs; ++o) {
+// Slot `slot`'s decision, by one warp once its row errors are all written: MSE and relative error of
+// each candidate, the choice (ties to the earlier candidate; dense fallback) and the permute flag.
+// The errors come from other blocks' writes: read through L2.
+template <int kOut>
+__device__ void decide_slot(const ProfileParams& p, int slot) {
+  const int lane = threadIdx.x % 32;
+  double sums[kOut];
+#pragma unroll
+  for (int o = 0; o < kOut; ++o) {
     double x = 0.0;
-    for (int r = lane; r < p.sample_rows; r += 32) x += p.row_errors[(int64_t{slot} * p.sample_rows + r) * outputs + o];
+#pragma unroll 1
+    for (int r = lane; r < p.sample_rows; r += 32) x += __ldcg(p.row_errors + (int64_t{slot} * p.sample_rows + r) * kOut + o);
     sums[o] = warp_sum(x);
   }
   if (lane != 0) return;
   const double elements = static_cast<double>(p.sample_rows) * p.head_dim;
   const double dense_square = sums[0];
   int best = 0;
-  for (int c = 0; c < p.candidates; ++c) {
+  double best_error = sums[1];
+#pragma unroll
+  for (int c = 0; c < kOut - 1; ++c) {
     const double e = sums[c + 1];
     p.mse[int64_t{slot} * p.candidates + c] = static_cast<float>(e / elements);
     p.relative_error[int64_t{slot} * p.candidates + c] =
         static_cast<float>(dense_square > 0.0 ? e / dense_square : (e > 0.0 ? INFINITY : 0.0));
-    if (e < sums[best + 1]) best = c;
+    if (e < best_error) {
+      best = c;
+      best_error = e;
+    }
   }
-  const double best_relative = dense_square > 0.0 ? sums[best + 1] / dense_square : (sums[best + 1] > 0.0 ? INFINITY : 0.0);
+  const double best_relative = dense_square > 0.0 ? best_error / dense_square : (best_error > 0.0 ? INFINITY : 0.0);
   const int choice = p.dense_fallback > 0.0 && best_relative > p.dense_fallback ? -1 : best;
   p.choice[slot] = choice;
   p.permute[slot] = choice >= 0 && p.patterns[choice].permuted ? 1 : 0;
+}
+
+// Grid (slot, group of kCombineRows rows): a warp per row (combine_row); the slot's last block to
+// finish (its ticket, handed back to 0 for the next call) then decides the slot (decide_slot).
+template <int kOut, int kColumns>
+__global__ void __launch_bounds__(32 * kCombineRows, 5) combine_rows(ProfileParams p) {
+  __shared__ float q_rows[kCombineRows][128], weights[kCombineRows][32];
+  __shared__ bool last;
+  const int warp = threadIdx.x / 32, slot = blockIdx.x, row = blockIdx.y * kCombineRows + warp;
+  if (row < p.sample_rows) combine_row<kOut, kColumns>(p, slot, row, q_rows[warp], weights[warp]);
+  __threadfence();  // this block's row errors, before its ticket
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicInc(p.tickets + slot, gridDim.y - 1) == gridDim.y - 1;
+  __syncthreads();
+  if (last && warp == 0) decide_slot<kOut>(p, slot);
 }
 
 template <int D, bool BF16, int NC>
@@ -862,22 +912,31 @@ cudaError_t launch_profile_heads(const ProfileParams& p, cudaStream_t stream) {
   if (p.candidates < 1 || p.candidates > kProfileMaxCandidates || p.sample_rows < 1 || p.kept == nullptr ||
       p.key_steps != (p.geometry.tokens + kProfileKeyTile - 1) / kProfileKeyTile ||
       p.split.total != int64_t{p.batch} * p.heads * row_tiles * p.key_steps || p.split.blocks < 1 ||
-      p.split.blocks > p.split.total || p.pieces < profile_pieces(p.split, p.key_steps)) {
+      p.split.blocks > p.split.total || p.pieces < profile_pieces(p.split, p.key_steps) ||
+      p.sample_rows > kProfileMaxSampleRows || p.tickets == nullptr) {
     return cudaErrorInvalidValue;
   }
   cudaError_t error = p.kernel == ProfileKernel::wgmma ? launch_profile_partials_sm90(p, stream)
                       : p.bf16                         ? launch_partials_for<true>(p, stream)
                                                        : launch_partials_for<false>(p, stream);
   if (error != cudaSuccess) return error;
-  const unsigned rows =
-      static_cast<unsigned>((int64_t{p.batch} * p.heads * p.sample_rows + kCombineRows - 1) / kCombineRows);
+  const dim3 grid(static_cast<unsigned>(p.batch * p.heads),
+                  static_cast<unsigned>((p.sample_rows + kCombineRows - 1) / kCombineRows));
+  auto combine = [&](auto out, auto columns) {
+    combine_rows<decltype(out)::value, decltype(columns)::value><<<grid, 32 * kCombineRows, 0, stream>>>(p);
+  };
+  auto combine_for = [&](auto out) {
+    switch (p.head_dim) {
+      case 64: combine(out, std::integral_constant<int, 2>{}); break;
+      case 96: combine(out, std::integral_constant<int, 3>{}); break;
+      case 128: combine(out, std::integral_constant<int, 4>{}); break;
+    }
+  };
   switch (p.candidates) {
-    case 1: combine_rows<2><<<rows, 32 * kCombineRows, 0, stream>>>(p); break;
-    case 2: combine_rows<3><<<rows, 32 * kCombineRows, 0, stream>>>(p); break;
-    case 3: combine_rows<4><<<rows, 32 * kCombineRows, 0, stream>>>(p); break;
+    case 1: combine_for(std::integral_constant<int, 2>{}); break;
+    case 2: combine_for(std::integral_constant<int, 3>{}); break;
+    case 3: combine_for(std::integral_constant<int, 4>{}); break;
   }
-  if ((error = cudaGetLastError()) != cudaSuccess) return error;
-  decide_slots<<<p.batch * p.heads, 32, 0, stream>>>(p);
   return cudaGetLastError();
 }
 

@@ -1,6 +1,6 @@
 // The online profiler on the GPU (DESIGN.md section 4). Once per profile (rows, candidates and
 // layout fixed): which keys each candidate keeps for each sampled row, as bits in the order the
-// partial-output kernel's threads hold their scores (launch_profile_kept). Then per call, in three
+// partial-output kernel's threads hold their scores (launch_profile_kept). Then per call, in two
 // launches with no host wait:
 //  1. per block (one a multiprocessor; with the wgmma kernel a warpgroup, two a multiprocessor), an
 //     equal share of the (slot, 64 sampled rows, 128-key step) steps, crossing from one slot into
@@ -8,9 +8,9 @@
 //     dense and of every candidate over the piece's keys: S = Q K^T on the tensor cores once per
 //     row and key tile, then online softmax (a key counts for a candidate when its bit is set: its
 //     key block, in the candidate's order, is in the row's CSR row);
-//  2. per (slot, row), a warp: the pieces merged, each candidate's squared error against dense;
-//  3. per slot: MSE, relative error, argmin (ties to the earlier candidate), dense fallback, the
-//     slot code and the permute flag.
+//  2. per (slot, row), a warp: the pieces merged, each candidate's squared error against dense; then
+//     per slot, by the block that finishes it last: MSE, relative error, argmin (ties to the earlier
+//     candidate), dense fallback, the slot code and the permute flag.
 #pragma once
 
 #include <cstdint>
@@ -95,6 +95,7 @@ struct ProfileParams {
   float2* partial_stats = nullptr;
   float* partial_out = nullptr;      // [slot][row][piece][output][D]: outputs scaled by 2^-reference
   double* row_errors = nullptr;      // [slot][row][output]: [0] dense sum of squares, [c+1] squared error
+  uint32_t* tickets = nullptr;       // [slot]: 0 between calls; the combine's blocks count themselves in
   // Results (device).
   int32_t* choice = nullptr;         // [slot]
   uint8_t* permute = nullptr;        // [slot]
@@ -105,6 +106,9 @@ struct ProfileParams {
 // The partial kernel's blocks (pieces of the split) for `total` steps: one a multiprocessor
 // (mma_sync) or two (wgmma, one per consumer warpgroup), at most one a step.
 int profile_blocks(int64_t total, ProfileKernel kernel);
+
+// Sampled rows a profile takes at most: the combine's grid has a block per (slot, 4 rows) in y.
+constexpr int kProfileMaxSampleRows = 4 * 65535;
 
 // Partial records per (slot, row) for a split: the most blocks any segment is split over.
 int profile_pieces(const ProfileSplit& split, int64_t key_steps);
