@@ -12,7 +12,8 @@
 //   dense and for each candidate, whose P is dense's masked by its keep bits (two bits a register:
 //   a shift, a PRMT and an AND). Candidates share dense's running maximum; every output's sums,
 //   dense's too, are of the 16-bit probabilities its P V multiplies, so a dense candidate is
-//   dense exactly.
+//   dense exactly: l += P 1 on the tensor cores, in P V's group (wgmma m64n8k16 against a tile of
+//   bf16 ones; every column of the 64 x 8 result is the rows' sums).
 // - Sharing dense's maximum loses a candidate whose kept scores lie far below it (probabilities
 //   under 2^-126 flush to zero). Where a candidate kept keys of a row in a piece but its sum there
 //   is below 2^-100, the piece's record says so (sum -1) and combine_rows computes that
@@ -49,12 +50,15 @@ struct Tiles {
   static constexpr int kStages = 3;  // per pipeline
   static constexpr int kKeptBytes = profile_kept_threads(ProfileKernel::wgmma) * kProfileKeptWords * 4;
   // A pipeline's shared memory: Q, then its stages, each K, V and keep bits. Then the mbarriers:
-  // full[pipeline][stage], then empty[pipeline][stage].
+  // full[pipeline][stage], then empty[pipeline][stage]; then 16 x 8 bf16 ones (the row sums' B).
   static constexpr int kStageBytes = 2 * kKVChunkBytes + kKeptBytes;
   static constexpr int kPipelineBytes = kQChunkBytes + kStages * kStageBytes;
   static constexpr int kBarOffset = kStreams * kPipelineBytes;
   static constexpr int kBars = kStreams * kStages;
-  static constexpr int kSmemBytes = kBarOffset + 2 * 8 * kBars + 1024;  // + slack to align to 1024
+  static constexpr int kOnesOffset = kBarOffset + 2 * 8 * kBars;
+  static constexpr int kOnesBytes = 16 * 8 * 2;
+  static constexpr int kSmemBytes = kOnesOffset + kOnesBytes + 1024;  // + slack to align to 1024
+  static_assert(kOnesOffset % 16 == 0, "a wgmma operand is 16-byte aligned");
   static_assert(kStageBytes % 1024 == 0 && kQChunkBytes % 1024 == 0, "swizzled tiles 1024-aligned");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory over the sm_90 limit");
 };
@@ -129,6 +133,17 @@ struct Loader {
   }
 };
 
+// l[64 x 8] += P[64 x 128] 1[128 x 8]: each column the rows' sums of P. The ones: a 16 x 8 bf16
+// tile (two 8 x 8 core matrices, no swizzle) that every 16-key step reads.
+__device__ __forceinline__ void row_sum_wgmmas(float (&l)[4], const uint32_t (&p)[Tiles::kBlockN / 16][4],
+                                               uint32_t ones) {
+  constexpr uint32_t kCore = 128;  // bytes of a core matrix: the offset of the second (K) and next (N)
+  const uint64_t desc = static_cast<uint64_t>((ones >> 4) & 0x3fff) | static_cast<uint64_t>(kCore >> 4) << 16 |
+                        static_cast<uint64_t>(kCore >> 4) << 32;
+#pragma unroll
+  for (int kk = 0; kk < Tiles::kBlockN / 16; ++kk) wgmma_rs_n8(l, p[kk], desc);
+}
+
 // The 16-bit mask of register q's two probabilities (scores 2q, 2q + 1 of the thread) from a
 // candidate's two keep-bit words: see profile_kept's wgmma order.
 __device__ __forceinline__ uint32_t register_mask(const uint32_t (&words)[2], int q) {
@@ -143,6 +158,7 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
                         int stream, int block) {
   constexpr int kOut = NC + 1;
   const Pipeline pipe(smem, stream);
+  const uint32_t ones = smem + Tiles::kOnesOffset;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
   Loader loader{p.split.begin(block), p.split.begin(block + 1)};
   if (tid == 0)
@@ -170,13 +186,15 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
     named_barrier(1 + stream, 128);
 
     // Accumulators: element 4j + 2r + e of a 64-column fragment is row 16 warp + lane / 4 + 8r,
-    // column 8j + 2 (lane % 4) + e. Running maximum (log2 units) and this thread's share of the sums.
+    // column 8j + 2 (lane % 4) + e; of the sums' 8-column one (l), every element 2r + e is row r's
+    // sum. Running maximum (log2 units).
     float o[kOut][Tiles::kHeadDim / 2];
-    float l[kOut][2], m[2] = {-INFINITY, -INFINITY};
+    float l[kOut][4], m[2] = {-INFINITY, -INFINITY};
     uint32_t any_kept[NC] = {};
 #pragma unroll
     for (int k = 0; k < kOut; ++k) {
-      l[k][0] = l[k][1] = 0.f;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) l[k][i] = 0.f;
 #pragma unroll
       for (int i = 0; i < Tiles::kHeadDim / 2; ++i) o[k][i] = 0.f;
     }
@@ -215,39 +233,43 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
 #pragma unroll
       for (int i = 0; i < Tiles::kBlockN / 2; ++i) sc[i] = exp2_approx(fmaf(sc[i], scale, -bias[(i / 2) % 2]));
       // Dense's P packed to bf16 (register q: scores 2q, 2q + 1, row q % 2); each candidate's P is
-      // dense's masked by its keep bits. Every output's sums are of its 16-bit values (what its P V
-      // adds up), unpacked by a shift and an AND.
+      // dense's masked by its keep bits.
       uint32_t pf[kOut][Tiles::kBlockN / 16][4];
 #pragma unroll
       for (int q = 0; q < Tiles::kBlockN / 4; ++q) pf[0][q / 4][q % 4] = pack2<true>(sc[2 * q], sc[2 * q + 1]);
 #pragma unroll
-      for (int k = 0; k < kOut; ++k) {
-        const uint32_t words[2] = {k > 0 ? w[2 * (k - 1)] : ~0u, k > 0 ? w[2 * (k - 1) + 1] : ~0u};
-        if (k > 0) any_kept[k - 1] |= words[0] | words[1];
-        float sum[2] = {0.f, 0.f};
+      for (int k = 1; k < kOut; ++k) {
+        const uint32_t words[2] = {w[2 * (k - 1)], w[2 * (k - 1) + 1]};
+        any_kept[k - 1] |= words[0] | words[1];
 #pragma unroll
-        for (int q = 0; q < Tiles::kBlockN / 4; ++q) {
-          const uint32_t x = k > 0 ? pf[0][q / 4][q % 4] & register_mask(words, q) : pf[0][q / 4][q % 4];
-          pf[k][q / 4][q % 4] = x;
-          sum[q % 2] += __uint_as_float(x << 16) + __uint_as_float(x & 0xffff0000u);
-        }
-        l[k][0] = l[k][0] * correction[0] + sum[0];
-        l[k][1] = l[k][1] * correction[1] + sum[1];
+        for (int q = 0; q < Tiles::kBlockN / 4; ++q) pf[k][q / 4][q % 4] = pf[0][q / 4][q % 4] & register_mask(words, q);
       }
 #pragma unroll
-      for (int k = 0; k < kOut; ++k)
+      for (int k = 0; k < kOut; ++k) {
 #pragma unroll
         for (int i = 0; i < Tiles::kHeadDim / 2; ++i) o[k][i] *= correction[(i / 2) % 2];
-      // O += P V for every output, one group.
 #pragma unroll
-      for (int k = 0; k < kOut; ++k) fence_registers(o[k]);
+        for (int i = 0; i < 4; ++i) l[k][i] *= correction[i / 2];
+      }
+      // O += P V and l += P 1 for every output, one group.
+#pragma unroll
+      for (int k = 0; k < kOut; ++k) {
+        fence_registers(o[k]);
+        fence_registers(l[k]);
+      }
       wgmma_fence();
 #pragma unroll
-      for (int k = 0; k < kOut; ++k) pv_wgmmas<Tiles>(o[k], pf[k], at_stage + Tiles::kKVChunkBytes);
+      for (int k = 0; k < kOut; ++k) {
+        pv_wgmmas<Tiles>(o[k], pf[k], at_stage + Tiles::kKVChunkBytes);
+        row_sum_wgmmas(l[k], pf[k], ones);
+      }
       wgmma_commit();
       wgmma_wait<0>();
 #pragma unroll
-      for (int k = 0; k < kOut; ++k) fence_registers(o[k]);
+      for (int k = 0; k < kOut; ++k) {
+        fence_registers(o[k]);
+        fence_registers(l[k]);
+      }
       mbar_arrive(pipe.empty + 8 * stage);
       if (++stage == Tiles::kStages) {
         stage = 0;
@@ -262,9 +284,7 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
       const int row = c.row_tile * kProfileRowTile + 16 * warp + lane / 4 + 8 * r;
 #pragma unroll
       for (int k = 0; k < kOut; ++k) {
-        float sum = l[k][r];
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        float sum = l[k][2 * r];
         if (k > 0) {  // row r's bits are the odd (r = 0) or even positions
           int kept = (any_kept[k - 1] & (r == 0 ? 0xaaaaaaaau : 0x55555555u)) != 0;
           kept |= __shfl_xor_sync(0xffffffffu, kept, 1);
@@ -298,6 +318,11 @@ __global__ void __launch_bounds__(Tiles::kThreads, 1)
       mbar_init(smem + Tiles::kBarOffset + 8 * (Tiles::kBars + i), 128);  // empty: every thread of the warpgroup
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  if (threadIdx.x < Tiles::kOnesBytes / 4) {  // bf16 1.0 = 0x3f80, two a word
+    asm volatile("st.shared.b32 [%0], %1;" ::"r"(smem + Tiles::kOnesOffset + 4 * threadIdx.x), "r"(0x3f803f80u)
+                 : "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to wgmma
   }
   __syncthreads();
   const int stream = threadIdx.x / 128, block = Tiles::kStreams * blockIdx.x + stream;
