@@ -1,6 +1,6 @@
 // Register-level helpers the mma.sync and wgmma kernels share: two floats packed into one register
-// of 16-bit values (P as an MMA operand, the output), and the fast base-2 exponential of the online
-// softmax.
+// of 16-bit values (P as an MMA operand, the output), the fast base-2 exponential of the online
+// softmax, and an L2 policy for streamed loads.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -27,6 +27,14 @@ __device__ __forceinline__ float exp2_approx(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+}
+
+// An L2 eviction policy (sm_80 on) for loads of data read once, the profilers' K and V: their lines
+// go first, so the partial records the combine reads next stay in L2.
+__device__ __forceinline__ uint64_t l2_evict_first() {
+  uint64_t policy;
+  asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
 }
 
 }  // namespace vdit::cuda

@@ -101,6 +101,13 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool va
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(smem)), "l"(gmem), "r"(bytes)
                : "memory");
 }
+// The same for data read once (policy: l2_evict_first).
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid, uint64_t policy) {
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(smem_address(smem)),
+               "l"(gmem), "r"(bytes), "l"(policy)
+               : "memory");
+}
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
 // One arrival on `bar` once every cp.async this thread has issued has landed (counted in the
@@ -235,14 +242,15 @@ __device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char
   const uint32_t k0 = key_begin + static_cast<uint32_t>(Sh::kStepKeys) * step;
   const int64_t first = offset + int64_t{k0} * token_stride;
   constexpr int kPasses = Sh::kStepKeys / Sh::kCopyRows;
+  const uint64_t once = l2_evict_first();
   if (c < Sh::kVectors) {
     if (k0 + Sh::kStepKeys <= key_end) {  // every key of the step in the piece: no test
       const uint16_t* k_at = k + first;
       const uint16_t* v_at = v + first;
 #pragma unroll
       for (int pass = 0; pass < kPasses; ++pass) {
-        cp_async16(k_tile + pass * Sh::kCopyRows * Sh::kStride, k_at, true);
-        cp_async16(v_tile + pass * Sh::kCopyRows * Sh::kStride, v_at, true);
+        cp_async16(k_tile + pass * Sh::kCopyRows * Sh::kStride, k_at, true, once);
+        cp_async16(v_tile + pass * Sh::kCopyRows * Sh::kStride, v_at, true, once);
         k_at += Sh::kCopyRows * token_stride;
         v_at += Sh::kCopyRows * token_stride;
       }
@@ -251,8 +259,8 @@ __device__ __forceinline__ void issue_step(const ProfileParams& p, unsigned char
       for (int pass = 0; pass < kPasses; ++pass) {
         const bool valid = k0 + r0 + pass * Sh::kCopyRows < key_end;
         const int64_t at = valid ? first + pass * Sh::kCopyRows * token_stride : 0;
-        cp_async16(k_tile + pass * Sh::kCopyRows * Sh::kStride, k + at, valid);
-        cp_async16(v_tile + pass * Sh::kCopyRows * Sh::kStride, v + at, valid);
+        cp_async16(k_tile + pass * Sh::kCopyRows * Sh::kStride, k + at, valid, once);
+        cp_async16(v_tile + pass * Sh::kCopyRows * Sh::kStride, v + at, valid, once);
       }
     }
   }

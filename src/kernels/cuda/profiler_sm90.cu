@@ -122,8 +122,9 @@ struct Loader {
     const uint32_t dst = pipe.stages + stage * Tiles::kStageBytes, full = pipe.full + 8 * stage;
     const int key0 = static_cast<int>(step) * Tiles::kBlockN;
     mbar_expect_tx(full, Tiles::kStageBytes);
-    tma_load_4d(dst, tm_k, full, 0, h, key0, b);
-    tma_load_4d(dst + Tiles::kKVChunkBytes, tm_v, full, 0, h, key0, b);
+    const uint64_t once = l2_evict_first();
+    tma_load_4d(dst, tm_k, full, 0, h, key0, b, once);
+    tma_load_4d(dst + Tiles::kKVChunkBytes, tm_v, full, 0, h, key0, b, once);
     bulk_load(dst + 2 * Tiles::kKVChunkBytes, kept, Tiles::kKeptBytes, full);
     ++at;
     if (++stage == Tiles::kStages) {
