@@ -98,12 +98,7 @@ Row bench_shape(const BenchShape& s, int runs, bool attention, int blocks) {
   const GpuPatterns patterns = make_gpu_patterns(layout, candidates);
   const ProfileOptions options;
   GpuProfile profile = allocate_gpu_profile(patterns, s.batch, s.heads, s.dim, x[0].dtype(), options);
-  if (blocks > 0) {  // with a workspace of room for them: per (slot, row, piece, output) stats and D floats
-    profile.blocks = blocks;
-    const int64_t records = int64_t{s.batch} * s.heads * profile.sample_rows * (profile.patterns.size() + 1);
-    const int64_t pieces = std::min<int64_t>(blocks, (layout.tokens() + 127) / 128);  // a piece per block at most
-    profile.workspace = Tensor::empty(Shape{records * (pieces * (8 + 4 * s.dim) + 8) + 4096}, DType::u8, Device::cuda());
-  }
+  if (blocks > 0) set_gpu_profile_blocks(profile, blocks);
   row.blocks = profile.blocks;
   row.profile_us =
       1e3 * median_gpu_ms([&] { profile_heads_gpu(x[0], x[1], x[2], patterns, options, profile); }, runs);

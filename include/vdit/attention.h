@@ -254,6 +254,11 @@ struct GpuProfile {
 GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int heads, int head_dim, DType dtype,
                                 const ProfileOptions& options = {});
 
+// Splits the profile's partial-output work over `blocks` blocks instead (1 to its steps: batch x heads x
+// row tiles x key steps; allocate_gpu_profile picks one or two a multiprocessor), with a workspace grown to
+// what that split needs. For tests and benchmarks of other splits; results do not depend on it beyond rounding.
+void set_gpu_profile_blocks(GpuProfile& profile, int blocks);
+
 // profile_heads on the GPU for bf16 or f16 Q, K, V (contiguous, head_dim 64, 96 or 128): the
 // sampled rows' dense and per-candidate outputs, MSE, choice and permute flags, in two launches
 // and no host wait. Same rows, masks and rule as profile_heads; the outputs are accumulated in f32

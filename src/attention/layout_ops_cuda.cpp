@@ -126,7 +126,7 @@ struct ProfileWorkspace {
 
 // The profiler's steps of cuda::kProfileKeyTile keys over a layout.
 int64_t key_steps(const VideoLayout& layout) {
-  return (layout.tokens() + cuda::kProfileKeyTile - 1) / cuda::kProfileKeyTile;
+  return cuda::profile_key_steps(layout.tokens());
 }
 
 // The partial kernel's work: a step per (slot, row tile, key step).
@@ -345,6 +345,18 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   profile.relative_error = Tensor::empty(Shape{slots, count}, DType::f32, device);
   profile.workspace = Tensor::empty(Shape{static_cast<int64_t>(profile_workspace(profile).bytes)}, DType::u8, device);
   return profile;
+}
+
+void set_gpu_profile_blocks(GpuProfile& profile, int blocks) {
+  VDIT_CHECK(profile.rows.defined(), ErrorCode::invalid_argument, "set_gpu_profile_blocks: the profile is not allocated");
+  const int64_t total = work_steps(int64_t{profile.batch} * profile.heads, profile.sample_rows, profile.layout);
+  VDIT_CHECK(blocks >= 1 && blocks <= total, ErrorCode::invalid_argument,
+             "set_gpu_profile_blocks: {} blocks, expected 1 to {} (the profile's steps of work)", blocks, total);
+  profile.blocks = blocks;
+  const size_t bytes = profile_workspace(profile).bytes;
+  if (profile.workspace.nbytes() < bytes) {
+    profile.workspace = Tensor::empty(Shape{static_cast<int64_t>(bytes)}, DType::u8, profile.workspace.device());
+  }
 }
 
 void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const GpuPatterns& patterns,

@@ -215,7 +215,7 @@ TEST(ProfilerGpu, MatchesCpuProfileAndDrivesMasksAndPermutation) {
     // turn (references that move mid-piece, long pipelines); three split segments unevenly.
     GpuProfile split = profile;
     for (int blocks : {1, 3}) {
-      split.blocks = blocks;
+      set_gpu_profile_blocks(split, blocks);
       expect_matches_cpu(gpu, patterns, options, split, cpu, what, &close_calls, &mismatched_close_calls);
     }
     const ProfileResult got =
@@ -280,7 +280,7 @@ TEST(ProfilerGpu, CandidatesFarBelowTheDenseMaximumStayExact) {
     for (int i = 0; i < 3; ++i) gpu[i] = qkv[i].to(Device::cuda());
     const std::string what = "key 0 dominant, d = " + std::to_string(dim) + " " + dtype_name(dtype);
     for (int blocks : {profile.blocks, 1}) {
-      profile.blocks = blocks;
+      set_gpu_profile_blocks(profile, blocks);
       expect_matches_cpu(gpu, patterns, options, profile, cpu, what, &close_calls, &mismatched_close_calls);
     }
     EXPECT_GT(cpu.relative_error[0] + cpu.relative_error[1], 0.1) << what << ": key 0 is not dominant";
@@ -351,6 +351,11 @@ TEST(ProfilerGpu, RejectsWhatItDoesNotRun) {
   GpuProfile no_blocks = profile;
   no_blocks.blocks = 0;
   EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, patterns, options, no_blocks), Error);
+  EXPECT_THROW(set_gpu_profile_blocks(no_blocks, 0), Error);
+  EXPECT_THROW(set_gpu_profile_blocks(no_blocks, 2), Error);  // one step of work: 48 keys, one row tile
+  GpuProfile no_tickets = profile;
+  no_tickets.tickets = Tensor();
+  EXPECT_THROW(profile_heads_gpu(bf16, bf16, bf16, patterns, options, no_tickets), Error);
   // Keep bits in the other kernel's order (and size).
   GpuProfile other_kernel = profile;
   other_kernel.wgmma = !profile.wgmma;

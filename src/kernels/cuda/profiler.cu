@@ -894,7 +894,7 @@ int profile_pieces(const ProfileSplit& split, int64_t key_steps) {
 
 cudaError_t launch_profile_kept(const ProfileParams& p, uint32_t* kept, cudaStream_t stream) {
   if (p.candidates < 1 || p.candidates > kProfileMaxCandidates || p.sample_rows < 1 || p.batch < 1 ||
-      p.key_steps != (p.geometry.tokens + kProfileKeyTile - 1) / kProfileKeyTile || p.key_steps < 1) {
+      p.key_steps != profile_key_steps(p.geometry.tokens) || p.key_steps < 1) {
     return cudaErrorInvalidValue;
   }
   const dim3 grid(static_cast<unsigned>(p.key_steps), profile_row_tiles(p.sample_rows), p.batch);
@@ -918,7 +918,7 @@ cudaError_t launch_profile_kept(const ProfileParams& p, uint32_t* kept, cudaStre
 cudaError_t launch_profile_heads(const ProfileParams& p, cudaStream_t stream) {
   const int64_t row_tiles = profile_row_tiles(p.sample_rows);
   if (p.candidates < 1 || p.candidates > kProfileMaxCandidates || p.sample_rows < 1 || p.kept == nullptr ||
-      p.key_steps != (p.geometry.tokens + kProfileKeyTile - 1) / kProfileKeyTile ||
+      p.key_steps != profile_key_steps(p.geometry.tokens) ||
       p.split.total != int64_t{p.batch} * p.heads * row_tiles * p.key_steps || p.split.blocks < 1 ||
       p.split.blocks > p.split.total || p.pieces < profile_pieces(p.split, p.key_steps) ||
       p.sample_rows > kProfileMaxSampleRows || p.tickets == nullptr) {

@@ -47,6 +47,11 @@ VDIT_HOST_DEVICE constexpr int profile_kept_threads(ProfileKernel kernel) {
   return kernel == ProfileKernel::wgmma ? 128 : kProfileThreads;
 }
 
+// Key steps of kProfileKeyTile keys over `tokens` keys.
+VDIT_HOST_DEVICE constexpr int64_t profile_key_steps(int64_t tokens) {
+  return (tokens + kProfileKeyTile - 1) / kProfileKeyTile;
+}
+
 // Row tiles of kProfileRowTile sampled rows.
 VDIT_HOST_DEVICE constexpr int profile_row_tiles(int sample_rows) {
   return (sample_rows + kProfileRowTile - 1) / kProfileRowTile;
@@ -86,7 +91,7 @@ struct ProfileParams {
   float scale_log2 = 0.f;                  // log2(e) / sqrt(D)
   ProfileKernel kernel = ProfileKernel::mma_sync;  // (profile_kernel) the kept bits' layout follows it
   const uint32_t* kept = nullptr;          // device: launch_profile_kept's bits for these rows and candidates
-  int64_t key_steps = 0;                   // ceil(tokens / kProfileKeyTile)
+  int64_t key_steps = 0;                   // profile_key_steps(tokens)
   double dense_fallback = 0.0;             // > 0: code -1 when the best relative error exceeds it
   // Workspace (device).
   // [slot][row][piece][output]: (reference in log2 units, sum); sum -1: the wgmma kernel's flag that
