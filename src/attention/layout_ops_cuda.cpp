@@ -404,8 +404,9 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const ProfileWorkspace w = profile_workspace(profile);
   VDIT_CHECK(profile.workspace.nbytes() >= w.bytes, ErrorCode::invalid_argument,
              "profile_heads_gpu: workspace of {} bytes, needs {}", profile.workspace.nbytes(), w.bytes);
-  VDIT_CHECK(profile.tickets.defined() && profile.tickets.numel() == int64_t{profile.batch} * profile.heads,
-             ErrorCode::invalid_argument, "profile_heads_gpu: tickets {}, expected one a slot ({})",
+  VDIT_CHECK(profile.tickets.defined() && profile.tickets.device().is_cuda() && profile.tickets.dtype() == DType::i32 &&
+                 profile.tickets.numel() == int64_t{profile.batch} * profile.heads,
+             ErrorCode::invalid_argument, "profile_heads_gpu: tickets {}, expected GPU i32, one a slot ({})",
              profile.tickets.defined() ? profile.tickets.describe() : "undefined", int64_t{profile.batch} * profile.heads);
   p.q = q.raw_data();
   p.k = k.raw_data();
