@@ -129,9 +129,11 @@ int64_t key_steps(const VideoLayout& layout) {
   return cuda::profile_key_steps(layout.tokens());
 }
 
-// The partial kernel's work: a step per (slot, row tile, key step).
-int64_t work_steps(int64_t slots, int sample_rows, const VideoLayout& layout) {
-  return slots * cuda::profile_row_tiles(sample_rows) * key_steps(layout);
+// The partial kernel's work: a step per (slot, row tile, key step) of the profile's batch, heads,
+// sampled rows and layout.
+int64_t work_steps(const GpuProfile& profile) {
+  return int64_t{profile.batch} * profile.heads * cuda::profile_row_tiles(profile.sample_rows) *
+         key_steps(profile.layout);
 }
 
 // What the profiler's kernels read of the patterns and the profile (its rows, its kernel).
@@ -157,7 +159,7 @@ ProfileWorkspace profile_workspace(const GpuProfile& profile) {
   const int64_t slots = int64_t{profile.batch} * profile.heads, rows = profile.sample_rows;
   const int64_t outputs = static_cast<int64_t>(profile.patterns.size()) + 1, dim = profile.head_dim;
   ProfileWorkspace w;
-  w.split = cuda::ProfileSplit{work_steps(slots, profile.sample_rows, profile.layout), profile.blocks};
+  w.split = cuda::ProfileSplit{work_steps(profile), profile.blocks};
   w.pieces = cuda::profile_pieces(w.split, key_steps(profile.layout));
   const int64_t records = slots * rows * w.pieces * outputs;
   w.stats = 0;
@@ -338,7 +340,7 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
   check_cuda(cudaMemsetAsync(profile.tickets.raw_data(), 0, profile.tickets.nbytes(), nullptr),
              "allocate_gpu_profile: tickets");
   check_cuda(cudaStreamSynchronize(nullptr), "allocate_gpu_profile: key masks");
-  profile.blocks = cuda::profile_blocks(work_steps(slots, profile.sample_rows, patterns.layout), kernel);
+  profile.blocks = cuda::profile_blocks(work_steps(profile), kernel);
   profile.choice = Tensor::empty(Shape{slots}, DType::i32, device);
   profile.permute = Tensor::empty(Shape{slots}, DType::u8, device);
   profile.mse = Tensor::empty(Shape{slots, count}, DType::f32, device);
@@ -349,7 +351,7 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
 
 void set_gpu_profile_blocks(GpuProfile& profile, int blocks) {
   VDIT_CHECK(profile.rows.defined(), ErrorCode::invalid_argument, "set_gpu_profile_blocks: the profile is not allocated");
-  const int64_t total = work_steps(int64_t{profile.batch} * profile.heads, profile.sample_rows, profile.layout);
+  const int64_t total = work_steps(profile);
   VDIT_CHECK(blocks >= 1 && blocks <= total, ErrorCode::invalid_argument,
              "set_gpu_profile_blocks: {} blocks, expected 1 to {} (the profile's steps of work)", blocks, total);
   profile.blocks = blocks;
@@ -390,7 +392,7 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
                "profile_heads_gpu: q, k, v must be contiguous GPU {} {} (the profile's), got {}",
                dtype_name(dtype), shape.to_string(), t->defined() ? t->describe() : "undefined");
   }
-  const int64_t total = work_steps(int64_t{profile.batch} * profile.heads, profile.sample_rows, patterns.layout);
+  const int64_t total = work_steps(profile);  // profile.layout is patterns.layout (checked above)
   VDIT_CHECK(profile.blocks >= 1 && profile.blocks <= total, ErrorCode::invalid_argument,
              "profile_heads_gpu: {} blocks for {} steps of work", profile.blocks, total);
   cuda::ProfileParams p = profile_params(patterns, profile);
