@@ -218,37 +218,7 @@ struct Softmax {
   // s into exp2(scaled - max) in place, and returns the factors the old O must be multiplied by.
   __device__ __forceinline__ void step(float (&s)[Tr::kBlockN / 2], int valid, float scale_log2,
                                        float (&correction)[2]) {
-    const int lane = threadIdx.x % 32;
-    if (valid < Tr::kBlockN) {
-#pragma unroll
-      for (int j = 0; j < Tr::kBlockN / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (8 * j + 2 * (lane % 4) + (e & 1) >= valid) s[4 * j + e] = -INFINITY;
-    }
-    // Tree reductions (short dependency chains): per row, 32 scores of this thread.
-    float tile_max[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float v[Tr::kBlockN / 8];
-#pragma unroll
-      for (int j = 0; j < Tr::kBlockN / 8; ++j) v[j] = fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]);
-      tile_max[r] = tree_reduce<Tr::kBlockN / 8>(v, [](float a, float b) { return fmaxf(a, b); });
-    }
-    float bias[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      float m_new = fmaxf(m[r], tile_max[r] * scale_log2);
-      bias[r] = m_new == -INFINITY ? 0.f : m_new;
-      correction[r] = exp2_approx(m[r] - bias[r]);
-      m[r] = m_new;
-    }
-#pragma unroll
-    for (int j = 0; j < Tr::kBlockN / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[4 * j + e] = exp2_approx(fmaf(s[4 * j + e], scale_log2, -bias[e / 2]));
+    softmax_exp2<Tr>(s, m, valid, scale_log2, correction);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float v[Tr::kBlockN / 8];

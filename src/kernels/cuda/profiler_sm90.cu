@@ -212,27 +212,8 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
       wgmma_wait<0>();
       fence_registers(sc);
       const int valid = p.geometry.tokens - (c.first + s) * Tiles::kBlockN;
-      if (valid < Tiles::kBlockN) {
-#pragma unroll
-        for (int i = 0; i < Tiles::kBlockN / 2; ++i)
-          if (8 * (i / 4) + 2 * (lane % 4) + i % 2 >= valid) sc[i] = -INFINITY;
-      }
-      float bias[2], correction[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float v[Tiles::kBlockN / 8];
-#pragma unroll
-        for (int j = 0; j < Tiles::kBlockN / 8; ++j) v[j] = fmaxf(sc[4 * j + 2 * r], sc[4 * j + 2 * r + 1]);
-        float top = tree_reduce<Tiles::kBlockN / 8>(v, [](float a, float b) { return fmaxf(a, b); });
-        top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 1));
-        top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 2));
-        const float m_new = fmaxf(m[r], top * scale);
-        bias[r] = m_new == -INFINITY ? 0.f : m_new;
-        correction[r] = exp2_approx(m[r] - bias[r]);
-        m[r] = m_new;
-      }
-#pragma unroll
-      for (int i = 0; i < Tiles::kBlockN / 2; ++i) sc[i] = exp2_approx(fmaf(sc[i], scale, -bias[(i / 2) % 2]));
+      float correction[2];
+      softmax_exp2<Tiles>(sc, m, valid, scale, correction);
       // Dense's P packed to bf16 (register q: scores 2q, 2q + 1, row q % 2); each candidate's P is
       // dense's masked by its keep bits.
       uint32_t pf[kOut][Tiles::kBlockN / 16][4];

@@ -1,7 +1,7 @@
 // Device building blocks of the sm_90a kernels (the flash-attention forward and the profiler's
 // partial-output kernel): mbarriers, TMA loads and stores, named barriers, wgmma fences and
-// groups, shared-memory matrix descriptors of TMA-swizzled tiles, and the two GEMMs of an
-// attention step (S = Q K^T from shared memory, O += P V with P in registers). Include from code
+// groups, shared-memory matrix descriptors of TMA-swizzled tiles, the two GEMMs of an attention
+// step (S = Q K^T from shared memory, O += P V with P in registers) and its online softmax. Include from code
 // compiled under __CUDA_ARCH_FEAT_SM90_ALL. The tile templates take a traits class with kHeadDim,
 // kBf16, kBlockN (keys a tile), kChunk (columns a swizzled chunk), kRowBytes (2 * kChunk),
 // kQChunkBytes and kKVChunkBytes (bytes of one chunk of a Q or K/V tile).
@@ -11,6 +11,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/fragment_math.h"
 #include "kernels/cuda/wgmma_sm90.h"
 
 namespace vdit::cuda::sm90 {
@@ -164,6 +165,47 @@ __device__ __forceinline__ float tree_reduce(float (&v)[N], Op op) {
     for (int j = 0; j < N / 2; ++j) half[j] = op(v[j], v[j + N / 2]);
     return tree_reduce<N / 2>(half, op);
   }
+}
+
+// The online softmax's step over one tile of scores, in one thread's accumulator fragments (rows
+// lane/4 and lane/4 + 8 of its warp's 16, columns 8j + 2 (lane % 4) + {0, 1}; element 4j + 2r + e):
+// masks the columns >= valid (keys past S), folds the tile's row maxima into m (scaled scores, log2
+// units), turns s into exp2(scaled - m) in place, and gives the factors what was accumulated against
+// the old m must be multiplied by. The row sums are the caller's.
+template <class Tr>
+__device__ __forceinline__ void softmax_exp2(float (&s)[Tr::kBlockN / 2], float (&m)[2], int valid, float scale_log2,
+                                             float (&correction)[2]) {
+  const int lane = threadIdx.x % 32;
+  if (valid < Tr::kBlockN) {
+#pragma unroll
+    for (int j = 0; j < Tr::kBlockN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (8 * j + 2 * (lane % 4) + (e & 1) >= valid) s[4 * j + e] = -INFINITY;
+  }
+  // Tree reductions (short dependency chains): per row, 32 scores of this thread.
+  float tile_max[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float v[Tr::kBlockN / 8];
+#pragma unroll
+    for (int j = 0; j < Tr::kBlockN / 8; ++j) v[j] = fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]);
+    tile_max[r] = tree_reduce<Tr::kBlockN / 8>(v, [](float a, float b) { return fmaxf(a, b); });
+  }
+  float bias[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+    tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+    float m_new = fmaxf(m[r], tile_max[r] * scale_log2);
+    bias[r] = m_new == -INFINITY ? 0.f : m_new;
+    correction[r] = exp2_approx(m[r] - bias[r]);
+    m[r] = m_new;
+  }
+#pragma unroll
+  for (int j = 0; j < Tr::kBlockN / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[4 * j + e] = exp2_approx(fmaf(s[4 * j + e], scale_log2, -bias[e / 2]));
 }
 
 }  // namespace vdit::cuda::sm90
