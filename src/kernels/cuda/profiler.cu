@@ -39,6 +39,11 @@ namespace vdit::cuda {
 namespace {
 
 constexpr int kCombineRows = 4;  // rows of a slot a combine block: a warp each
+// Combine blocks a multiprocessor, and the output loads a lane has in flight, by head dim / 32. At
+// d = 64 six blocks (80 registers) fit CogVideoX's 768 blocks at batch 1 in one wave (H100 A/B: 118
+// against 121 us a profile); at d = 128 five with more loads each were 1-2 us faster at Wan batch 2.
+constexpr int combine_blocks(int columns) { return columns <= 2 ? 6 : 5; }
+constexpr int combine_loads(int columns) { return columns <= 2 ? 40 : 48; }
 static_assert(kProfileMaxSampleRows == kCombineRows * 65535);  // the combine grid's y
 constexpr int kWarps = kProfileRowTile / 8;  // 8 rows a warp
 constexpr int kThreads = kProfileThreads;
@@ -690,11 +695,11 @@ __device__ void exact_candidate_output(const ProfileParams& p, int slot, int row
 // One warp: merges the pieces of (slot, row)'s every output (or computes a flagged candidate's
 // directly), then writes its squared errors against dense. All outputs' piece stats come in one load
 // per kPieces pieces (lane i: piece i / kOut, output i % kOut), and their outputs up to eight pieces a
-// round (48 loads a lane).
+// round (combine_loads a lane).
 template <int kOut, int kColumns>
 __device__ void combine_row(const ProfileParams& p, int slot, int row, float* q_row, float* weights) {
   constexpr int kPieces = 32 / kOut;  // pieces a stats load covers
-  constexpr int kRound = std::clamp(48 / (kOut * kColumns), 1, 8);  // pieces loaded before they are summed
+  constexpr int kRound = std::clamp(combine_loads(kColumns) / (kOut * kColumns), 1, 8);  // pieces loaded before they are summed
   const int lane = threadIdx.x % 32, mine = lane % kOut;  // the output of this lane's stats
   const int64_t index = int64_t{slot} * p.sample_rows + row;
   const int64_t first = index * p.pieces * kOut;
@@ -702,15 +707,19 @@ __device__ void combine_row(const ProfileParams& p, int slot, int row, float* q_
   const int pieces = p.split.pieces(segment, p.key_steps);
   // The largest piece's log2 mass per output: a candidate's record may carry dense's reference, far
   // above its own scores, next to a piece where it keeps nothing (sum 0).
-  float m = -INFINITY;  // of output `mine`, over this lane's pieces
+  // This lane's (piece, output) stats of the chunk from piece c0; a sum of 0 past the last piece.
+  auto stats_at = [&](int c0) {
+    return lane < kPieces * kOut && c0 + lane / kOut < pieces ? p.partial_stats[first + int64_t{c0} * kOut + lane]
+                                                              : make_float2(0.f, 0.f);
+  };
+  const float2 head = stats_at(0);  // the first chunk's, kept for the weights: mostly the only one
+  float m = -INFINITY;              // of output `mine`, over this lane's pieces
   bool flagged = false;
 #pragma unroll 1
   for (int c0 = 0; c0 < pieces; c0 += kPieces) {
-    if (lane < kPieces * kOut && c0 + lane / kOut < pieces) {
-      const float2 stats = p.partial_stats[first + int64_t{c0} * kOut + lane];
-      if (stats.y > 0.f) m = fmaxf(m, stats.x + log2f(stats.y));
-      flagged |= stats.y < 0.f;
-    }
+    const float2 stats = c0 == 0 ? head : stats_at(c0);
+    if (stats.y > 0.f) m = fmaxf(m, stats.x + log2f(stats.y));
+    flagged |= stats.y < 0.f;
   }
   float top[kOut];
   bool exact[kOut];
@@ -724,12 +733,9 @@ __device__ void combine_row(const ProfileParams& p, int slot, int row, float* q_
   for (int o = 1; o < kOut; ++o) mine_top = mine == o ? top[o] : mine_top;
 #pragma unroll 1
   for (int c0 = 0; c0 < pieces; c0 += kPieces) {
-    float w = 0.f;  // of this lane's (piece, output)
-    if (lane < kPieces * kOut && c0 + lane / kOut < pieces) {
-      const float2 stats = p.partial_stats[first + int64_t{c0} * kOut + lane];
-      w = stats.y > 0.f ? exp2f(stats.x - mine_top) : 0.f;
-      mass += w * stats.y;
-    }
+    const float2 stats = c0 == 0 ? head : stats_at(c0);
+    const float w = stats.y > 0.f ? exp2f(stats.x - mine_top) : 0.f;  // of this lane's (piece, output)
+    mass += w * stats.y;
     const int n = min(kPieces, pieces - c0);
     const float* part = p.partial_out + (first + int64_t{c0} * kOut) * p.head_dim + lane;
 #pragma unroll 1
@@ -749,7 +755,7 @@ __device__ void combine_row(const ProfileParams& p, int slot, int row, float* q_
         for (int o = 0; o < kOut; ++o) {
           const float wi = __shfl_sync(0xffffffffu, w, ((i0 + i) * kOut + o) % 32);
 #pragma unroll
-          for (int j = 0; j < kColumns; ++j) value[o][j] = fmaf(i0 + i < n ? wi : 0.f, x[i][o][j], value[o][j]);
+          for (int j = 0; j < kColumns; ++j) value[o][j] = fmaf(wi, x[i][o][j], value[o][j]);  // x 0 past n
         }
     }
   }
@@ -822,7 +828,7 @@ __device__ void decide_slot(const ProfileParams& p, int slot) {
 // Grid (slot, group of kCombineRows rows): a warp per row (combine_row); the slot's last block to
 // finish (its ticket, handed back to 0 for the next call) then decides the slot (decide_slot).
 template <int kOut, int kColumns>
-__global__ void __launch_bounds__(32 * kCombineRows, 5) combine_rows(ProfileParams p) {
+__global__ void __launch_bounds__(32 * kCombineRows, combine_blocks(kColumns)) combine_rows(ProfileParams p) {
   __shared__ float q_rows[kCombineRows][128], weights[kCombineRows][32];
   __shared__ bool last;
   const int warp = threadIdx.x / 32, slot = blockIdx.x, row = blockIdx.y * kCombineRows + warp;
@@ -831,7 +837,10 @@ __global__ void __launch_bounds__(32 * kCombineRows, 5) combine_rows(ProfilePara
   __syncthreads();
   if (threadIdx.x == 0) last = atomicInc(p.tickets + slot, gridDim.y - 1) == gridDim.y - 1;
   __syncthreads();
-  if (last && warp == 0) decide_slot<kOut>(p, slot);
+  if (last && warp == 0) {
+    __threadfence();  // acquire: the other blocks' row errors, after their tickets
+    decide_slot<kOut>(p, slot);
+  }
 }
 
 template <int D, bool BF16, int NC>

@@ -231,7 +231,7 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
 #pragma unroll
         for (int i = 0; i < Tiles::kHeadDim / 2; ++i) o[k][i] *= correction[(i / 2) % 2];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) l[k][i] *= correction[i / 2];
+        for (int r = 0; r < 2; ++r) l[k][2 * r] *= correction[r];  // [1] and [3] are never read
       }
       // O += P V and l += P 1 for every output, one group.
 #pragma unroll
