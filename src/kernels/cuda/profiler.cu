@@ -699,21 +699,22 @@ __device__ void exact_candidate_output(const ProfileParams& p, int slot, int row
 template <int kOut, int kColumns>
 __device__ void combine_row(const ProfileParams& p, int slot, int row, float* q_row, float* weights) {
   constexpr int kPieces = 32 / kOut;  // pieces a stats load covers
-  constexpr int kRound = std::clamp(combine_loads(kColumns) / (kOut * kColumns), 1, 8);  // pieces loaded before they are summed
+  // Pieces whose outputs are loaded before they are summed.
+  constexpr int kRound = std::clamp(combine_loads(kColumns) / (kOut * kColumns), 1, 8);
   const int lane = threadIdx.x % 32, mine = lane % kOut;  // the output of this lane's stats
   const int64_t index = int64_t{slot} * p.sample_rows + row;
   const int64_t first = index * p.pieces * kOut;
   const int64_t segment = int64_t{slot} * profile_row_tiles(p.sample_rows) + row / kProfileRowTile;
   const int pieces = p.split.pieces(segment, p.key_steps);
-  // The largest piece's log2 mass per output: a candidate's record may carry dense's reference, far
-  // above its own scores, next to a piece where it keeps nothing (sum 0).
   // This lane's (piece, output) stats of the chunk from piece c0; a sum of 0 past the last piece.
   auto stats_at = [&](int c0) {
     return lane < kPieces * kOut && c0 + lane / kOut < pieces ? p.partial_stats[first + int64_t{c0} * kOut + lane]
                                                               : make_float2(0.f, 0.f);
   };
   const float2 head = stats_at(0);  // the first chunk's, kept for the weights: mostly the only one
-  float m = -INFINITY;              // of output `mine`, over this lane's pieces
+  // The largest piece's log2 mass per output: a candidate's record may carry dense's reference, far
+  // above its own scores, next to a piece where it keeps nothing (sum 0).
+  float m = -INFINITY;  // of output `mine`, over this lane's pieces
   bool flagged = false;
 #pragma unroll 1
   for (int c0 = 0; c0 < pieces; c0 += kPieces) {
