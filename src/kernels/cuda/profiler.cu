@@ -754,9 +754,12 @@ __device__ void combine_row(const ProfileParams& p, int slot, int row, float* q_
       for (int i = 0; i < kRound; ++i)
 #pragma unroll
         for (int o = 0; o < kOut; ++o) {
+          // Past n, x is 0 and wi is another lane's weight (0, or past kPieces another piece's, of any
+          // output), so the product is 0: every weight is finite, at most 1 / sum <= 2^100 (the
+          // wgmma kernel flags smaller sums; the mma.sync kernel's lie within kShareRange + slack).
           const float wi = __shfl_sync(0xffffffffu, w, ((i0 + i) * kOut + o) % 32);
 #pragma unroll
-          for (int j = 0; j < kColumns; ++j) value[o][j] = fmaf(wi, x[i][o][j], value[o][j]);  // x 0 past n
+          for (int j = 0; j < kColumns; ++j) value[o][j] = fmaf(wi, x[i][o][j], value[o][j]);
         }
     }
   }
@@ -836,12 +839,12 @@ __global__ void __launch_bounds__(32 * kCombineRows, combine_blocks(kColumns)) c
   if (row < p.sample_rows) combine_row<kOut, kColumns>(p, slot, row, q_rows[warp], weights[warp]);
   __threadfence();  // this block's row errors, before its ticket
   __syncthreads();
-  if (threadIdx.x == 0) last = atomicInc(p.tickets + slot, gridDim.y - 1) == gridDim.y - 1;
-  __syncthreads();
-  if (last && warp == 0) {
-    __threadfence();  // acquire: the other blocks' row errors, after their tickets
-    decide_slot<kOut>(p, slot);
+  if (threadIdx.x == 0) {
+    last = atomicInc(p.tickets + slot, gridDim.y - 1) == gridDim.y - 1;
+    if (last) __threadfence();  // acquire, by the thread that took the ticket: the other blocks' errors
   }
+  __syncthreads();
+  if (last && warp == 0) decide_slot<kOut>(p, slot);
 }
 
 template <int D, bool BF16, int NC>
