@@ -350,7 +350,8 @@ GpuProfile allocate_gpu_profile(const GpuPatterns& patterns, int batch, int head
 }
 
 void set_gpu_profile_blocks(GpuProfile& profile, int blocks) {
-  VDIT_CHECK(profile.rows.defined(), ErrorCode::invalid_argument, "set_gpu_profile_blocks: the profile is not allocated");
+  VDIT_CHECK(profile.rows.defined(), ErrorCode::invalid_argument,
+             "set_gpu_profile_blocks: the profile is not allocated");
   const int64_t total = work_steps(profile);
   VDIT_CHECK(blocks >= 1 && blocks <= total, ErrorCode::invalid_argument,
              "set_gpu_profile_blocks: {} blocks, expected 1 to {} (the profile's steps of work)", blocks, total);
@@ -406,10 +407,12 @@ void profile_heads_gpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const ProfileWorkspace w = profile_workspace(profile);
   VDIT_CHECK(profile.workspace.nbytes() >= w.bytes, ErrorCode::invalid_argument,
              "profile_heads_gpu: workspace of {} bytes, needs {}", profile.workspace.nbytes(), w.bytes);
-  VDIT_CHECK(profile.tickets.defined() && profile.tickets.device().is_cuda() && profile.tickets.dtype() == DType::i32 &&
-                 profile.tickets.numel() == int64_t{profile.batch} * profile.heads,
+  const int64_t slots = int64_t{profile.batch} * profile.heads;
+  const Tensor& tickets = profile.tickets;
+  VDIT_CHECK(tickets.defined() && tickets.device().is_cuda() && tickets.dtype() == DType::i32 &&
+                 tickets.numel() == slots,
              ErrorCode::invalid_argument, "profile_heads_gpu: tickets {}, expected GPU i32, one a slot ({})",
-             profile.tickets.defined() ? profile.tickets.describe() : "undefined", int64_t{profile.batch} * profile.heads);
+             tickets.defined() ? tickets.describe() : "undefined", slots);
   p.q = q.raw_data();
   p.k = k.raw_data();
   p.v = v.raw_data();

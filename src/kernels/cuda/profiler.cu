@@ -30,10 +30,10 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <type_traits>
 
 #include "kernels/cuda/fragment_math.h"
 #include "kernels/cuda/sm90_device.h"
+#include "kernels/cuda/static_switch.h"
 
 namespace vdit::cuda {
 namespace {
@@ -804,7 +804,8 @@ __device__ void decide_slot(const ProfileParams& p, int slot) {
   for (int o = 0; o < kOut; ++o) {
     double x = 0.0;
 #pragma unroll 1
-    for (int r = lane; r < p.sample_rows; r += 32) x += __ldcg(p.row_errors + (int64_t{slot} * p.sample_rows + r) * kOut + o);
+    for (int r = lane; r < p.sample_rows; r += 32)
+      x += __ldcg(p.row_errors + (int64_t{slot} * p.sample_rows + r) * kOut + o);
     sums[o] = warp_sum(x);
   }
   if (lane != 0) return;
@@ -943,21 +944,14 @@ cudaError_t launch_profile_heads(const ProfileParams& p, cudaStream_t stream) {
   if (error != cudaSuccess) return error;
   const dim3 grid(static_cast<unsigned>(p.batch * p.heads),
                   static_cast<unsigned>((p.sample_rows + kCombineRows - 1) / kCombineRows));
-  auto combine = [&](auto out, auto columns) {
-    combine_rows<decltype(out)::value, decltype(columns)::value><<<grid, 32 * kCombineRows, 0, stream>>>(p);
-  };
-  auto combine_for = [&](auto out) {
-    switch (p.head_dim) {
-      case 64: combine(out, std::integral_constant<int, 2>{}); break;
-      case 96: combine(out, std::integral_constant<int, 3>{}); break;
-      case 128: combine(out, std::integral_constant<int, 4>{}); break;
+  VDIT_HEADDIM_SWITCH(p.head_dim, kHeadDim, [&] {  // the partial launch refused any other head dim
+    constexpr int kColumns = kHeadDim / 32;
+    switch (p.candidates) {
+      case 1: combine_rows<2, kColumns><<<grid, 32 * kCombineRows, 0, stream>>>(p); break;
+      case 2: combine_rows<3, kColumns><<<grid, 32 * kCombineRows, 0, stream>>>(p); break;
+      case 3: combine_rows<4, kColumns><<<grid, 32 * kCombineRows, 0, stream>>>(p); break;
     }
-  };
-  switch (p.candidates) {
-    case 1: combine_for(std::integral_constant<int, 2>{}); break;
-    case 2: combine_for(std::integral_constant<int, 3>{}); break;
-    case 3: combine_for(std::integral_constant<int, 4>{}); break;
-  }
+  });
   return cudaGetLastError();
 }
 
