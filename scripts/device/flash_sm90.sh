@@ -11,6 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp}"
+mkdir -p "$out"
 source scripts/device/lib.sh
 # The test is built on its own (the kernel, the CPU reference and mask builders it needs), so that
 # work in progress elsewhere in the library cannot break this script. The CMake build (CI) builds
@@ -28,6 +29,12 @@ for i in "${!builds[@]}"; do
     -x cu -c "$(kernel_source "${builds[$i]}")" -o "$build/flash_fwd_sm90.$i.o" >"$build/kernel.$i.log" 2>&1 &
 done
 objects=()
+for source in src/kernels/cuda/{tensor_map,sm90_device}.cu; do  # (shared with the GPU profiler)
+  object="$build/$(basename "$source" .cu).o"
+  objects+=("$object")
+  "$cuda/bin/nvcc" -std=c++20 -O3 -gencode=arch=compute_90a,code=sm_90a -Iinclude -Isrc -c "$source" -o "$object" \
+    >"$object.log" 2>&1 &
+done
 for source in tests/cuda/flash_sm90_test.cpp src/core/*.cpp src/attention/{reference,head_rows,block_mask,layout,pattern,permutation}.cpp; do
   object="$build/$(basename "$source" .cpp).o"
   objects+=("$object")

@@ -215,10 +215,11 @@ struct Softmax {
   }
 
   // Masks the columns >= valid (keys past S), folds the tile into the running max and sum, turns
-  // s into exp2(scaled - max) in place, and returns the factors the old O must be multiplied by.
-  __device__ __forceinline__ void step(float (&s)[Tr::kBlockN / 2], int valid, float scale_log2,
+  // s into exp2(scaled - max) in place, and gives the factors the old O must be multiplied by;
+  // returns false when they are all 1 in the warp (the max moves lazily: softmax_exp2).
+  __device__ __forceinline__ bool step(float (&s)[Tr::kBlockN / 2], int valid, float scale_log2,
                                        float (&correction)[2]) {
-    softmax_exp2<Tr>(s, m, valid, scale_log2, correction);
+    const bool moved = softmax_exp2<Tr, true>(s, m, valid, scale_log2, correction);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float v[Tr::kBlockN / 8];
@@ -226,6 +227,7 @@ struct Softmax {
       for (int j = 0; j < Tr::kBlockN / 8; ++j) v[j] = s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
       l[r] = l[r] * correction[r] + tree_reduce<Tr::kBlockN / 8>(v, [](float a, float b) { return a + b; });
     }
+    return moved;
   }
 };
 
@@ -238,7 +240,8 @@ __device__ __forceinline__ void convert_p(const float (&s)[Tr::kBlockN / 2], uin
 }
 
 template <class Tr>
-__device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const float (&correction)[2]) {
+__device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const float (&correction)[2], bool moved) {
+  if (!moved) return;  // (warp-uniform)
 #pragma unroll
   for (int j = 0; j < Tr::kHeadDim / 8; ++j)
 #pragma unroll
@@ -608,6 +611,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       float s[Tr::kBlockN / 2];
       uint32_t pf[Tr::kBlockN / 16][4];
       float correction[2];
+      bool moved;
 
       // The first tile alone, then each next tile's Q K^T together with the last one's P V, whose
       // softmax runs while P V does.
@@ -618,7 +622,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       wgmma_wait<0>();
       fence_registers(s);
       if (tile & my_last) mbar_arrive(q_empty);
-      softmax.step(s, tile >> kValidShift, scale_log2, correction);
+      moved = softmax.step(s, tile >> kValidShift, scale_log2, correction);
       convert_p<Tr>(s, pf);
       prev_stage = stage;
       uint32_t prev_phase = phase;
@@ -629,12 +633,12 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
         VDIT_STATS(++stats.tiles;)
         issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
         if (!two_rows) tile = info[stage];
-        rescale_o<Tr>(o, correction);  // O to the scale of P before P V is added
+        rescale_o<Tr>(o, correction, moved);  // O to the scale of P before P V is added
         issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
         wgmma_wait<1>();
         fence_registers(s);
         if (tile & my_last) mbar_arrive(q_empty);
-        softmax.step(s, tile >> kValidShift, scale_log2, correction);
+        moved = softmax.step(s, tile >> kValidShift, scale_log2, correction);
         // The softmax must happen while P V runs: keep ptxas from hoisting the wait above it.
         order_after(sink, softmax.l[0] + softmax.l[1]);
         wgmma_wait<0>();
@@ -648,7 +652,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       rest = !(tile & kLastTile);
       VDIT_STATS_TIMED(v, mbar_wait(v_full + 8 * prev_stage, prev_phase));
       VDIT_STATS(++stats.tiles;)
-      rescale_o<Tr>(o, correction);
+      rescale_o<Tr>(o, correction, moved);
       issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
       wgmma_wait<0>();
       fence_registers(o);

@@ -172,8 +172,14 @@ __device__ __forceinline__ float tree_reduce(float (&v)[N], Op op) {
 // masks the columns >= valid (keys past S), folds the tile's row maxima into m (scaled scores, log2
 // units), turns s into exp2(scaled - m) in place, and gives the factors what was accumulated against
 // the old m must be multiplied by. The row sums are the caller's.
-template <class Tr>
-__device__ __forceinline__ void softmax_exp2(float (&s)[Tr::kBlockN / 2], float (&m)[2], int valid, float scale_log2,
+// kLazy (FlashAttention-4's rescaling rule): m moves only when a row's tile maximum passes it by more
+// than kLazyLog2, so after a row's first tiles the corrections are 1 and the caller can skip them;
+// exp2(scaled - m) then stays below 2^kLazyLog2, far inside float's and bf16/fp16's range, and the
+// result is the same (O and the row sum share m). Returns whether any correction of the warp is not 1.
+constexpr float kLazyLog2 = 8.f;
+
+template <class Tr, bool kLazy = false>
+__device__ __forceinline__ bool softmax_exp2(float (&s)[Tr::kBlockN / 2], float (&m)[2], int valid, float scale_log2,
                                              float (&correction)[2]) {
   const int lane = threadIdx.x % 32;
   if (valid < Tr::kBlockN) {
@@ -193,11 +199,15 @@ __device__ __forceinline__ void softmax_exp2(float (&s)[Tr::kBlockN / 2], float 
     tile_max[r] = tree_reduce<Tr::kBlockN / 8>(v, [](float a, float b) { return fmaxf(a, b); });
   }
   float bias[2];
+  bool moved = false;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
     tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-    float m_new = fmaxf(m[r], tile_max[r] * scale_log2);
+    const float t = tile_max[r] * scale_log2;
+    // (lazy: -inf + kLazyLog2 is -inf, so a row's first finite maximum always moves m)
+    const float m_new = kLazy ? (t > m[r] + kLazyLog2 ? t : m[r]) : fmaxf(m[r], t);
+    moved |= m_new != m[r];
     bias[r] = m_new == -INFINITY ? 0.f : m_new;
     correction[r] = exp2_approx(m[r] - bias[r]);
     m[r] = m_new;
@@ -206,6 +216,7 @@ __device__ __forceinline__ void softmax_exp2(float (&s)[Tr::kBlockN / 2], float 
   for (int j = 0; j < Tr::kBlockN / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) s[4 * j + e] = exp2_approx(fmaf(s[4 * j + e], scale_log2, -bias[e / 2]));
+  return kLazy ? __any_sync(0xffffffffu, moved) : true;
 }
 
 }  // namespace vdit::cuda::sm90
