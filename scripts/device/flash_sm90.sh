@@ -2,7 +2,7 @@
 # Run ON THE DEVICE (H100/H200, carry .deps): builds the sm_90a flash kernel and its test, runs the
 # test against the CPU reference, compute-sanitizer memcheck and racecheck on the small dense cases,
 # then the timing of dense and sparse masks (Wan 1.3B S=32760 H=12 D=128, CogVideoX S=17550 H=48
-# D=64), whose table is printed last. Logs go to $OUT when set.
+# D=64, HunyuanVideo S=118800 H=24 D=128), whose table is printed last. Logs go to $OUT when set.
 # VARIANTS="ab/x.cu ...": files put in place of src/kernels/cuda/flash_fwd_sm90.cu, one more test
 # binary each (A/B in one call): every build is tested and sanitized, then all are timed in turn, twice.
 # RUNS: timed calls a row (median; default 10). VDIT_FLASH_SM90_BENCH_PATTERNS="dense,tile:4": the masks
@@ -83,7 +83,7 @@ done
 if ((${#builds[@]} > 1)); then  # A/B: one line a row, ms of every build and round
   echo "| shape | mask | $(printf '%s | ' "${builds[@]}")"
   awk -F'|' '/^== /{b=$0; sub(/^== /,"",b); sub(/ \(round.*/,"",b); if(!(b in seen)){seen[b]=1; order[++n]=b}; next}
-    /^\| (Wan|CogVideoX)/{k=$2"|"$6; gsub(/  +/," ",k); if(!(k in rs)){rs[k]=1; rows[++m]=k}; ms[k,b]=ms[k,b] (ms[k,b]==""?"":" / ") $8+0}
+    /^\| (Wan|CogVideoX|HunyuanVideo)/{k=$2"|"$6; gsub(/  +/," ",k); if(!(k in rs)){rs[k]=1; rows[++m]=k}; ms[k,b]=ms[k,b] (ms[k,b]==""?"":" / ") $8+0}
     END{for(r=1;r<=m;r++){line="|" rows[r] "|"; for(i=1;i<=n;i++) line=line " " ms[rows[r],order[i]] " |"; print line}}' "$out/timing.log"
 fi
 if [ -n "${STATS:-}" ]; then  # the counts of each row's last launch

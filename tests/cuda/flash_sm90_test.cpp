@@ -385,6 +385,7 @@ TEST(FlashSm90, Timing) {
   const Shape shapes[] = {
       {"Wan 1.3B", {21, 30, 52, 0, TextPosition::none}, 12, 128},
       {"CogVideoX 5B", {13, 30, 45, 0, TextPosition::none}, 48, 64},
+      {"HunyuanVideo", {33, 45, 80, 0, TextPosition::none}, 24, 128},  // (long: ~0.3 s a dense call)
   };
   // "cross:N": dense cross-attention to the first N keys (a text of N tokens).
   // VDIT_FLASH_SM90_BENCH_PATTERNS="dense,tile:4" replaces the list.
