@@ -239,15 +239,6 @@ __device__ __forceinline__ void convert_p(const float (&s)[Tr::kBlockN / 2], uin
     for (int i = 0; i < 4; ++i) p[kk][i] = pack2<Tr::kBf16>(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
 }
 
-template <class Tr>
-__device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const float (&correction)[2], bool moved) {
-  if (!moved) return;  // (warp-uniform)
-#pragma unroll
-  for (int j = 0; j < Tr::kHeadDim / 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[4 * j + e] *= correction[e / 2];
-}
-
 // The CTA's mbarriers, in the order of Sm90Traits (shared-memory addresses): a stage's are k_full +
 // 8 * stage and so on, a claimed item's claim_full + 8 * k and claim_empty + 8 * k.
 template <class Tr>
@@ -652,7 +643,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
         VDIT_STATS(++stats.tiles;)
         issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
         if (!two_rows) tile = info[stage];
-        rescale_o<Tr>(o, correction, moved);  // O to the scale of P before P V is added
+        if (moved) rescale_o<Tr>(o, correction);  // O to the scale of P before P V is added (warp-uniform)
         issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
         wgmma_wait<1>();
         fence_registers(s);
@@ -671,7 +662,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       rest = !(tile & kLastTile);
       VDIT_STATS_TIMED(v, mbar_wait(v_full + 8 * prev_stage, prev_phase));
       VDIT_STATS(++stats.tiles;)
-      rescale_o<Tr>(o, correction, moved);
+      if (moved) rescale_o<Tr>(o, correction);
       issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
       wgmma_wait<0>();
       fence_registers(o);

@@ -224,12 +224,12 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
         const uint32_t words[2] = {w[2 * (k - 1)], w[2 * (k - 1) + 1]};
         any_kept[k - 1] |= words[0] | words[1];
 #pragma unroll
-        for (int q = 0; q < Tiles::kBlockN / 4; ++q) pf[k][q / 4][q % 4] = pf[0][q / 4][q % 4] & register_mask(words, q);
+        for (int q = 0; q < Tiles::kBlockN / 4; ++q)
+          pf[k][q / 4][q % 4] = pf[0][q / 4][q % 4] & register_mask(words, q);
       }
 #pragma unroll
       for (int k = 0; k < kOut; ++k) {
-#pragma unroll
-        for (int i = 0; i < Tiles::kHeadDim / 2; ++i) o[k][i] *= correction[(i / 2) % 2];
+        rescale_o<Tiles>(o[k], correction);
 #pragma unroll
         for (int r = 0; r < 2; ++r) l[k][2 * r] *= correction[r];  // [1] and [3] are never read
       }

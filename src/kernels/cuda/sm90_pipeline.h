@@ -219,4 +219,13 @@ __device__ __forceinline__ bool softmax_exp2(float (&s)[Tr::kBlockN / 2], float 
   return kLazy ? __any_sync(0xffffffffu, moved) : true;
 }
 
+// O's accumulator fragments (D / 2 a thread, rows as above) times softmax_exp2's corrections.
+template <class Tr>
+__device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const float (&correction)[2]) {
+#pragma unroll
+  for (int j = 0; j < Tr::kHeadDim / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[4 * j + e] *= correction[e / 2];
+}
+
 }  // namespace vdit::cuda::sm90
