@@ -4,7 +4,8 @@
 # then the timing of dense and sparse masks (Wan 1.3B S=32760 H=12 D=128, CogVideoX S=17550 H=48
 # D=64, HunyuanVideo S=118800 H=24 D=128), whose table is printed last. Logs go to $OUT when set.
 # VARIANTS="ab/x.cu ...": files put in place of src/kernels/cuda/flash_fwd_sm90.cu, one more test
-# binary each (A/B in one call): every build is tested and sanitized, then all are timed in turn, twice.
+# binary each (A/B in one call): every build is tested and sanitized, then all are timed in turn, ROUNDS
+# times (default 2).
 # RUNS: timed calls a row (median; default 10). VDIT_FLASH_SM90_BENCH_PATTERNS="dense,tile:4": the masks
 # timed. STATS=1: every build with the per-item cycle counts (-DVDIT_FLASH_SM90_STATS; timings then
 # include them), one line a row after the table.
@@ -70,7 +71,7 @@ for i in "${!builds[@]}"; do
   fi
 done
 rounds=1
-((${#builds[@]} > 1)) && rounds=2
+((${#builds[@]} > 1)) && rounds=${ROUNDS:-2}
 : >"$out/timing.log"
 for round in $(seq $rounds); do
   for i in "${!builds[@]}"; do

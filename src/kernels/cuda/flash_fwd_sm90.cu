@@ -21,7 +21,8 @@
 //   (FlashParams::unpermute) go straight from the registers to their frame-major rows instead. At
 //   d = 64, O has a buffer of its own, so a warpgroup never waits for the other at an item's end
 //   (up to 12% on short rows); at d = 96 and 128 there is no room, and O goes through the item's
-//   last V, once both warpgroups' last P V has read it. The producer hands each item's tile counts
+//   last K, once every warpgroup's last Q K^T has read it (not its last V, which would make each
+//   wait for the other's last P V). The producer hands each item's tile counts
 //   (ItemSlot) and each stage's flags to the consumers in shared memory.
 // - Tiles are swizzled in rows of 128 bytes (64 columns) at d = 64 and 128, of 64 bytes (32
 //   columns, TMA's 64-byte swizzle) at d = 96, so that d = 96 computes 96 columns, not 128.
@@ -97,7 +98,7 @@ struct Sm90Traits {
   static constexpr int kQOffset = 0;
   static constexpr int kKOffset = kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
-  // O's own staging buffer (kOwnO; otherwise O goes through the item's last V); then the mbarriers:
+  // O's own staging buffer (kOwnO; otherwise O goes through the item's last K); then the mbarriers:
   // q_full, q_empty, then k_full, v_full, kv_empty for each stage, then claim_full, claim_empty for
   // each of the two claimed items; then the work slot (ItemSlot), the stages' flags, the claimed
   // items (Claimed) and one word per consumer thread (see order_after).
@@ -422,19 +423,22 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
 
 // O / l of this warpgroup's 64 rows to global memory: written as 16-bit values (swizzled like a TMA
 // load) into `buffer`, then stored by TMA, which clips rows >= S. With kOwnO, `buffer` is O's own
-// and the warpgroup waits only for its previous store to have been read out. Otherwise it is the V of
-// the item's last stage, written once both warpgroups' last P V has read it; the thread that issues
-// the store releases the stage later (release_stage), once TMA has read it.
+// and the warpgroup waits only for its previous store to have been read out. Otherwise it is the K of
+// the item's last stage, written once every warpgroup's last Q K^T has read it (the item's q_empty
+// phase, `q_done`: no wait for the other warpgroup's last P V, so the warpgroups do not leave every
+// item together); the thread that issues the store releases the stage later (release_stage), once
+// TMA has read it.
 template <class Tr>
 __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], const float (&inv)[2], uint32_t buffer,
-                                       const CUtensorMap* tm_o, const WorkItem& wi, int group, uint32_t kv_empty) {
+                                       const CUtensorMap* tm_o, const WorkItem& wi, int group, uint32_t kv_empty,
+                                       uint32_t q_empty, uint32_t q_done) {
   const int thread = threadIdx.x % 128, lane = thread % 32;
   if constexpr (Tr::kOwnO) {
     // this warpgroup's previous O store has been read out of its half of the buffer
     if (thread == 0) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
     named_barrier(5 + group, 128);
   } else {
-    named_barrier(1, 256);  // the other warpgroup's last P V has read this V too
+    mbar_wait(q_empty, q_done);  // every warpgroup's last Q K^T has read this K
   }
   const uint32_t base = buffer + group * 64 * Tr::kRowBytes;
 #pragma unroll
@@ -461,19 +465,24 @@ __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], cons
   }
 }
 
-// Warpgroups start an item in turn: each issues its first Q K^T once the previous one's has
-// completed (named barriers 8 and 9), so that they do not all wait on the tensor cores and then all
-// run their softmax at once at every item's start, and stay apart after it. (Nsight Compute: the
-// short sparse rows wait ~2x longer on wgmma than the dense rows; 1-2.5% on Wan's short rows.)
-// A warpgroup cannot start the next item before the one after it has completed its last Q K^T of
-// this one (q_empty), so the barriers' arrivals never run an item ahead.
+// At d = 64 (three consumer warpgroups) warpgroups start an item in turn: each issues its first Q
+// K^T once the previous one's has completed (named barriers 8 and 9), so that they do not all wait
+// on the tensor cores and then all run their softmax at once at every item's start. (Nsight
+// Compute: the short sparse rows wait ~2x longer on wgmma than the dense rows.) It gained 1-2.5% on
+// Wan's short rows while O went through the last V; since it goes through the last K (store_o), the
+// two warpgroups of d = 96 and 128 do not leave an item together, and there it measured equal or
+// slower (HunyuanVideo tile:4 68.7 against 69.4 ms without it). A warpgroup cannot start the next
+// item before the one after it has completed its last Q K^T of this one (q_empty), so the barriers'
+// arrivals never run an item ahead.
+template <class Tr>
 __device__ __forceinline__ void stagger_wait(int group) {
-  if (group > 0) named_barrier(7 + group, 256);
+  if (Tr::kConsumers > 2 && group > 0) named_barrier(7 + group, 256);
 }
 
 template <class Tr>
 __device__ __forceinline__ void stagger_arrive(int group) {
-  if (group + 1 < Tr::kConsumers) asm volatile("bar.arrive %0, %1;" ::"r"(8 + group), "r"(256) : "memory");
+  if (Tr::kConsumers > 2 && group + 1 < Tr::kConsumers)
+    asm volatile("bar.arrive %0, %1;" ::"r"(8 + group), "r"(256) : "memory");
 }
 
 // The issuing thread's share of releasing the stage store_o used, once TMA has read it: called
@@ -512,7 +521,8 @@ __device__ __forceinline__ void store_o_rows(const FlashParams& p, const float (
     for (int j = 0; j < Tr::kHeadDim / 8; ++j) {
       const int col = 8 * j + 2 * (lane % 4);
       if (Tr::kHeadDim == p.head_dim || col < p.head_dim)
-        *reinterpret_cast<uint32_t*>(out + col) = pack2<Tr::kBf16>(o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
+        *reinterpret_cast<uint32_t*>(out + col) =
+            pack2<Tr::kBf16>(o[4 * j + 2 * r] * inv[r], o[4 * j + 2 * r + 1] * inv[r]);
     }
   }
 }
@@ -611,7 +621,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     int prev_stage = stage;
 
     if (count == 0) {
-      stagger_wait(group);
+      stagger_wait<Tr>(group);
       stagger_arrive<Tr>(group);
       release_stage(pending, kv_empty);
       mbar_arrive(q_empty);
@@ -624,7 +634,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       // The first tile alone, then each next tile's Q K^T together with the last one's P V, whose
       // softmax runs while P V does.
       int tile = next_own(mine, two_rows);
-      stagger_wait(group);
+      stagger_wait<Tr>(group);
       issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
       if (!two_rows) tile = info[stage];
       release_stage(pending, kv_empty);
@@ -684,8 +694,8 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     const bool unpermute =
         p.unpermute && p.unpermute[p.unpermute_slots == p.heads ? wi.h : wi.b * p.heads + wi.h];
     if (count > 0 && !unpermute) {
-      store_o<Tr>(o, inv, Tr::kOwnO ? smem + Tr::kOOffset : smem + Tr::kVOffset + prev_stage * Tr::kKVBytes, tm_o,
-                  wi, group, kv_empty + 8 * prev_stage);
+      store_o<Tr>(o, inv, Tr::kOwnO ? smem + Tr::kOOffset : smem + Tr::kKOffset + prev_stage * Tr::kKVBytes, tm_o,
+                  wi, group, kv_empty + 8 * prev_stage, q_empty, q_phase ^ 1);
       if constexpr (!Tr::kOwnO) pending = prev_stage;
     } else {
       // Rows with no kept tile (O = 0), and token-major rows going back to their frame-major place:
