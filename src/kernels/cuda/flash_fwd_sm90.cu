@@ -471,7 +471,8 @@ __device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], cons
 // Compute: the short sparse rows wait ~2x longer on wgmma than the dense rows.) It gained 1-2.5% on
 // Wan's short rows while O went through the last V; since it goes through the last K (store_o), the
 // two warpgroups of d = 96 and 128 do not leave an item together, and there it measured equal or
-// slower (HunyuanVideo tile:4 68.7 against 69.4 ms without it). A warpgroup cannot start the next
+// slower (HunyuanVideo tile:4 69.4 ms with it, 68.7 without). At d = 64 it is within the spread of
+// the A/B calls (CogVideoX's short rows 1-2.5% either way, RESULTS). A warpgroup cannot start the next
 // item before the one after it has completed its last Q K^T of this one (q_empty), so the barriers'
 // arrivals never run an item ahead.
 template <class Tr>
