@@ -181,11 +181,15 @@ __device__ inline WorkItem decode_item(int item, int heads, int q_tiles) {
 }
 
 // Per-item cycle counts, a diagnostic build (-DVDIT_FLASH_SM90_STATS; flash_sm90.sh STATS=1): the
-// first thread of each consumer warpgroup counts the cycles it waits for Q, K and V, spends in its
-// epilogue (with the other row's trailing stages) and lives; after each launch a one-thread kernel
-// prints them per item and per tile once every warpgroup has added its own.
+// first thread of each consumer warpgroup counts the cycles it waits for Q, K and V, for its wgmma
+// results and the stagger, spends in its epilogue (with the other row's trailing stages) and lives;
+// after each launch a one-thread kernel prints them per item and per tile once every warpgroup has
+// added its own.
 #if defined(VDIT_FLASH_SM90_STATS)
-__device__ unsigned long long g_stats[8];  // q, k, v waits, tiles, items, epilogue, lifetime, warpgroups
+// q, k, v waits, tiles, items, epilogue, lifetime, warpgroups; then the waits for wgmma results: the
+// first tile's Q K^T, each later Q K^T, each P V, the last P V; and the stagger's wait (d = 64)
+constexpr int kStatsCount = 13;
+__device__ unsigned long long g_stats[kStatsCount];
 __device__ unsigned int g_stats_done;
 #define VDIT_STATS(...) __VA_ARGS__
 #define VDIT_STATS_TIMED(field, ...)                              \
@@ -532,12 +536,15 @@ __device__ __forceinline__ void store_o_rows(const FlashParams& p, const float (
 struct ConsumerStats {
   long long start;
   uint32_t q = 0, k = 0, v = 0, tiles = 0, items = 0, epilogue = 0;
+  uint32_t first_qk = 0, qk = 0, pv = 0, last_pv = 0, stagger = 0;
   __device__ ConsumerStats() : start(clock64()) {}
   __device__ void flush() const {
     const uint32_t counts[6] = {q, k, v, tiles, items, epilogue};
     for (int i = 0; i < 6; ++i) atomicAdd(&g_stats[i], counts[i]);
     atomicAdd(&g_stats[6], static_cast<unsigned long long>(clock64() - start));
     atomicAdd(&g_stats[7], 1ull);
+    const uint32_t waits[5] = {first_qk, qk, pv, last_pv, stagger};
+    for (int i = 0; i < 5; ++i) atomicAdd(&g_stats[8 + i], waits[i]);
     __threadfence();
     atomicAdd(&g_stats_done, 1u);
   }
@@ -635,11 +642,11 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       // The first tile alone, then each next tile's Q K^T together with the last one's P V, whose
       // softmax runs while P V does.
       int tile = next_own(mine, two_rows);
-      stagger_wait<Tr>(group);
+      VDIT_STATS_TIMED(stagger, stagger_wait<Tr>(group));
       issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
       if (!two_rows) tile = info[stage];
       release_stage(pending, kv_empty);
-      wgmma_wait<0>();
+      VDIT_STATS_TIMED(first_qk, wgmma_wait<0>());
       fence_registers(s);
       stagger_arrive<Tr>(group);
       if (tile & my_last) mbar_arrive(q_empty);
@@ -656,13 +663,13 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
         if (!two_rows) tile = info[stage];
         if (moved) rescale_o<Tr>(o, correction);  // O to the scale of P before P V is added (warp-uniform)
         issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
-        wgmma_wait<1>();
+        VDIT_STATS_TIMED(qk, wgmma_wait<1>());
         fence_registers(s);
         if (tile & my_last) mbar_arrive(q_empty);
         moved = softmax.step(s, tile >> kValidShift, scale_log2, correction);
         // The softmax must happen while P V runs: keep ptxas from hoisting the wait above it.
         order_after(sink, softmax.l[0] + softmax.l[1]);
-        wgmma_wait<0>();
+        VDIT_STATS_TIMED(pv, wgmma_wait<0>());
         fence_registers(o);
         mbar_arrive(kv_empty + 8 * prev_stage);
         convert_p<Tr>(s, pf);
@@ -675,7 +682,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       VDIT_STATS(++stats.tiles;)
       if (moved) rescale_o<Tr>(o, correction);
       issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
-      wgmma_wait<0>();
+      VDIT_STATS_TIMED(last_pv, wgmma_wait<0>());
       fence_registers(o);
       if constexpr (Tr::kOwnO) mbar_arrive(kv_empty + 8 * prev_stage);
     }
@@ -761,14 +768,15 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
 // Prints and clears the counts once all `warpgroups` of the launch have added theirs.
 __global__ void flash_sm90_stats_kernel(unsigned int warpgroups) {
   if (g_stats_done != warpgroups) return;
-  unsigned long long v[8];
-  for (int i = 0; i < 8; ++i) v[i] = g_stats[i], g_stats[i] = 0;
+  unsigned long long v[kStatsCount];
+  for (int i = 0; i < kStatsCount; ++i) v[i] = g_stats[i], g_stats[i] = 0;
   g_stats_done = 0;
   const double items = static_cast<double>(v[4]), tiles = static_cast<double>(v[3]), groups = static_cast<double>(v[7]);
   printf("stats: %.0f warpgroups, %.1f items and %.2f tiles an item each; cycles an item: Q wait %.0f, K wait %.0f, "
-         "V wait %.0f, epilogue %.0f, all %.0f; a tile %.0f\n",
+         "V wait %.0f, epilogue %.0f, all %.0f; a tile %.0f; wgmma waits an item: first Q K^T %.0f, Q K^T %.0f, "
+         "P V %.0f, last P V %.0f; stagger %.0f\n",
          groups, items / groups, tiles / items, v[0] / items, v[1] / items, v[2] / items, v[5] / items, v[6] / items,
-         v[6] / tiles);
+         v[6] / tiles, v[8] / items, v[9] / items, v[10] / items, v[11] / items, v[12] / items);
 }
 #endif
 
