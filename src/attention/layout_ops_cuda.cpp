@@ -124,16 +124,11 @@ struct ProfileWorkspace {
   size_t stats = 0, out = 0, errors = 0, bytes = 0;
 };
 
-// The profiler's steps of cuda::kProfileKeyTile keys over a layout.
-int64_t key_steps(const VideoLayout& layout) {
-  return cuda::profile_key_steps(layout.tokens());
-}
-
 // The partial kernel's work: a step per (slot, row tile, key step) of the profile's batch, heads,
 // sampled rows and layout.
 int64_t work_steps(const GpuProfile& profile) {
   return int64_t{profile.batch} * profile.heads * cuda::profile_row_tiles(profile.sample_rows) *
-         key_steps(profile.layout);
+         cuda::profile_key_steps(profile.layout.tokens());
 }
 
 // What the profiler's kernels read of the patterns and the profile (its rows, its kernel).
@@ -148,7 +143,7 @@ cuda::ProfileParams profile_params(const GpuPatterns& patterns, const GpuProfile
   p.candidates = static_cast<int>(profile.patterns.size());
   p.rows = profile.rows.data<int32_t>();
   p.sample_rows = profile.sample_rows;
-  p.key_steps = key_steps(patterns.layout);
+  p.key_steps = cuda::profile_key_steps(patterns.layout.tokens());
   p.kernel = profile.wgmma ? cuda::ProfileKernel::wgmma : cuda::ProfileKernel::mma_sync;
   return p;
 }
@@ -160,7 +155,7 @@ ProfileWorkspace profile_workspace(const GpuProfile& profile) {
   const int64_t outputs = static_cast<int64_t>(profile.patterns.size()) + 1, dim = profile.head_dim;
   ProfileWorkspace w;
   w.split = cuda::ProfileSplit{work_steps(profile), profile.blocks};
-  w.pieces = cuda::profile_pieces(w.split, key_steps(profile.layout));
+  w.pieces = cuda::profile_pieces(w.split, cuda::profile_key_steps(profile.layout.tokens()));
   const int64_t records = slots * rows * w.pieces * outputs;
   w.stats = 0;
   w.out = round(w.stats + records * sizeof(float) * 2);
