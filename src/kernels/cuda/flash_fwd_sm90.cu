@@ -13,6 +13,8 @@
 //   converted to bf16/fp16 in registers and fed as the register A operand of the O += P V wgmma.
 //   S(j) = Q K(j)^T and O += P(j-1) V(j-1) are issued together, and the softmax of tile j runs
 //   while the P V GEMM does (intra-warpgroup overlap); setmaxnreg moves registers to the consumers.
+//   At d = 64 that GEMM also sums P's rows (8 more columns of O against ones), which takes a fifth of
+//   the softmax's instructions off the issue-bound warps (3-6% faster).
 //   (FA3's inter-warpgroup pingpong measured slower here: 588 vs 651 TFLOP/s dense at d = 128.)
 // - Ragged tails: TMA fills out-of-bounds rows with zeros; keys >= S_k are masked to -inf; rows
 //   >= S are not stored. Rows with no kept block get O = 0 and LSE = -inf. Dense attention may
@@ -98,13 +100,19 @@ struct Sm90Traits {
   static constexpr int kQOffset = 0;
   static constexpr int kKOffset = kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKVBytes;
-  // O's own staging buffer (kOwnO; otherwise O goes through the item's last K); then the mbarriers:
+  // O's own staging buffer (kOwnO; otherwise O goes through the item's last K), the ones of the row
+  // sums (kSumsByMma); then the mbarriers:
   // q_full, q_empty, then k_full, v_full, kv_empty for each stage, then claim_full, claim_empty for
   // each of the two claimed items; then the work slot (ItemSlot), the stages' flags, the claimed
   // items (Claimed) and one word per consumer thread (see order_after).
   static constexpr bool kOwnO = kHeadDim == 64;
   static constexpr int kOOffset = kVOffset + kStages * kKVBytes;
-  static constexpr int kBarOffset = kOOffset + (kOwnO ? kQBytes : 0);
+  // At d = 64 P V also sums P's rows into 8 more columns of O (pv_wgmmas, reading 2 KB of ones):
+  // the softmax's adds, a fifth of its instructions, go to the tensor cores.
+  static constexpr int kOCols = kHeadDim == 64 ? kHeadDim + 8 : kHeadDim;
+  static constexpr bool kSumsByMma = kOCols > kHeadDim;
+  static constexpr int kOnesOffset = kOOffset + (kOwnO ? kQBytes : 0);
+  static constexpr int kBarOffset = kOnesOffset + (kSumsByMma ? 2048 : 0);
   static constexpr int kBarCount = 2 + 3 * kStages + 4;  // (Barriers)
   static constexpr int kSlotOffset = kBarOffset + 8 * kBarCount;
   static constexpr int kInfoOffset = kSlotOffset + 16;  // one word per stage (kInA ...)
@@ -187,8 +195,9 @@ __device__ inline WorkItem decode_item(int item, int heads, int q_tiles) {
 // added its own.
 #if defined(VDIT_FLASH_SM90_STATS)
 // q, k, v waits, tiles, items, epilogue, lifetime, warpgroups; then the waits for wgmma results: the
-// first tile's Q K^T, each later Q K^T, each P V, the last P V; and the stagger's wait (d = 64)
-constexpr int kStatsCount = 13;
+// first tile's Q K^T, each later Q K^T, each P V, the last P V; the stagger's wait (d = 64); the
+// longest lifetime (the launch's tail: its warpgroups live that long less the mean on average idle)
+constexpr int kStatsCount = 14;
 __device__ unsigned long long g_stats[kStatsCount];
 __device__ unsigned int g_stats_done;
 #define VDIT_STATS(...) __VA_ARGS__
@@ -212,25 +221,28 @@ using namespace sm90;
 template <class Tr>
 struct Softmax {
   float m[2];  // running max of the scaled scores, log2 units
-  float l[2];  // running sum of exp2, this thread's columns only
+  float l[2];  // running sum of exp2, this thread's columns only (unless kSumsByMma: O's last columns)
 
   __device__ void reset() {
     m[0] = m[1] = -INFINITY;
     l[0] = l[1] = 0.f;
   }
 
-  // Masks the columns >= valid (keys past S), folds the tile into the running max and sum, turns
-  // s into exp2(scaled - max) in place, and gives the factors the old O must be multiplied by;
-  // returns false when they are all 1 in the warp (the max moves lazily: softmax_exp2).
+  // Masks the columns >= valid (keys past S), folds the tile into the running max and sum (the sum
+  // not with kSumsByMma), turns s into exp2(scaled - max) in place, and gives the factors the old O
+  // must be multiplied by; returns false when they are all 1 in the warp (the max moves lazily:
+  // softmax_exp2).
   __device__ __forceinline__ bool step(float (&s)[Tr::kBlockN / 2], int valid, float scale_log2,
                                        float (&correction)[2]) {
     const bool moved = softmax_exp2<Tr, true>(s, m, valid, scale_log2, correction);
+    if constexpr (!Tr::kSumsByMma) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float v[Tr::kBlockN / 8];
+      for (int r = 0; r < 2; ++r) {
+        float v[Tr::kBlockN / 8];
 #pragma unroll
-      for (int j = 0; j < Tr::kBlockN / 8; ++j) v[j] = s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
-      l[r] = l[r] * correction[r] + tree_reduce<Tr::kBlockN / 8>(v, [](float a, float b) { return a + b; });
+        for (int j = 0; j < Tr::kBlockN / 8; ++j) v[j] = s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
+        l[r] = l[r] * correction[r] + tree_reduce<Tr::kBlockN / 8>(v, [](float a, float b) { return a + b; });
+      }
     }
     return moved;
   }
@@ -433,7 +445,7 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
 // item together); the thread that issues the store releases the stage later (release_stage), once
 // TMA has read it.
 template <class Tr>
-__device__ __forceinline__ void store_o(const float (&o)[Tr::kHeadDim / 2], const float (&inv)[2], uint32_t buffer,
+__device__ __forceinline__ void store_o(const float (&o)[Tr::kOCols / 2], const float (&inv)[2], uint32_t buffer,
                                        const CUtensorMap* tm_o, const WorkItem& wi, int group, uint32_t kv_empty,
                                        uint32_t q_empty, uint32_t q_done) {
   const int thread = threadIdx.x % 128, lane = thread % 32;
@@ -510,7 +522,7 @@ __device__ __forceinline__ int frame_major_row(const FlashParams& p, int r) {
 // O / l of this thread's two rows to global memory from the registers, each at its frame-major row
 // when `unpermute`.
 template <class Tr>
-__device__ __forceinline__ void store_o_rows(const FlashParams& p, const float (&o)[Tr::kHeadDim / 2],
+__device__ __forceinline__ void store_o_rows(const FlashParams& p, const float (&o)[Tr::kOCols / 2],
                                              const float (&inv)[2], const WorkItem& wi, int row_in_tile,
                                              bool unpermute) {
   using Element = std::conditional_t<Tr::kBf16, __nv_bfloat16, __half>;
@@ -541,7 +553,9 @@ struct ConsumerStats {
   __device__ void flush() const {
     const uint32_t counts[6] = {q, k, v, tiles, items, epilogue};
     for (int i = 0; i < 6; ++i) atomicAdd(&g_stats[i], counts[i]);
-    atomicAdd(&g_stats[6], static_cast<unsigned long long>(clock64() - start));
+    const auto lifetime = static_cast<unsigned long long>(clock64() - start);
+    atomicAdd(&g_stats[6], lifetime);
+    atomicMax(&g_stats[13], lifetime);
     atomicAdd(&g_stats[7], 1ull);
     const uint32_t waits[5] = {first_qk, qk, pv, last_pv, stagger};
     for (int i = 0; i < 5; ++i) atomicAdd(&g_stats[8 + i], waits[i]);
@@ -621,9 +635,9 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     const int count = in_a ? tiles_a : tiles_b;
     bool rest = tiles_a + tiles_b > 0;  // stages of the item this warpgroup still has to release
 
-    float o[Tr::kHeadDim / 2];
+    float o[Tr::kOCols / 2];
 #pragma unroll
-    for (int i = 0; i < Tr::kHeadDim / 2; ++i) o[i] = 0.f;
+    for (int i = 0; i < Tr::kOCols / 2; ++i) o[i] = 0.f;
     Softmax<Tr> softmax;
     softmax.reset();
     int prev_stage = stage;
@@ -662,7 +676,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
         issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
         if (!two_rows) tile = info[stage];
         if (moved) rescale_o<Tr>(o, correction);  // O to the scale of P before P V is added (warp-uniform)
-        issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
+        issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes, smem + Tr::kOnesOffset);
         VDIT_STATS_TIMED(qk, wgmma_wait<1>());
         fence_registers(s);
         if (tile & my_last) mbar_arrive(q_empty);
@@ -681,7 +695,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       VDIT_STATS_TIMED(v, mbar_wait(v_full + 8 * prev_stage, prev_phase));
       VDIT_STATS(++stats.tiles;)
       if (moved) rescale_o<Tr>(o, correction);
-      issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes);
+      issue_pv<Tr>(o, pf, smem + Tr::kVOffset + prev_stage * Tr::kKVBytes, smem + Tr::kOnesOffset);
       VDIT_STATS_TIMED(last_pv, wgmma_wait<0>());
       fence_registers(o);
       if constexpr (Tr::kOwnO) mbar_arrive(kv_empty + 8 * prev_stage);
@@ -694,9 +708,13 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     float inv[2], l[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      l[r] = softmax.l[r];
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+      if constexpr (Tr::kSumsByMma) {
+        l[r] = o[Tr::kHeadDim / 2 + 2 * r];  // (every column of the 8 holds the row's sum)
+      } else {
+        l[r] = softmax.l[r];
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+      }
       inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
     }
     const bool unpermute =
@@ -746,6 +764,12 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
     for (int k = 0; k < 2; ++k) mbar_init(bars.claim_empty + 8 * k, 1);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
+  if constexpr (Tr::kSumsByMma) {  // the row sums' B (pv_wgmmas): 2 KB of ones, read by the tensor cores
+    const uint32_t one = Tr::kBf16 ? 0x3f803f80u : 0x3c003c00u;
+    for (int i = threadIdx.x; i < 2048 / 4; i += Tr::kThreads)
+      asm volatile("st.shared.b32 [%0], %1;" ::"r"(smem + Tr::kOnesOffset + 4 * i), "r"(one) : "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
   __syncthreads();
 
   if (threadIdx.x < 128) {
@@ -774,9 +798,10 @@ __global__ void flash_sm90_stats_kernel(unsigned int warpgroups) {
   const double items = static_cast<double>(v[4]), tiles = static_cast<double>(v[3]), groups = static_cast<double>(v[7]);
   printf("stats: %.0f warpgroups, %.1f items and %.2f tiles an item each; cycles an item: Q wait %.0f, K wait %.0f, "
          "V wait %.0f, epilogue %.0f, all %.0f; a tile %.0f; wgmma waits an item: first Q K^T %.0f, Q K^T %.0f, "
-         "P V %.0f, last P V %.0f; stagger %.0f\n",
+         "P V %.0f, last P V %.0f; stagger %.0f; lifetime: mean %.0f, longest %.0f (%.1f%% idle)\n",
          groups, items / groups, tiles / items, v[0] / items, v[1] / items, v[2] / items, v[5] / items, v[6] / items,
-         v[6] / tiles, v[8] / items, v[9] / items, v[10] / items, v[11] / items, v[12] / items);
+         v[6] / tiles, v[8] / items, v[9] / items, v[10] / items, v[11] / items, v[12] / items, v[6] / groups,
+         static_cast<double>(v[13]), 100.0 * (1.0 - v[6] / groups / static_cast<double>(v[13])));
 }
 #endif
 

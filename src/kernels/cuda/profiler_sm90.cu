@@ -37,6 +37,7 @@ namespace {
 // Tiles (the traits sm90_pipeline.h's GEMMs read) and shared memory.
 struct Tiles {
   static constexpr int kHeadDim = 64;
+  static constexpr int kOCols = kHeadDim;
   static constexpr bool kBf16 = true;
   static constexpr int kBlockN = kProfileKeyTile;
   static constexpr int kChunk = 64;

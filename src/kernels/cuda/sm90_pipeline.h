@@ -4,7 +4,8 @@
 // step (S = Q K^T from shared memory, O += P V with P in registers) and its online softmax. Include from code
 // compiled under __CUDA_ARCH_FEAT_SM90_ALL. The tile templates take a traits class with kHeadDim,
 // kBf16, kBlockN (keys a tile), kChunk (columns a swizzled chunk), kRowBytes (2 * kChunk),
-// kQChunkBytes and kKVChunkBytes (bytes of one chunk of a Q or K/V tile).
+// kQChunkBytes and kKVChunkBytes (bytes of one chunk of a Q or K/V tile), and kOCols: the columns
+// of O's accumulator, kHeadDim, or kHeadDim + 8 where P V also sums P's rows (pv_wgmmas).
 #pragma once
 
 #include <cuda.h>  // CUtensorMap
@@ -132,24 +133,29 @@ __device__ __forceinline__ void issue_qk(float (&s)[Tr::kBlockN / 2], uint32_t q
 }
 
 // O[64 x D] += P[64 x 128] V[128 x D]; P in registers, V MN-major (rows of keys, D contiguous):
-// the wgmma instructions only, for callers that issue several GEMMs in one group.
+// the wgmma instructions only, for callers that issue several GEMMs in one group. With kOCols = D +
+// 8 (one chunk, D = 64) the GEMM is 8 columns wider and their B is `ones`, 16 rows (2 KB, 1024-aligned)
+// of ones read for every 16 keys (each step's lbo, the stride to the next column chunk, points there):
+// O's last 8 columns are then P's row sums, in f32 from the very P that multiplies V.
 template <class Tr>
-__device__ __forceinline__ void pv_wgmmas(float (&o)[Tr::kHeadDim / 2], const uint32_t (&p)[Tr::kBlockN / 16][4],
-                                          uint32_t v_address) {
+__device__ __forceinline__ void pv_wgmmas(float (&o)[Tr::kOCols / 2], const uint32_t (&p)[Tr::kBlockN / 16][4],
+                                          uint32_t v_address, uint32_t ones = 0) {
+  static_assert(Tr::kOCols == Tr::kHeadDim || (Tr::kOCols == Tr::kHeadDim + 8 && Tr::kHeadDim == Tr::kChunk));
+  constexpr uint32_t kStep = 16 * Tr::kRowBytes;
 #pragma unroll
   for (int kk = 0; kk < Tr::kBlockN / 16; ++kk) {
-    sm90::wgmma_rs<Tr::kHeadDim, Tr::kBf16>(
-        o, p[kk], make_descriptor<Tr>(v_address + kk * 16 * Tr::kRowBytes, Tr::kKVChunkBytes));
+    const uint32_t lbo = Tr::kOCols == Tr::kHeadDim ? Tr::kKVChunkBytes : ones - v_address - kk * kStep;
+    sm90::wgmma_rs<Tr::kOCols, Tr::kBf16>(o, p[kk], make_descriptor<Tr>(v_address + kk * kStep, lbo));
   }
 }
 
 // The same as a group of its own.
 template <class Tr>
-__device__ __forceinline__ void issue_pv(float (&o)[Tr::kHeadDim / 2], const uint32_t (&p)[Tr::kBlockN / 16][4],
-                                         uint32_t v_address) {
+__device__ __forceinline__ void issue_pv(float (&o)[Tr::kOCols / 2], const uint32_t (&p)[Tr::kBlockN / 16][4],
+                                         uint32_t v_address, uint32_t ones = 0) {
   fence_registers(o);
   wgmma_fence();
-  pv_wgmmas<Tr>(o, p, v_address);
+  pv_wgmmas<Tr>(o, p, v_address, ones);
   wgmma_commit();
   fence_registers(o);
 }
@@ -219,11 +225,11 @@ __device__ __forceinline__ bool softmax_exp2(float (&s)[Tr::kBlockN / 2], float 
   return kLazy ? __any_sync(0xffffffffu, moved) : true;
 }
 
-// O's accumulator fragments (D / 2 a thread, rows as above) times softmax_exp2's corrections.
+// O's accumulator fragments (kOCols / 2 a thread, rows as above) times softmax_exp2's corrections.
 template <class Tr>
-__device__ __forceinline__ void rescale_o(float (&o)[Tr::kHeadDim / 2], const float (&correction)[2]) {
+__device__ __forceinline__ void rescale_o(float (&o)[Tr::kOCols / 2], const float (&correction)[2]) {
 #pragma unroll
-  for (int j = 0; j < Tr::kHeadDim / 8; ++j)
+  for (int j = 0; j < Tr::kOCols / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[4 * j + e] *= correction[e / 2];
 }
