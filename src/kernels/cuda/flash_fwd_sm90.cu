@@ -14,7 +14,8 @@
 //   S(j) = Q K(j)^T and O += P(j-1) V(j-1) are issued together, and the softmax of tile j runs
 //   while the P V GEMM does (intra-warpgroup overlap); setmaxnreg moves registers to the consumers.
 //   At d = 64 that GEMM also sums P's rows (8 more columns of O against ones), which takes a fifth of
-//   the softmax's instructions off the issue-bound warps (3-6% faster).
+//   the softmax's instructions off the issue-bound warps (3-7% faster); there only the running max
+//   overlaps P V, and the exponentials follow its wait (see order_after in consumer).
 //   (FA3's inter-warpgroup pingpong measured slower here: 588 vs 651 TFLOP/s dense at d = 128.)
 // - Ragged tails: TMA fills out-of-bounds rows with zeros; keys >= S_k are masked to -inf; rows
 //   >= S are not stored. Rows with no kept block get O = 0 and LSE = -inf. Dense attention may
@@ -63,8 +64,8 @@ struct Sm90Tiles {
 };
 
 // The one place tile sizes are chosen. Shared memory: Q + stages * (K + V) = 32 + 3 * 64 KB at d =
-// 128, 24 + 4 * 48 KB at d = 96, 24 + 5 * 32 KB + 24 KB for O at d = 64 (five stages: 2-4% on short
-// sparse rows over four, 10% on rows of two unrelated CSR rows).
+// 128, 24 + 4 * 48 KB at d = 96, 24 + 5 * 32 KB + 24 KB for O + 2 KB of ones at d = 64 (five stages:
+// 2-4% on short sparse rows over four, 10% on rows of two unrelated CSR rows).
 constexpr Sm90Tiles sm90_tiles(int head_dim) {
   return head_dim == 128 ? Sm90Tiles{2, 128, 3} : head_dim == 96 ? Sm90Tiles{2, 128, 4} : Sm90Tiles{3, 128, 5};
 }
@@ -112,7 +113,8 @@ struct Sm90Traits {
   static constexpr int kOCols = kHeadDim == 64 ? kHeadDim + 8 : kHeadDim;
   static constexpr bool kSumsByMma = kOCols > kHeadDim;
   static constexpr int kOnesOffset = kOOffset + (kOwnO ? kQBytes : 0);
-  static constexpr int kBarOffset = kOnesOffset + (kSumsByMma ? 2048 : 0);
+  static constexpr int kOnesBytes = kSumsByMma ? 16 * kRowBytes : 0;  // 16 rows: a P V step's keys
+  static constexpr int kBarOffset = kOnesOffset + kOnesBytes;
   static constexpr int kBarCount = 2 + 3 * kStages + 4;  // (Barriers)
   static constexpr int kSlotOffset = kBarOffset + 8 * kBarCount;
   static constexpr int kInfoOffset = kSlotOffset + 16;  // one word per stage (kInA ...)
@@ -122,6 +124,8 @@ struct Sm90Traits {
   static_assert(kBlockN == 128 && kMaskBlockMultiple % kBlockN == 0 &&
                 (kConsumers == 3 || kMaskBlockMultiple % kBlockM == 0));
   static_assert(kSmemBytes <= 227 * 1024, "shared memory over the sm_90 limit");
+  // (the ones after every V stage, so that each P V step's stride to them is positive; swizzle-aligned)
+  static_assert(!kSumsByMma || (kOnesOffset > kVOffset && kOnesOffset % 1024 == 0));
 };
 
 // Kernel arguments besides the params and the tensor maps.
@@ -769,7 +773,7 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
   }
   if constexpr (Tr::kSumsByMma) {  // the row sums' B (pv_wgmmas): 2 KB of ones, read by the tensor cores
     const uint32_t one = Tr::kBf16 ? 0x3f803f80u : 0x3c003c00u;
-    for (int i = threadIdx.x; i < 2048 / 4; i += Tr::kThreads)
+    for (int i = threadIdx.x; i < Tr::kOnesBytes / 4; i += Tr::kThreads)
       asm volatile("st.shared.b32 [%0], %1;" ::"r"(smem + Tr::kOnesOffset + 4 * i), "r"(one) : "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   }
