@@ -31,6 +31,7 @@
 
 #include <algorithm>
 
+#include "kernels/cuda/dependent_launch.h"
 #include "kernels/cuda/fragment_math.h"
 #include "kernels/cuda/sm90_device.h"
 #include "kernels/cuda/static_switch.h"
@@ -541,12 +542,14 @@ __global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int row_tiles = profile_row_tiles(p.sample_rows);
   const int64_t token_stride = int64_t{p.heads} * D;
+  allow_dependents();  // (the combine: it waits for this kernel's end)
   if (tid == 0) {
     for (int s = 0; s < Sh::kStages; ++s) {
       mbar_init(bars + s, kThreads);              // full: each thread's copies landed
       mbar_init(bars + Sh::kStages + s, kWarps);  // empty: one arrival per warp
     }
   }
+  dependency_wait();  // the keep bits
   int done = 0;  // steps run by the block so far
   for (int64_t at = p.split.begin(blockIdx.x), end = p.split.begin(blockIdx.x + 1); at < end;) {
     const int64_t segment = at / p.key_steps, first = at - segment * p.key_steps;
@@ -597,6 +600,7 @@ __device__ __forceinline__ bool candidate_keeps(const MaskGeometry& geo, const M
 template <int NC, ProfileKernel kKernel>
 __global__ void __launch_bounds__(kThreads) profile_kept(ProfileParams p, uint32_t* out) {
   constexpr int kKeptThreads = profile_kept_threads(kKernel);
+  allow_dependents();  // (the partial kernel: it waits for this kernel's end before it reads the bits)
   const MaskGeometry& geo = p.geometry;
   const int step = blockIdx.x, row_tile = blockIdx.y, b = blockIdx.z;
   const int tid = threadIdx.x, lane = tid % 32, g = lane / 4, t = lane % 4;
@@ -837,6 +841,7 @@ __global__ void __launch_bounds__(32 * kCombineRows, combine_blocks(kColumns)) c
   __shared__ float q_rows[kCombineRows][128], weights[kCombineRows][32];
   __shared__ bool last;
   const int warp = threadIdx.x / 32, slot = blockIdx.x, row = blockIdx.y * kCombineRows + warp;
+  dependency_wait();  // the partial kernel's records
   if (row < p.sample_rows) combine_row<kOut, kColumns>(p, slot, row, q_rows[warp], weights[warp]);
   __threadfence();  // this block's row errors, before its ticket
   __syncthreads();
@@ -859,8 +864,7 @@ cudaError_t launch_partials(const ProfileParams& p, cudaStream_t stream) {
                                  cudaSharedmemCarveoutMaxShared);
   }
   if (error != cudaSuccess) return error;
-  kernel<<<p.split.blocks, kThreads, Sh::kSmem, stream>>>(p);
-  return cudaGetLastError();
+  return launch_dependent(kernel, p.split.blocks, kThreads, Sh::kSmem, stream, p);
 }
 
 template <int D, bool BF16>
@@ -947,12 +951,12 @@ cudaError_t launch_profile_heads(const ProfileParams& p, cudaStream_t stream) {
   VDIT_HEADDIM_SWITCH(p.head_dim, kHeadDim, [&] {  // the partial launch refused any other head dim
     constexpr int kColumns = kHeadDim / 32;
     switch (p.candidates) {
-      case 1: combine_rows<2, kColumns><<<grid, 32 * kCombineRows, 0, stream>>>(p); break;
-      case 2: combine_rows<3, kColumns><<<grid, 32 * kCombineRows, 0, stream>>>(p); break;
-      case 3: combine_rows<4, kColumns><<<grid, 32 * kCombineRows, 0, stream>>>(p); break;
+      case 1: error = launch_dependent(combine_rows<2, kColumns>, grid, 32 * kCombineRows, 0, stream, p); break;
+      case 2: error = launch_dependent(combine_rows<3, kColumns>, grid, 32 * kCombineRows, 0, stream, p); break;
+      case 3: error = launch_dependent(combine_rows<4, kColumns>, grid, 32 * kCombineRows, 0, stream, p); break;
     }
   });
-  return cudaGetLastError();
+  return error != cudaSuccess ? error : cudaGetLastError();
 }
 
 }  // namespace vdit::cuda

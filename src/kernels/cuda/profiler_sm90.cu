@@ -24,6 +24,7 @@
 #include <cuda.h>
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/dependent_launch.h"
 #include "kernels/cuda/fragment_math.h"
 #include "kernels/cuda/tensor_map.h"
 
@@ -110,6 +111,7 @@ struct Loader {
   int64_t at, end;  // the next step to load, the block's end
   int stage = 0;
   uint32_t phase = 0;
+  bool waited = false;  // for the keep-bit kernel (dependency_wait), before the first bits
   __device__ void issue(const ProfileParams& p, const CUtensorMap* tm_k, const CUtensorMap* tm_v,
                         const Pipeline& pipe) {
     if (at >= end) return;
@@ -126,6 +128,10 @@ struct Loader {
     const uint64_t once = l2_evict_first();
     tma_load_4d(dst, tm_k, full, 0, h, key0, b, once);
     tma_load_4d(dst + Tiles::kKVChunkBytes, tm_v, full, 0, h, key0, b, once);
+    if (!waited) {
+      dependency_wait();
+      waited = true;
+    }
     bulk_load(dst + 2 * Tiles::kKVChunkBytes, kept, Tiles::kKeptBytes, full);
     ++at;
     if (++stage == Tiles::kStages) {
@@ -295,6 +301,7 @@ __global__ void __launch_bounds__(Tiles::kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t smem = (smem_address(smem_raw) + 1023) & ~1023u;
+  allow_dependents();  // (the combine: it waits for this kernel's end)
   if (threadIdx.x == 0) {
     for (int i = 0; i < Tiles::kBars; ++i) {
       mbar_init(smem + Tiles::kBarOffset + 8 * i, 1);                     // full: the loading thread's expect_tx
@@ -320,8 +327,7 @@ cudaError_t launch(const ProfileParams& p, const CUtensorMap& tm_k, const CUtens
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tiles::kSmemBytes);
   if (error != cudaSuccess) return error;
   const int grid = (p.split.blocks + Tiles::kStreams - 1) / Tiles::kStreams;
-  kernel<<<grid, Tiles::kThreads, Tiles::kSmemBytes, stream>>>(p, tm_k, tm_v);
-  return cudaGetLastError();
+  return launch_dependent(kernel, grid, Tiles::kThreads, Tiles::kSmemBytes, stream, p, tm_k, tm_v);
 }
 
 }  // namespace
