@@ -1,9 +1,10 @@
 // Programmatic dependent launch (Hopper and later): a kernel launched with launch_dependent may
-// start while the stream's previous kernel finishes, so its launch and set-up overlap that kernel's
-// tail. It must call dependency_wait() before it reads anything the previous kernel wrote (that
-// kernel has then completed and its writes are visible); what came before that kernel is complete
-// already. A kernel calls allow_dependents() to let the next one start before it ends. On older
-// GPUs these are ordinary launches, and the device calls compile to nothing.
+// start while the stream's previous kernel still runs (once that kernel has called
+// allow_dependents(), or as its blocks end), so its launch and set-up overlap that kernel's tail.
+// Before dependency_wait() it may touch no global memory that an earlier kernel of the stream
+// writes or reads (inputs, and outputs an earlier kernel may still be reading): after it, every
+// earlier kernel has completed and its writes are visible. On older GPUs these are ordinary
+// launches, and the device calls compile to nothing.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -549,7 +549,7 @@ __global__ void __launch_bounds__(kThreads, 1) profile_partials(ProfileParams p)
       mbar_init(bars + Sh::kStages + s, kWarps);  // empty: one arrival per warp
     }
   }
-  dependency_wait();  // the keep bits
+  dependency_wait();  // Q, K, V from the kernels before; the records the previous call's combine reads
   int done = 0;  // steps run by the block so far
   for (int64_t at = p.split.begin(blockIdx.x), end = p.split.begin(blockIdx.x + 1); at < end;) {
     const int64_t segment = at / p.key_steps, first = at - segment * p.key_steps;
@@ -600,7 +600,6 @@ __device__ __forceinline__ bool candidate_keeps(const MaskGeometry& geo, const M
 template <int NC, ProfileKernel kKernel>
 __global__ void __launch_bounds__(kThreads) profile_kept(ProfileParams p, uint32_t* out) {
   constexpr int kKeptThreads = profile_kept_threads(kKernel);
-  allow_dependents();  // (the partial kernel: it waits for this kernel's end before it reads the bits)
   const MaskGeometry& geo = p.geometry;
   const int step = blockIdx.x, row_tile = blockIdx.y, b = blockIdx.z;
   const int tid = threadIdx.x, lane = tid % 32, g = lane / 4, t = lane % 4;

@@ -111,7 +111,6 @@ struct Loader {
   int64_t at, end;  // the next step to load, the block's end
   int stage = 0;
   uint32_t phase = 0;
-  bool waited = false;  // for the keep-bit kernel (dependency_wait), before the first bits
   __device__ void issue(const ProfileParams& p, const CUtensorMap* tm_k, const CUtensorMap* tm_v,
                         const Pipeline& pipe) {
     if (at >= end) return;
@@ -128,10 +127,6 @@ struct Loader {
     const uint64_t once = l2_evict_first();
     tma_load_4d(dst, tm_k, full, 0, h, key0, b, once);
     tma_load_4d(dst + Tiles::kKVChunkBytes, tm_v, full, 0, h, key0, b, once);
-    if (!waited) {
-      dependency_wait();
-      waited = true;
-    }
     bulk_load(dst + 2 * Tiles::kKVChunkBytes, kept, Tiles::kKeptBytes, full);
     ++at;
     if (++stage == Tiles::kStages) {
@@ -315,6 +310,9 @@ __global__ void __launch_bounds__(Tiles::kThreads, 1)
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to wgmma
   }
   __syncthreads();
+  // Q, K and V come from the stream's kernels before, and the previous call's combine reads the records
+  // this kernel writes: only the set-up above overlaps the kernel before.
+  dependency_wait();
   const int stream = threadIdx.x / 128, block = Tiles::kStreams * blockIdx.x + stream;
   if (block < p.split.blocks) consume<NC>(p, &tm_k, &tm_v, smem, stream, block);
 #endif
