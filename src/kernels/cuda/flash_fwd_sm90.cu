@@ -201,8 +201,9 @@ __device__ inline WorkItem decode_item(int item, int heads, int q_tiles) {
 // q, k, v waits, tiles, items, epilogue, lifetime, warpgroups; then the waits for wgmma results: the
 // first tile's Q K^T, each later Q K^T, each P V, the last P V; the stagger's wait (d = 64); the
 // longest lifetime (the launch's tail: its warpgroups live that long less the mean on average idle); an
-// item's cycles from Q to the steady loop (its first tile), in the loop, and from the loop to the epilogue
-constexpr int kStatsCount = 17;
+// item's cycles from Q to the steady loop (its first tile), in the loop, and from the loop to the
+// epilogue, and the items with a tile (the others have none of these three)
+constexpr int kStatsCount = 18;
 __device__ unsigned long long g_stats[kStatsCount];
 __device__ unsigned int g_stats_done;
 #define VDIT_STATS(...) __VA_ARGS__
@@ -554,7 +555,7 @@ struct ConsumerStats {
   long long start;
   uint32_t q = 0, k = 0, v = 0, tiles = 0, items = 0, epilogue = 0;
   uint32_t first_qk = 0, qk = 0, pv = 0, last_pv = 0, stagger = 0;
-  uint32_t head = 0, loop = 0, tail = 0;
+  uint32_t head = 0, loop = 0, tail = 0, busy = 0;
   long long mark = 0;
   __device__ ConsumerStats() : start(clock64()) {}
   __device__ void lap(uint32_t& field) {
@@ -571,8 +572,8 @@ struct ConsumerStats {
     atomicAdd(&g_stats[7], 1ull);
     const uint32_t waits[5] = {first_qk, qk, pv, last_pv, stagger};
     for (int i = 0; i < 5; ++i) atomicAdd(&g_stats[8 + i], waits[i]);
-    const uint32_t laps[3] = {head, loop, tail};
-    for (int i = 0; i < 3; ++i) atomicAdd(&g_stats[14 + i], laps[i]);
+    const uint32_t laps[4] = {head, loop, tail, busy};
+    for (int i = 0; i < 4; ++i) atomicAdd(&g_stats[14 + i], laps[i]);
     __threadfence();
     atomicAdd(&g_stats_done, 1u);
   }
@@ -721,7 +722,10 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       if constexpr (Tr::kOwnO) mbar_arrive(kv_empty + 8 * prev_stage);
     }
 
-    VDIT_STATS(++stats.items; if (count > 0) stats.lap(stats.tail); const long long epilogue_start = clock64();)
+    VDIT_STATS(++stats.items; if (count > 0) {
+      stats.lap(stats.tail);
+      ++stats.busy;
+    } const long long epilogue_start = clock64();)
     // Epilogue: O / l (through the last tile's stage, by TMA; rows with no kept tile store zeros
     // directly), LSE.
     const int row_in_tile = group * 64 + (thread / 32) * 16 + lane / 4;
@@ -816,14 +820,15 @@ __global__ void flash_sm90_stats_kernel(unsigned int warpgroups) {
   for (int i = 0; i < kStatsCount; ++i) v[i] = g_stats[i], g_stats[i] = 0;
   g_stats_done = 0;
   const double items = static_cast<double>(v[4]), tiles = static_cast<double>(v[3]), groups = static_cast<double>(v[7]);
+  const double busy = static_cast<double>(v[17]);  // items with a tile: head, loop (tiles - 1 each), tail
   printf("stats: %.0f warpgroups, %.1f items and %.2f tiles an item each; cycles an item: Q wait %.0f, K wait %.0f, "
          "V wait %.0f, epilogue %.0f, all %.0f; a tile %.0f; wgmma waits an item: first Q K^T %.0f, Q K^T %.0f, "
          "P V %.0f, last P V %.0f; stagger %.0f; lifetime: mean %.0f, longest %.0f (%.1f%% idle); head %.0f, "
          "loop %.0f (%.0f a tile), tail %.0f\n",
          groups, items / groups, tiles / items, v[0] / items, v[1] / items, v[2] / items, v[5] / items, v[6] / items,
          v[6] / tiles, v[8] / items, v[9] / items, v[10] / items, v[11] / items, v[12] / items, v[6] / groups,
-         static_cast<double>(v[13]), 100.0 * (1.0 - v[6] / groups / static_cast<double>(v[13])), v[14] / items,
-         v[15] / items, v[15] / (tiles - items), v[16] / items);
+         static_cast<double>(v[13]), 100.0 * (1.0 - v[6] / groups / static_cast<double>(v[13])), v[14] / busy,
+         v[15] / busy, v[15] / (tiles - busy), v[16] / busy);
 }
 #endif
 
