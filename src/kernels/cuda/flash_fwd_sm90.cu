@@ -406,8 +406,10 @@ __device__ void producer(const FlashParams& p, const Sm90Work& w, const CUtensor
     // A tile taken early for row b that row a also keeps comes again later for row a.
     const int32_t* const row_b = Tr::kConsumers > 2 ? cur.b : nullptr;
     const int tiles_b = row_b ? cur.tiles_b : 0;
-    auto tile_of = [&](const int32_t* row, int tiles, int i) {  // a row's i-th key tile
-      return i >= tiles ? INT_MAX : row ? row[i / sub] * sub + i % sub : i;
+    // A row's i-th key tile. (Mask blocks of one tile, the usual case, skip the divisions: 2% on short
+    // rows, measured; RESULTS.)
+    auto tile_of = [&](const int32_t* row, int tiles, int i) {
+      return i >= tiles ? INT_MAX : !row ? i : sub == 1 ? row[i] : row[i / sub] * sub + i % sub;
     };
     const int both = row_b ? 0 : kInB | kLastB;  // one row: b is a, or lists the same blocks
     int ia = 0, ib = 0, since_a = 0, since_b = 0, loaded = 0;
