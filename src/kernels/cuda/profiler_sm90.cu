@@ -106,29 +106,47 @@ struct Pipeline {
 
 // Pipeline `stream`'s loads, by the warpgroup's first thread, steps ahead of its GEMMs: each next
 // step of the block's range (crossing segments as the GEMMs do) into the next stage, once the
-// warpgroup has released that stage.
+// warpgroup has released that stage. The step's place (segment, slot) is counted on, not divided
+// out: the loading thread holds up its warpgroup's next GEMM while it works.
 struct Loader {
-  int64_t at, end;  // the next step to load, the block's end
+  int left;                   // steps of the block's range not yet loaded
+  int step, row_tile, b, h;   // the next step's place: its step within the segment, and the segment's
   int stage = 0;
   uint32_t phase = 0;
+  __device__ Loader(const ProfileParams& p, int64_t begin, int64_t end) : left(static_cast<int>(end - begin)) {
+    const int row_tiles = profile_row_tiles(p.sample_rows);
+    const int64_t segment = begin / p.key_steps;
+    const int slot = static_cast<int>(segment / row_tiles);
+    step = static_cast<int>(begin - segment * p.key_steps);
+    row_tile = static_cast<int>(segment % row_tiles);
+    b = slot / p.heads;
+    h = slot % p.heads;
+  }
   __device__ void issue(const ProfileParams& p, const CUtensorMap* tm_k, const CUtensorMap* tm_v,
                         const Pipeline& pipe) {
-    if (at >= end) return;
+    if (left == 0) return;
     constexpr int kKeptWords = Tiles::kKeptBytes / 4;
     const int row_tiles = profile_row_tiles(p.sample_rows);
-    const int64_t segment = at / p.key_steps, step = at - segment * p.key_steps;
-    const int slot = static_cast<int>(segment / row_tiles), row_tile = static_cast<int>(segment % row_tiles);
-    const int b = slot / p.heads, h = slot % p.heads;
     const uint32_t* kept = p.kept + ((int64_t{b} * row_tiles + row_tile) * p.key_steps + step) * kKeptWords;
     mbar_wait(pipe.empty + 8 * stage, phase ^ 1);
     const uint32_t dst = pipe.stages + stage * Tiles::kStageBytes, full = pipe.full + 8 * stage;
-    const int key0 = static_cast<int>(step) * Tiles::kBlockN;
+    const int key0 = step * Tiles::kBlockN;
     mbar_expect_tx(full, Tiles::kStageBytes);
     const uint64_t once = l2_evict_first();
     tma_load_4d(dst, tm_k, full, 0, h, key0, b, once);
     tma_load_4d(dst + Tiles::kKVChunkBytes, tm_v, full, 0, h, key0, b, once);
     bulk_load(dst + 2 * Tiles::kKVChunkBytes, kept, Tiles::kKeptBytes, full);
-    ++at;
+    --left;
+    if (++step == p.key_steps) {  // the next segment: row tile, then head, then batch item
+      step = 0;
+      if (++row_tile == row_tiles) {
+        row_tile = 0;
+        if (++h == p.heads) {
+          h = 0;
+          ++b;
+        }
+      }
+    }
     if (++stage == Tiles::kStages) {
       stage = 0;
       phase ^= 1;
@@ -163,7 +181,7 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
   const Pipeline pipe(smem, stream);
   const uint32_t ones = smem + Tiles::kOnesOffset;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
-  Loader loader{p.split.begin(block), p.split.begin(block + 1)};
+  Loader loader(p, p.split.begin(block), p.split.begin(block + 1));
   if (tid == 0)
     for (int i = 0; i < Tiles::kStages - 1; ++i) loader.issue(p, tm_k, tm_v, pipe);
   const int64_t token_stride = int64_t{p.heads} * Tiles::kHeadDim;
