@@ -221,10 +221,11 @@ __device__ void consume(const ProfileParams& p, const CUtensorMap* tm_k, const C
     }
     for (int s = 0; s < c.steps; ++s) {
       const uint32_t at_stage = pipe.stages + stage * Tiles::kStageBytes;
-      if (tid == 0) loader.issue(p, tm_k, tm_v, pipe);  // into the stage the last step released
       mbar_wait(pipe.full + 8 * stage, phase);
       float sc[Tiles::kBlockN / 2];
       issue_qk<Tiles>(sc, pipe.q, at_stage);
+      // (while Q K^T runs) into the stage the last step released
+      if (tid == 0) loader.issue(p, tm_k, tm_v, pipe);
       uint32_t w[4];
       asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];"
                    : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
