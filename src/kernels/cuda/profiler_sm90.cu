@@ -110,7 +110,7 @@ struct Pipeline {
 // out: the loading thread holds up its warpgroup's next GEMM while it works.
 struct Loader {
   int left;                   // steps of the block's range not yet loaded
-  int step, row_tile, b, h;   // the next step's place: its step within the segment, and the segment's
+  int step, row_tile, b, h;   // the next step's place: its step in its segment, the segment's row tile, head, item
   int stage = 0;
   uint32_t phase = 0;
   __device__ Loader(const ProfileParams& p, int64_t begin, int64_t end) : left(static_cast<int>(end - begin)) {
