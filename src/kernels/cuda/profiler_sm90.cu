@@ -114,13 +114,11 @@ struct Loader {
   int stage = 0;
   uint32_t phase = 0;
   __device__ Loader(const ProfileParams& p, int64_t begin, int64_t end) : left(static_cast<int>(end - begin)) {
-    const int row_tiles = profile_row_tiles(p.sample_rows);
-    const int64_t segment = begin / p.key_steps;
-    const int slot = static_cast<int>(segment / row_tiles);
-    step = static_cast<int>(begin - segment * p.key_steps);
-    row_tile = static_cast<int>(segment % row_tiles);
-    b = slot / p.heads;
-    h = slot % p.heads;
+    const Piece c = piece_at(p, begin, end);
+    step = c.first;
+    row_tile = c.row_tile;
+    b = c.b;
+    h = c.h;
   }
   __device__ void issue(const ProfileParams& p, const CUtensorMap* tm_k, const CUtensorMap* tm_v,
                         const Pipeline& pipe) {
