@@ -98,14 +98,20 @@ __device__ __forceinline__ void fence_registers(float (&r)[N]) {
 }
 
 // Shared-memory matrix descriptor of a tile swizzled in rows of Tr::kRowBytes (layout type 1: 128
-// bytes, 2: 64). K-major tiles: sbo = 8 rows, lbo unused. MN-major tiles: lbo = the stride between
-// column chunks, sbo = 8 rows.
+// bytes, 2: 64), as its two words. K-major tiles: sbo = 8 rows, lbo unused. MN-major tiles: lbo = the
+// stride between column chunks, sbo = 8 rows. The low word holds the start address and lbo (>> 4, 14
+// bits each); a GEMM's later steps add a constant to it (no field overflows: shared memory is under
+// 256 KB), one uniform add a wgmma instead of rebuilding the fields.
 template <class Tr>
-__device__ __forceinline__ uint64_t make_descriptor(uint32_t address, uint32_t lbo) {
-  constexpr uint64_t kLayout = Tr::kRowBytes == 128 ? 1 : 2;
-  constexpr uint32_t kSbo = 8 * Tr::kRowBytes;
-  return static_cast<uint64_t>((address >> 4) & 0x3fff) | static_cast<uint64_t>((lbo >> 4) & 0x3fff) << 16 |
-         static_cast<uint64_t>((kSbo >> 4) & 0x3fff) << 32 | kLayout << 62;
+__device__ __forceinline__ uint32_t descriptor_lo(uint32_t address, uint32_t lbo) {
+  return ((address >> 4) & 0x3fff) | ((lbo >> 4) & 0x3fff) << 16;
+}
+
+template <class Tr>
+__device__ __forceinline__ uint64_t descriptor(uint32_t lo) {
+  constexpr uint32_t kLayout = Tr::kRowBytes == 128 ? 1 : 2;
+  constexpr uint32_t kHi = ((8 * Tr::kRowBytes) >> 4) | kLayout << 30;  // sbo, layout
+  return static_cast<uint64_t>(kHi) << 32 | lo;
 }
 
 // The 16-byte unit where unit `u` of row `row` lies in a swizzled tile (TMA's 128- and 64-byte
@@ -120,13 +126,14 @@ template <class Tr>
 __device__ __forceinline__ void issue_qk(float (&s)[Tr::kBlockN / 2], uint32_t q_address, uint32_t k_address) {
   fence_registers(s);
   wgmma_fence();
+  const uint32_t q_lo = descriptor_lo<Tr>(q_address, 16), k_lo = descriptor_lo<Tr>(k_address, 16);
 #pragma unroll
   for (int kk = 0; kk < Tr::kHeadDim / 16; ++kk) {
     constexpr int kSteps = Tr::kChunk / 16;  // 16-column steps a chunk
     const uint32_t step = (kk / kSteps) * Tr::kQChunkBytes + (kk % kSteps) * 32;
     const uint32_t step_k = (kk / kSteps) * Tr::kKVChunkBytes + (kk % kSteps) * 32;
-    sm90::wgmma_ss<Tr::kBlockN, Tr::kBf16>(s, make_descriptor<Tr>(q_address + step, 16),
-                                           make_descriptor<Tr>(k_address + step_k, 16), kk > 0);
+    sm90::wgmma_ss<Tr::kBlockN, Tr::kBf16>(s, descriptor<Tr>(q_lo + (step >> 4)), descriptor<Tr>(k_lo + (step_k >> 4)),
+                                           kk > 0);
   }
   wgmma_commit();
   fence_registers(s);
@@ -142,10 +149,14 @@ __device__ __forceinline__ void pv_wgmmas(float (&o)[Tr::kOCols / 2], const uint
                                           uint32_t v_address, uint32_t ones = 0) {
   static_assert(Tr::kOCols == Tr::kHeadDim || (Tr::kOCols == Tr::kHeadDim + 8 && Tr::kHeadDim == Tr::kChunk));
   constexpr uint32_t kStep = 16 * Tr::kRowBytes;
+  constexpr bool kSums = Tr::kOCols > Tr::kHeadDim;
+  const uint32_t lo = descriptor_lo<Tr>(v_address, kSums ? ones - v_address : Tr::kKVChunkBytes);
 #pragma unroll
   for (int kk = 0; kk < Tr::kBlockN / 16; ++kk) {
-    const uint32_t lbo = Tr::kOCols == Tr::kHeadDim ? Tr::kKVChunkBytes : ones - v_address - kk * kStep;
-    sm90::wgmma_rs<Tr::kOCols, Tr::kBf16>(o, p[kk], make_descriptor<Tr>(v_address + kk * kStep, lbo));
+    // step kk: the start kk * kStep further on, and with the sums, lbo (to the ones) as much shorter
+    constexpr uint32_t kUnits = kStep >> 4;
+    const uint32_t delta = kk * kUnits - (kSums ? (kk * kUnits) << 16 : 0u);
+    sm90::wgmma_rs<Tr::kOCols, Tr::kBf16>(o, p[kk], descriptor<Tr>(lo + delta));
   }
 }
 
