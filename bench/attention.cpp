@@ -179,7 +179,11 @@ int run(int argc, char** argv) {
                    {"heads", r.heads}, {"head_dim", r.dim}, {"density", r.density}, {"ms", r.ms},
                    {"dense_tflops", r.dense_tflops}, {"effective_tflops", r.effective_tflops},
                    {"of_dense", r.of_dense}});
-  std::ofstream(dir + "/ours_" + kernel_name + ".json") << doc.dump(1) << "\n";
+  const std::string path = dir + "/ours_" + kernel_name + ".json";
+  std::ofstream json(path);
+  json << doc.dump(1) << "\n";
+  json.flush();
+  VDIT_CHECK(json.good(), ErrorCode::io, "bench_attention: cannot write {}", path);
   return 0;
 }
 
