@@ -100,9 +100,9 @@ __device__ __forceinline__ void fence_registers(float (&r)[N]) {
 // Shared-memory matrix descriptor of a tile swizzled in rows of Tr::kRowBytes (layout type 1: 128
 // bytes, 2: 64), as its two words. K-major tiles: sbo = 8 rows, lbo unused. MN-major tiles: lbo = the
 // stride between column chunks, sbo = 8 rows. The low word holds the start address and lbo (>> 4, 14
-// bits each); a GEMM's later steps add a constant to it (no field overflows: shared memory is under
-// 256 KB), one uniform add a wgmma instead of rebuilding the fields.
-template <class Tr>
+// bits each); a GEMM's later steps add a constant to it, one uniform add a wgmma instead of rebuilding
+// the fields (no field carries or borrows: shared memory is under 256 KB, and an lbo that shrinks
+// step by step stays positive).
 __device__ __forceinline__ uint32_t descriptor_lo(uint32_t address, uint32_t lbo) {
   return ((address >> 4) & 0x3fff) | ((lbo >> 4) & 0x3fff) << 16;
 }
@@ -126,7 +126,7 @@ template <class Tr>
 __device__ __forceinline__ void issue_qk(float (&s)[Tr::kBlockN / 2], uint32_t q_address, uint32_t k_address) {
   fence_registers(s);
   wgmma_fence();
-  const uint32_t q_lo = descriptor_lo<Tr>(q_address, 16), k_lo = descriptor_lo<Tr>(k_address, 16);
+  const uint32_t q_lo = descriptor_lo(q_address, 16), k_lo = descriptor_lo(k_address, 16);
 #pragma unroll
   for (int kk = 0; kk < Tr::kHeadDim / 16; ++kk) {
     constexpr int kSteps = Tr::kChunk / 16;  // 16-column steps a chunk
@@ -150,11 +150,11 @@ __device__ __forceinline__ void pv_wgmmas(float (&o)[Tr::kOCols / 2], const uint
   static_assert(Tr::kOCols == Tr::kHeadDim || (Tr::kOCols == Tr::kHeadDim + 8 && Tr::kHeadDim == Tr::kChunk));
   constexpr uint32_t kStep = 16 * Tr::kRowBytes;
   constexpr bool kSums = Tr::kOCols > Tr::kHeadDim;
-  const uint32_t lo = descriptor_lo<Tr>(v_address, kSums ? ones - v_address : Tr::kKVChunkBytes);
+  constexpr uint32_t kUnits = kStep >> 4;
+  const uint32_t lo = descriptor_lo(v_address, kSums ? ones - v_address : Tr::kKVChunkBytes);
 #pragma unroll
   for (int kk = 0; kk < Tr::kBlockN / 16; ++kk) {
     // step kk: the start kk * kStep further on, and with the sums, lbo (to the ones) as much shorter
-    constexpr uint32_t kUnits = kStep >> 4;
     const uint32_t delta = kk * kUnits - (kSums ? (kk * kUnits) << 16 : 0u);
     sm90::wgmma_rs<Tr::kOCols, Tr::kBf16>(o, p[kk], descriptor<Tr>(lo + delta));
   }
