@@ -18,7 +18,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -26,6 +25,7 @@
 
 #include "attention/attention_timing.h"
 #include "io/safetensors.h"
+#include "json_file.h"
 #include "vdit/attention.h"
 
 namespace {
@@ -179,11 +179,7 @@ int run(int argc, char** argv) {
                    {"heads", r.heads}, {"head_dim", r.dim}, {"density", r.density}, {"ms", r.ms},
                    {"dense_tflops", r.dense_tflops}, {"effective_tflops", r.effective_tflops},
                    {"of_dense", r.of_dense}});
-  const std::string path = dir + "/ours_" + kernel_name + ".json";
-  std::ofstream json(path);
-  json << doc.dump(1) << "\n";
-  json.flush();
-  VDIT_CHECK(json.good(), ErrorCode::io, "bench_attention: cannot write {}", path);
+  bench::write_json_file(doc, dir + "/ours_" + kernel_name + ".json", 1, "bench_attention");
   return 0;
 }
 

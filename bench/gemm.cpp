@@ -7,13 +7,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "attention/attention_timing.h"
+#include "json_file.h"
 #include "ops/ops.h"
 
 namespace {
@@ -80,11 +80,7 @@ int run(int argc, char** argv) {
     std::printf("%-26s %8.3f ms  %6.1f TFLOP/s\n", p.name().c_str(), median, tflops);
     report.push_back({{"shape", p.name()}, {"ms", median}, {"tflops", tflops}});
   }
-  if (!json_path.empty()) {
-    std::ofstream json(json_path);
-    json << report.dump(2) << "\n";
-    VDIT_CHECK(json.good(), ErrorCode::io, "bench_gemm: cannot write {}", json_path);
-  }
+  if (!json_path.empty()) bench::write_json_file(report, json_path, 2, "bench_gemm");
   return 0;
 }
 

@@ -25,7 +25,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -33,6 +32,7 @@
 
 #include "core/allocator_cuda.h"
 #include "io/safetensors.h"
+#include "json_file.h"
 #include "models/cogvideox/cogvideox_model.h"
 #include "models/model.h"
 #include "models/wan/wan_model.h"
@@ -123,10 +123,7 @@ double mean_density(const AttentionPolicy& policy) {
 }
 
 void write_json(const nlohmann::json& report, const std::string& path) {
-  if (path.empty()) return;
-  std::ofstream json(path);
-  VDIT_CHECK(json.good(), ErrorCode::io, "bench_model_forward: cannot write {}", path);
-  json << report.dump(2) << "\n";
+  if (!path.empty()) bench::write_json_file(report, path, 2, "bench_model_forward");
 }
 
 struct Options {
