@@ -7,8 +7,9 @@
 # binary each (A/B in one call): every build is tested and sanitized, then all are timed in turn, ROUNDS
 # times (default 2).
 # RUNS: timed calls a row (median; default 10). VDIT_FLASH_SM90_BENCH_PATTERNS="dense,tile:4": the masks
-# timed. STATS=1: every build with the per-item cycle counts (-DVDIT_FLASH_SM90_STATS; timings then
-# include them), one line a row after the table.
+# timed; VDIT_FLASH_SM90_BENCH_INPUTS=independent: Q, K and V drawn apart, as bench_attention draws them.
+# STATS=1: every build with the per-item cycle counts (-DVDIT_FLASH_SM90_STATS; timings then include
+# them), one line a row after the table.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp}"

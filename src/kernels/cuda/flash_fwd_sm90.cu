@@ -790,12 +790,7 @@ __device__ void kernel_body(const FlashParams& p, const Sm90Work& w, const CUten
     for (int k = 0; k < 2; ++k) mbar_init(bars.claim_empty + 8 * k, 1);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  if constexpr (Tr::kSumsByMma) {  // the row sums' B (pv_wgmmas): 2 KB of ones, read by the tensor cores
-    const uint32_t one = Tr::kBf16 ? 0x3f803f80u : 0x3c003c00u;
-    for (int i = threadIdx.x; i < Tr::kOnesBytes / 4; i += Tr::kThreads)
-      asm volatile("st.shared.b32 [%0], %1;" ::"r"(smem + Tr::kOnesOffset + 4 * i), "r"(one) : "memory");
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-  }
+  if constexpr (Tr::kSumsByMma) fill_ones<Tr::kBf16, Tr::kOnesBytes, Tr::kThreads>(smem + Tr::kOnesOffset);
   __syncthreads();
 
   if (threadIdx.x < 128) {

@@ -157,8 +157,7 @@ struct Loader {
 __device__ __forceinline__ void row_sum_wgmmas(float (&l)[4], const uint32_t (&p)[Tiles::kBlockN / 16][4],
                                                uint32_t ones) {
   constexpr uint32_t kCore = 128;  // bytes of a core matrix: the offset of the second (K) and next (N)
-  const uint64_t desc = static_cast<uint64_t>((ones >> 4) & 0x3fff) | static_cast<uint64_t>(kCore >> 4) << 16 |
-                        static_cast<uint64_t>(kCore >> 4) << 32;
+  const uint64_t desc = descriptor<kCore, 0>(descriptor_lo(ones, kCore));
 #pragma unroll
   for (int kk = 0; kk < Tiles::kBlockN / 16; ++kk) wgmma_rs_n8(l, p[kk], desc);
 }
@@ -321,11 +320,7 @@ __global__ void __launch_bounds__(Tiles::kThreads, 1)
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  if (threadIdx.x < Tiles::kOnesBytes / 4) {  // bf16 1.0 = 0x3f80, two a word
-    asm volatile("st.shared.b32 [%0], %1;" ::"r"(smem + Tiles::kOnesOffset + 4 * threadIdx.x), "r"(0x3f803f80u)
-                 : "memory");
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to wgmma
-  }
+  fill_ones<true, Tiles::kOnesBytes, Tiles::kThreads>(smem + Tiles::kOnesOffset);
   __syncthreads();
   // Q, K and V come from the stream's kernels before, and the previous call's combine reads the records
   // this kernel writes: only the set-up above overlaps the kernel before.

@@ -97,21 +97,37 @@ __device__ __forceinline__ void fence_registers(float (&r)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
 
-// Shared-memory matrix descriptor of a tile swizzled in rows of Tr::kRowBytes (layout type 1: 128
-// bytes, 2: 64), as its two words. K-major tiles: sbo = 8 rows, lbo unused. MN-major tiles: lbo = the
-// stride between column chunks, sbo = 8 rows. The low word holds the start address and lbo (>> 4, 14
-// bits each); a GEMM's later steps add a constant to it, one uniform add a wgmma instead of rebuilding
-// the fields (no field carries or borrows: shared memory is under 256 KB, and an lbo that shrinks
-// step by step stays positive).
+// Shared-memory matrix descriptor, as its two words. The low word holds the start address and lbo
+// (>> 4, 14 bits each); a GEMM's later steps add a constant to it, one uniform add a wgmma instead of
+// rebuilding the fields (no field carries or borrows: shared memory is under 256 KB, and an lbo that
+// shrinks step by step stays positive). The high word holds sbo (>> 4) and the layout type (0: no
+// swizzle, 1: 128-byte swizzle, 2: 64-byte).
 __device__ __forceinline__ uint32_t descriptor_lo(uint32_t address, uint32_t lbo) {
   return ((address >> 4) & 0x3fff) | ((lbo >> 4) & 0x3fff) << 16;
 }
 
+template <uint32_t kSbo, uint32_t kLayout>
+__device__ __forceinline__ uint64_t descriptor(uint32_t lo) {
+  return static_cast<uint64_t>((kSbo >> 4) | kLayout << 30) << 32 | lo;
+}
+
+// A tile swizzled in rows of Tr::kRowBytes, as TMA writes it. K-major tiles: sbo = 8 rows, lbo
+// unused. MN-major tiles: lbo = the stride between column chunks, sbo = 8 rows.
 template <class Tr>
 __device__ __forceinline__ uint64_t descriptor(uint32_t lo) {
-  constexpr uint32_t kLayout = Tr::kRowBytes == 128 ? 1 : 2;
-  constexpr uint32_t kHi = ((8 * Tr::kRowBytes) >> 4) | kLayout << 30;  // sbo, layout
-  return static_cast<uint64_t>(kHi) << 32 | lo;
+  return descriptor<8 * Tr::kRowBytes, Tr::kRowBytes == 128 ? 1u : 2u>(lo);
+}
+
+// Fills kBytes of shared memory from `address` with bf16 or fp16 ones (the B of a row-sum GEMM), a
+// word a thread of a CTA of kThreads, and makes them visible to the tensor cores. (The caller's
+// __syncthreads follows.)
+template <bool kBf16, int kBytes, int kThreads>
+__device__ __forceinline__ void fill_ones(uint32_t address) {
+  static_assert(kBytes % 4 == 0 && kBytes / 4 <= kThreads);
+  if (threadIdx.x < kBytes / 4)
+    asm volatile("st.shared.b32 [%0], %1;" ::"r"(address + 4 * threadIdx.x), "r"(kBf16 ? 0x3f803f80u : 0x3c003c00u)
+                 : "memory");
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }
 
 // The 16-byte unit where unit `u` of row `row` lies in a swizzled tile (TMA's 128- and 64-byte
