@@ -1,6 +1,6 @@
 // Times the flash-attention kernels on the four shapes of ../shared/ANCHORS.md (bf16, batch 1):
 // dense, tile:1/2/4, spatial and temporal at 0.25 and 0.15, and a mixed per-head pattern (half
-// spatial, half temporal at 0.25). CUDA events, warm-up (300 ms of calls), median of --runs (5x on
+// spatial, half temporal at 0.25). CUDA events, warm-up (1 s of calls), median of --runs (5x on
 // the short shapes). Each sparse row is timed alone (back to back, as the peers are), then with the
 // dense call in turn (time_attention_cuda of two masks) for its effective throughput as a fraction
 // of that dense call's, which the clock's drift between rows does not move. Prints time,
@@ -38,8 +38,11 @@ struct BenchShape {
 };
 
 // GPU time of calls before each row is timed, so that every row (and the peers, attention_peers.py)
-// is timed at the clock the GPU settles at under that load (see time_attention_cuda).
-constexpr double kWarmupMs = 300.0;
+// is timed at the clock the GPU settles at under that load (see time_attention_cuda). The H100 at its
+// power cap takes ~0.7 s of load to fall from its 1,980 MHz to the ~1,600-1,700 it holds (nvidia-smi
+// every 100 ms; RESULTS): after 300 ms a row timed after an idle gap, the first dense row of each
+// shape above all, still ran at a higher clock than the rows after it.
+constexpr double kWarmupMs = 1000.0;
 constexpr int kShortShapeRuns = 5;
 
 const std::vector<BenchShape> kShapes = {

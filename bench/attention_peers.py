@@ -22,7 +22,7 @@ from torch.nn.attention.flex_attention import BlockMask, flex_attention
 BLOCK = 128
 
 
-WARMUP_MS = 300.0  # as bench_attention: calls before timing, so that the GPU clock settles
+WARMUP_MS = 1000.0  # as bench_attention: calls before timing, so that the GPU clock settles
 SHORT_SHAPE_RUNS = 5  # as bench_attention: 5x the runs where a call takes a few ms
 
 
