@@ -7,7 +7,8 @@
 # binary each (A/B in one call): every build is tested and sanitized, then all are timed in turn, ROUNDS
 # times (default 2).
 # RUNS: timed calls a row (median; default 10). VDIT_FLASH_SM90_BENCH_PATTERNS="dense,tile:4": the masks
-# timed; VDIT_FLASH_SM90_BENCH_INPUTS=independent: Q, K and V drawn apart, as bench_attention draws them.
+# timed; VDIT_FLASH_SM90_BENCH_INPUTS=independent: Q, K and V drawn apart, as bench_attention draws them;
+# VDIT_FLASH_SM90_BENCH_WARMUP_MS=1000: each row timed at the clock the GPU holds (default 300, bursts).
 # STATS=1: every build with the per-item cycle counts (-DVDIT_FLASH_SM90_STATS; timings then include
 # them), one line a row after the table.
 set -uo pipefail
