@@ -202,8 +202,11 @@ __device__ inline WorkItem decode_item(int item, int heads, int q_tiles) {
 // first tile's Q K^T, each later Q K^T, each P V, the last P V; the stagger's wait (d = 64); the
 // longest lifetime (the launch's tail: its warpgroups live that long less the mean on average idle); an
 // item's cycles from Q to the steady loop (its first tile), in the loop, and from the loop to the
-// epilogue, and the items with a tile (the others have none of these three)
-constexpr int kStatsCount = 18;
+// epilogue, and the items with a tile (the others have none of these three); then, for the items with a
+// tile by kind (one CSR row; two rows, this warpgroup's row a; two rows, its row b): items, loop
+// cycles, tiles in the loop, the other row's stages passed, K-wait cycles
+constexpr int kStatsKinds = 3, kStatsByKind = 5;
+constexpr int kStatsCount = 18 + kStatsKinds * kStatsByKind;
 __device__ unsigned long long g_stats[kStatsCount];
 __device__ unsigned int g_stats_done;
 #define VDIT_STATS(...) __VA_ARGS__
@@ -557,8 +560,20 @@ struct ConsumerStats {
   long long start;
   uint32_t q = 0, k = 0, v = 0, tiles = 0, items = 0, epilogue = 0;
   uint32_t first_qk = 0, qk = 0, pv = 0, last_pv = 0, stagger = 0;
-  uint32_t head = 0, loop = 0, tail = 0, busy = 0;
+  uint32_t head = 0, loop = 0, tail = 0, busy = 0, passes = 0;
+  uint32_t by_kind[kStatsKinds][kStatsByKind] = {};
+  uint32_t loop0 = 0, k0 = 0, passes0 = 0;  // at the item's start
   long long mark = 0;
+  __device__ void begin_item() {
+    loop0 = loop;
+    k0 = k;
+    passes0 = passes;
+  }
+  __device__ void end_item(int kind, int count) {
+    uint32_t* c = by_kind[kind];
+    const uint32_t add[kStatsByKind] = {1u, loop - loop0, static_cast<uint32_t>(count - 1), passes - passes0, k - k0};
+    for (int i = 0; i < kStatsByKind; ++i) c[i] += add[i];
+  }
   __device__ ConsumerStats() : start(clock64()) {}
   __device__ void lap(uint32_t& field) {
     const long long now = clock64();
@@ -576,6 +591,8 @@ struct ConsumerStats {
     for (int i = 0; i < 5; ++i) atomicAdd(&g_stats[8 + i], waits[i]);
     const uint32_t laps[4] = {head, loop, tail, busy};
     for (int i = 0; i < 4; ++i) atomicAdd(&g_stats[14 + i], laps[i]);
+    for (int kind = 0; kind < kStatsKinds; ++kind)
+      for (int i = 0; i < kStatsByKind; ++i) atomicAdd(&g_stats[18 + kStatsByKind * kind + i], by_kind[kind][i]);
     __threadfence();
     atomicAdd(&g_stats_done, 1u);
   }
@@ -618,6 +635,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       const int tile = info[stage];
       if (tile & mine) return tile;
       mbar_arrive(kv_empty + 8 * stage);
+      VDIT_STATS(++stats.passes;)
       advance();
     }
   };
@@ -634,7 +652,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
   for (;;) {
     VDIT_STATS_TIMED(q, mbar_wait(q_full, q_phase));
     q_phase ^= 1;
-    VDIT_STATS(stats.mark = clock64();)
+    VDIT_STATS(stats.mark = clock64(); stats.begin_item();)
     const int item = slot->item;
     if (item < 0) {
       VDIT_STATS(if (thread == 0) stats.flush();)
@@ -727,6 +745,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     VDIT_STATS(++stats.items; if (count > 0) {
       stats.lap(stats.tail);
       ++stats.busy;
+      stats.end_item(two_rows ? (in_a ? 1 : 2) : 0, count);
     } const long long epilogue_start = clock64();)
     // Epilogue: O / l (through the last tile's stage, by TMA; rows with no kept tile store zeros
     // directly), LSE.
@@ -826,6 +845,15 @@ __global__ void flash_sm90_stats_kernel(unsigned int warpgroups) {
          v[6] / tiles, v[8] / items, v[9] / items, v[10] / items, v[11] / items, v[12] / items, v[6] / groups,
          static_cast<double>(v[13]), 100.0 * (1.0 - v[6] / groups / static_cast<double>(v[13])), v[14] / busy,
          v[15] / busy, v[15] / (tiles - busy), v[16] / busy);
+  const char* kinds[kStatsKinds] = {"one row", "two rows, row a", "two rows, row b"};
+  for (int kind = 0; kind < kStatsKinds; ++kind) {
+    const unsigned long long* c = v + 18 + kStatsByKind * kind;
+    if (c[0] == 0) continue;
+    const double n = static_cast<double>(c[0]), t = static_cast<double>(c[2]);
+    printf("stats %s: %.0f items, %.2f loop tiles an item, loop %.0f cycles a tile, %.2f stages passed an item, "
+           "K wait %.0f an item\n",
+           kinds[kind], n, t / n, t > 0 ? c[1] / t : 0.0, c[3] / n, c[4] / n);
+  }
 }
 #endif
 
