@@ -204,8 +204,9 @@ __device__ inline WorkItem decode_item(int item, int heads, int q_tiles) {
 // item's cycles from Q to the steady loop (its first tile), in the loop, and from the loop to the
 // epilogue, and the items with a tile (the others have none of these three); then, for the items with a
 // tile by kind (one CSR row; two rows, this warpgroup's row a; two rows, its row b): items, loop
-// cycles, tiles in the loop, the other row's stages passed, K-wait cycles
-constexpr int kStatsKinds = 3, kStatsByKind = 5;
+// cycles, tiles in the loop, the other row's stages passed, K-wait cycles, and the cycles and tiles of
+// the loop's first kStatsEarly tiles (an item's warpgroups settling into their rhythm)
+constexpr int kStatsKinds = 3, kStatsByKind = 7, kStatsEarly = 4;
 constexpr int kStatsCount = 18 + kStatsKinds * kStatsByKind;
 __device__ unsigned long long g_stats[kStatsCount];
 __device__ unsigned int g_stats_done;
@@ -501,7 +502,9 @@ __device__ __forceinline__ void store_o(const float (&o)[Tr::kOCols / 2], const 
 // slower (HunyuanVideo tile:4 69.4 ms with it, 68.7 without). At d = 64 it is within the spread of
 // the A/B calls (CogVideoX's short rows 1-2.5% either way, RESULTS). A warpgroup cannot start the next
 // item before the one after it has completed its last Q K^T of this one (q_empty), so the barriers'
-// arrivals never run an item ahead.
+// arrivals never run an item ahead. Items of two CSR rows skip it (every warpgroup of the CTA reads the
+// same slot, so all skip both sides): their rows' warpgroups start apart anyway, and the turn cost
+// their spatial and temporal rows 0.7-1% of an item's cycles (STATS, RESULTS).
 template <class Tr>
 __device__ __forceinline__ void stagger_wait(int group) {
   if (Tr::kConsumers > 2 && group > 0) named_barrier(7 + group, 256);
@@ -562,16 +565,20 @@ struct ConsumerStats {
   uint32_t first_qk = 0, qk = 0, pv = 0, last_pv = 0, stagger = 0;
   uint32_t head = 0, loop = 0, tail = 0, busy = 0, passes = 0;
   uint32_t by_kind[kStatsKinds][kStatsByKind] = {};
-  uint32_t loop0 = 0, k0 = 0, passes0 = 0;  // at the item's start
+  uint32_t early = 0, it = 0;                 // the loop's first kStatsEarly tiles' cycles; loop tiles so far
+  uint32_t loop0 = 0, k0 = 0, passes0 = 0, early0 = 0;  // at the item's start
   long long mark = 0;
   __device__ void begin_item() {
     loop0 = loop;
     k0 = k;
     passes0 = passes;
+    early0 = early;
+    it = 0;
   }
   __device__ void end_item(int kind, int count) {
     uint32_t* c = by_kind[kind];
-    const uint32_t add[kStatsByKind] = {1u, loop - loop0, static_cast<uint32_t>(count - 1), passes - passes0, k - k0};
+    const uint32_t add[kStatsByKind] = {1u, loop - loop0 + early - early0, static_cast<uint32_t>(count - 1),
+                                        passes - passes0, k - k0, early - early0, min(it, kStatsEarly)};
     for (int i = 0; i < kStatsByKind; ++i) c[i] += add[i];
   }
   __device__ ConsumerStats() : start(clock64()) {}
@@ -589,7 +596,7 @@ struct ConsumerStats {
     atomicAdd(&g_stats[7], 1ull);
     const uint32_t waits[5] = {first_qk, qk, pv, last_pv, stagger};
     for (int i = 0; i < 5; ++i) atomicAdd(&g_stats[8 + i], waits[i]);
-    const uint32_t laps[4] = {head, loop, tail, busy};
+    const uint32_t laps[4] = {head, loop + early, tail, busy};
     for (int i = 0; i < 4; ++i) atomicAdd(&g_stats[14 + i], laps[i]);
     for (int kind = 0; kind < kStatsKinds; ++kind)
       for (int i = 0; i < kStatsByKind; ++i) atomicAdd(&g_stats[18 + kStatsByKind * kind + i], by_kind[kind][i]);
@@ -679,8 +686,8 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     int prev_stage = stage;
 
     if (count == 0) {
-      stagger_wait<Tr>(group);
-      stagger_arrive<Tr>(group);
+      if (!two_rows) stagger_wait<Tr>(group);
+      if (!two_rows) stagger_arrive<Tr>(group);
       release_stage(pending, kv_empty);
       mbar_arrive(q_empty);
     } else {
@@ -692,13 +699,13 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       // The first tile alone, then each next tile's Q K^T together with the last one's P V, whose
       // softmax runs while P V does.
       int tile = next_own(mine, two_rows);
-      VDIT_STATS_TIMED(stagger, stagger_wait<Tr>(group));
+      if (!two_rows) VDIT_STATS_TIMED(stagger, stagger_wait<Tr>(group));
       issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
       if (!two_rows) tile = info[stage];
       release_stage(pending, kv_empty);
       VDIT_STATS_TIMED(first_qk, wgmma_wait<0>());
       fence_registers(s);
-      stagger_arrive<Tr>(group);
+      if (!two_rows) stagger_arrive<Tr>(group);
       if (tile & my_last) mbar_arrive(q_empty);
       moved = softmax.step(s, tile >> kValidShift, scale_log2, correction);
       convert_p<Tr>(s, pf);
@@ -730,8 +737,9 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
         prev_stage = stage;
         prev_phase = phase;
         advance();
+        VDIT_STATS(if (++stats.it == kStatsEarly) stats.lap(stats.early);)
       }
-      VDIT_STATS(stats.lap(stats.loop);)
+      VDIT_STATS(stats.lap(stats.it < kStatsEarly ? stats.early : stats.loop);)
       rest = !(tile & kLastTile);
       VDIT_STATS_TIMED(v, mbar_wait(v_full + 8 * prev_stage, prev_phase));
       VDIT_STATS(++stats.tiles;)
@@ -850,9 +858,11 @@ __global__ void flash_sm90_stats_kernel(unsigned int warpgroups) {
     const unsigned long long* c = v + 18 + kStatsByKind * kind;
     if (c[0] == 0) continue;
     const double n = static_cast<double>(c[0]), t = static_cast<double>(c[2]);
-    printf("stats %s: %.0f items, %.2f loop tiles an item, loop %.0f cycles a tile, %.2f stages passed an item, "
-           "K wait %.0f an item\n",
-           kinds[kind], n, t / n, t > 0 ? c[1] / t : 0.0, c[3] / n, c[4] / n);
+    const double early = static_cast<double>(c[6]);
+    printf("stats %s: %.0f items, %.2f loop tiles an item, loop %.0f cycles a tile (the first %d: %.0f, the rest: "
+           "%.0f), %.2f stages passed an item, K wait %.0f an item\n",
+           kinds[kind], n, t / n, t > 0 ? c[1] / t : 0.0, kStatsEarly, early > 0 ? c[5] / early : 0.0,
+           t > early ? (c[1] - c[5]) / (t - early) : 0.0, c[3] / n, c[4] / n);
   }
 }
 #endif
