@@ -502,17 +502,17 @@ __device__ __forceinline__ void store_o(const float (&o)[Tr::kOCols / 2], const 
 // slower (HunyuanVideo tile:4 69.4 ms with it, 68.7 without). At d = 64 it is within the spread of
 // the A/B calls (CogVideoX's short rows 1-2.5% either way, RESULTS). A warpgroup cannot start the next
 // item before the one after it has completed its last Q K^T of this one (q_empty), so the barriers'
-// arrivals never run an item ahead. Items of two CSR rows skip it (every warpgroup of the CTA reads the
-// same slot, so all skip both sides): their rows' warpgroups start apart anyway, and the turn cost
-// their spatial and temporal rows 0.7-1% of an item's cycles (STATS, RESULTS).
+// arrivals never run an item ahead. Items of two CSR rows (`two_rows`) skip it (every warpgroup of the
+// CTA reads the same slot, so all skip both sides): their rows' warpgroups start apart anyway, and the
+// turn cost their spatial and temporal rows 0.7-1% of an item's cycles (STATS, RESULTS).
 template <class Tr>
-__device__ __forceinline__ void stagger_wait(int group) {
-  if (Tr::kConsumers > 2 && group > 0) named_barrier(7 + group, 256);
+__device__ __forceinline__ void stagger_wait(int group, bool two_rows) {
+  if (Tr::kConsumers > 2 && !two_rows && group > 0) named_barrier(7 + group, 256);
 }
 
 template <class Tr>
-__device__ __forceinline__ void stagger_arrive(int group) {
-  if (Tr::kConsumers > 2 && group + 1 < Tr::kConsumers)
+__device__ __forceinline__ void stagger_arrive(int group, bool two_rows) {
+  if (Tr::kConsumers > 2 && !two_rows && group + 1 < Tr::kConsumers)
     asm volatile("bar.arrive %0, %1;" ::"r"(8 + group), "r"(256) : "memory");
 }
 
@@ -686,8 +686,8 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     int prev_stage = stage;
 
     if (count == 0) {
-      if (!two_rows) stagger_wait<Tr>(group);
-      if (!two_rows) stagger_arrive<Tr>(group);
+      stagger_wait<Tr>(group, two_rows);
+      stagger_arrive<Tr>(group, two_rows);
       release_stage(pending, kv_empty);
       mbar_arrive(q_empty);
     } else {
@@ -699,13 +699,13 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       // The first tile alone, then each next tile's Q K^T together with the last one's P V, whose
       // softmax runs while P V does.
       int tile = next_own(mine, two_rows);
-      if (!two_rows) VDIT_STATS_TIMED(stagger, stagger_wait<Tr>(group));
+      VDIT_STATS_TIMED(stagger, stagger_wait<Tr>(group, two_rows));
       issue_qk<Tr>(s, q_address, smem + Tr::kKOffset + stage * Tr::kKVBytes);
       if (!two_rows) tile = info[stage];
       release_stage(pending, kv_empty);
       VDIT_STATS_TIMED(first_qk, wgmma_wait<0>());
       fence_registers(s);
-      if (!two_rows) stagger_arrive<Tr>(group);
+      stagger_arrive<Tr>(group, two_rows);
       if (tile & my_last) mbar_arrive(q_empty);
       moved = softmax.step(s, tile >> kValidShift, scale_log2, correction);
       convert_p<Tr>(s, pf);
