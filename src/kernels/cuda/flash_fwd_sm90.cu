@@ -8,7 +8,8 @@
 //   a ring of shared-memory stages, completing on mbarriers. Skipped tiles cost nothing.
 // - A 192-row item spans two 128-row mask blocks, so two CSR rows: the producer walks the union of
 //   their key tiles and flags each stage with the rows that visit it; a consumer releases the other
-//   row's stages unread (kInA and below). Two rows that list the same blocks run as one.
+//   row's stages unread (kInA and below). Two rows that list the same blocks run as one. The consumers'
+//   work on an item is compiled apart for one row and for two, so that the one-row loop pays nothing for it.
 // - Consumers: S = Q K^T by wgmma from shared memory, online softmax in registers (exp2), P
 //   converted to bf16/fp16 in registers and fed as the register A operand of the O += P V wgmma.
 //   S(j) = Q K(j)^T and O += P(j-1) V(j-1) are issued together, and the softmax of tile j runs
@@ -669,7 +670,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       return;
     }
     const int tiles_a = slot->tiles_a, tiles_b = slot->tiles_b;
-    const bool two_rows = Tr::kConsumers > 2 && slot->two_rows;
+    const bool item_two_rows = Tr::kConsumers > 2 && slot->two_rows;
     const WorkItem wi = decode_item(item, p.heads, w.q_tiles);
     // This warpgroup's CSR row (see item_rows) and its tile count. (Rows past S compute on zeros
     // and are not stored.)
@@ -679,9 +680,10 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
     const int count = in_a ? tiles_a : tiles_b;
     bool rest = tiles_a + tiles_b > 0;  // stages of the item this warpgroup still has to release
 
-    // The item, compiled apart for one row and for two (std::bool_constant): the one-row loop then carries
-    // none of the two-row path's branches (STATS: 2% fewer cycles a tile on dense, 0.6% on two-row items).
-    // (Both inside the item loop at once, ptxas serialises the wgmma for want of registers.)
+    // The item, compiled apart for one row and for two (`two_rows` a std::bool_constant): the one-row loop then
+    // carries none of the two-row path's branches (STATS: 2% fewer cycles a tile on dense, 0.6% on two-row
+    // items). (Specialising only the tile loop, with O declared outside it, made ptxas serialise the wgmma for
+    // want of registers.)
     auto item_body = [&](auto two_rows) {
       float o[Tr::kOCols / 2];
 #pragma unroll
@@ -799,7 +801,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       if (rest) skip_rest();
       VDIT_STATS(stats.epilogue += static_cast<uint32_t>(clock64() - epilogue_start);)
     };
-    if (two_rows)
+    if (item_two_rows)
       item_body(std::true_type{});
     else
       item_body(std::false_type{});
