@@ -358,15 +358,17 @@ TEST(FlashSm90, Sparse) {
 }
 
 // Small sparse cases, also run under compute-sanitizer (scripts/device/flash_sm90.sh): the d = 64
-// items that span two mask rows, a ragged last item, empty rows.
+// items that span two mask rows (rows of different frames; bands a block apart, whose stages the
+// consumers know in advance; random rows), a ragged last item, empty rows.
 TEST(FlashSm90, SparseSmall) {
   if (!have_sm90()) GTEST_SKIP() << "no sm_90 GPU";
   Case tile64{"tile:1 bf16 d64 S1000", 1, 2, 1000, 64, true, MaskKind::pattern, "tile:1", kLayout1000};
+  Case spatial64{"spatial:0.4 fp16 d64 S1000", 1, 2, 1000, 64, false, MaskKind::pattern, "spatial:0.4", kLayout1000};
   Case random64{"random 0.3 fp16 d64 S1000 B2 per-batch", 2, 3, 1000, 64, false, MaskKind::random};
   random64.per_batch = true;
   Case random64_tiny{"random 0.5 bf16 d64 S100", 1, 3, 100, 64, true, MaskKind::random};
   random64_tiny.density = 0.5;
-  for (const Case& c : {tile64, random64, random64_tiny}) run_case(c);
+  for (const Case& c : {tile64, spatial64, random64, random64_tiny}) run_case(c);
 }
 
 // ---- Timing ---------------------------------------------------------------------------------
