@@ -131,9 +131,10 @@ Tensor plain_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
       if (mask) {
         std::fill(keep.begin(), keep.end(), 0);
         int slot = static_cast<int>(mask->heads == heads ? h : b * heads + h);
-        for (int32_t kb : mask->row(slot, i / mask->block_q))
-          for (int64_t j = int64_t{kb} * mask->block_k; j < std::min<int64_t>(seqlen, (kb + 1) * int64_t{mask->block_k}); ++j)
-            keep[j] = 1;
+        for (int32_t kb : mask->row(slot, i / mask->block_q)) {
+          const int64_t block_end = std::min<int64_t>(seqlen, (kb + 1) * int64_t{mask->block_k});
+          for (int64_t j = int64_t{kb} * mask->block_k; j < block_end; ++j) keep[j] = 1;
+        }
       } else {
         std::fill(keep.begin(), keep.end(), 1);
       }
@@ -358,8 +359,8 @@ TEST(FlashSm90, Sparse) {
 }
 
 // Small sparse cases, also run under compute-sanitizer (scripts/device/flash_sm90.sh): the d = 64
-// items that span two mask rows (rows of different frames; bands a block apart, whose stages the
-// consumers know in advance; random rows), a ragged last item, empty rows.
+// items that span two mask rows (rows of different frames, bands a block apart, random rows), a
+// ragged last item, empty rows.
 TEST(FlashSm90, SparseSmall) {
   if (!have_sm90()) GTEST_SKIP() << "no sm_90 GPU";
   Case tile64{"tile:1 bf16 d64 S1000", 1, 2, 1000, 64, true, MaskKind::pattern, "tile:1", kLayout1000};
@@ -376,6 +377,20 @@ TEST(FlashSm90, SparseSmall) {
 float median(std::vector<float> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+// A number from the environment variable `name` (`fallback` when unset), at least `least`: a value that is
+// not a number at or above it fails the test, naming the variable.
+double env_number(const char* name, double fallback, double least) {
+  const char* text = std::getenv(name);
+  if (!text) return fallback;
+  char* end = nullptr;
+  const double value = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(value >= least)) {
+    ADD_FAILURE() << name << "=\"" << text << "\": expected a number >= " << least;
+    return fallback;
+  }
+  return value;
 }
 
 TEST(FlashSm90, Timing) {
@@ -406,9 +421,10 @@ TEST(FlashSm90, Timing) {
   // draws them; otherwise one draw in [-2, 2) is Q, K and V (each row's own key then dominates its scores).
   const char* inputs = std::getenv("VDIT_FLASH_SM90_BENCH_INPUTS");
   const bool independent = inputs && std::string(inputs) == "independent";
+  if (inputs && !independent) FAIL() << "VDIT_FLASH_SM90_BENCH_INPUTS=\"" << inputs << "\": expected \"independent\"";
   const float amplitude = independent ? std::sqrt(3.0f) : 2.0f;
-  const char* warmup = std::getenv("VDIT_FLASH_SM90_BENCH_WARMUP_MS");
-  const float warmup_ms = warmup ? std::max(0.0f, std::strtof(warmup, nullptr)) : 300.f;
+  const float warmup_ms = static_cast<float>(env_number("VDIT_FLASH_SM90_BENCH_WARMUP_MS", 300, 0));
+  const int runs = static_cast<int>(env_number("VDIT_FLASH_SM90_BENCH_RUNS", 10, 1));
   std::string table = "| shape | S | H | D | mask | density | ms | TFLOP/s dense-eq | effective TFLOP/s |\n"
                       "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
   for (const Shape& s : shapes) {
@@ -457,8 +473,7 @@ TEST(FlashSm90, Timing) {
         if (i >= 3 && ms > warmup_ms) break;
       }
       std::vector<float> times;
-      const char* runs = std::getenv("VDIT_FLASH_SM90_BENCH_RUNS");
-      for (int i = 0; i < (runs ? std::max(1, std::atoi(runs)) : 10); ++i) {
+      for (int i = 0; i < runs; ++i) {
         cudaEventRecord(start);
         cuda::flash_fwd_sm90(p, nullptr);
         cudaEventRecord(stop);
