@@ -421,7 +421,8 @@ TEST(FlashSm90, Timing) {
   // draws them; otherwise one draw in [-2, 2) is Q, K and V (each row's own key then dominates its scores).
   const char* inputs = std::getenv("VDIT_FLASH_SM90_BENCH_INPUTS");
   const bool independent = inputs && std::string(inputs) == "independent";
-  if (inputs && !independent) FAIL() << "VDIT_FLASH_SM90_BENCH_INPUTS=\"" << inputs << "\": expected \"independent\"";
+  if (inputs && !independent)
+    ADD_FAILURE() << "VDIT_FLASH_SM90_BENCH_INPUTS=\"" << inputs << "\": expected \"independent\"";
   const float amplitude = independent ? std::sqrt(3.0f) : 2.0f;
   const float warmup_ms = static_cast<float>(env_number("VDIT_FLASH_SM90_BENCH_WARMUP_MS", 300, 0));
   const int runs = static_cast<int>(env_number("VDIT_FLASH_SM90_BENCH_RUNS", 10, 1));

@@ -576,9 +576,9 @@ struct ConsumerStats {
     early0 = early;
     it = 0;
   }
-  __device__ void end_item(int kind, int count) {
+  __device__ void end_item(int kind) {
     uint32_t* c = by_kind[kind];
-    const uint32_t add[kStatsByKind] = {1u, loop - loop0 + early - early0, static_cast<uint32_t>(count - 1),
+    const uint32_t add[kStatsByKind] = {1u, loop - loop0 + early - early0, it,
                                         passes - passes0, k - k0, early - early0, min(it, kStatsEarly)};
     for (int i = 0; i < kStatsByKind; ++i) c[i] += add[i];
   }
@@ -760,7 +760,7 @@ __device__ void consumer(const FlashParams& p, const Sm90Work& w, const CUtensor
       VDIT_STATS(++stats.items; if (count > 0) {
         stats.lap(stats.tail);
         ++stats.busy;
-        stats.end_item(two_rows ? (in_a ? 1 : 2) : 0, count);
+        stats.end_item(two_rows ? (in_a ? 1 : 2) : 0);
       } const long long epilogue_start = clock64();)
       // Epilogue: O / l (through the last tile's stage, by TMA; rows with no kept tile store zeros
       // directly), LSE.
