@@ -10,7 +10,11 @@
 // <dir>/ours_<kernel>.json (the timings).
 //
 // Usage: bench_attention [--kernel sm80|sm90|auto] [--shapes cogvideox,wan,opensora,hunyuan]
-//                        [--runs N] [--dir DIR] [--no-masks]
+//                        [--runs N] [--dir DIR] [--no-masks] [--block-q 128,192]
+// --block-q: the masks' query blocks, each size its own rows. Masks are built in blocks of 128 x 128
+// (DESIGN's default); another size N adds rows named "<pattern>@N" on the shapes of head dim 64, whose
+// sm90 work items are 192 rows (three warpgroups): with N = 192 each item is one query block, one CSR
+// row, instead of spanning two. Other head dims run 128-row items and keep 128.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -21,6 +25,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "attention/attention_timing.h"
@@ -82,10 +87,34 @@ Tensor csr_tensor(const std::vector<int64_t>& values) {
   return t;
 }
 
+// "128,192" -> {128, 192}: query block sizes, multiples of 64 from 128 (see the usage above).
+std::vector<int> parse_block_qs(const std::string& list) {
+  std::vector<int> sizes;
+  size_t begin = 0;
+  while (begin <= list.size()) {
+    const size_t end = std::min(list.find(',', begin), list.size());
+    const std::string item = list.substr(begin, end - begin);
+    size_t used = 0;
+    int size = 0;
+    try {
+      size = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    VDIT_CHECK(used == item.size() && !item.empty() && size >= 128 && size % 64 == 0, ErrorCode::invalid_argument,
+               "bench_attention: --block-q {}: expected sizes of query blocks, multiples of 64 from 128, as 128,192",
+               list);
+    if (std::find(sizes.begin(), sizes.end(), size) == sizes.end()) sizes.push_back(size);
+    begin = end + 1;
+  }
+  return sizes;
+}
+
 int run(int argc, char** argv) {
   std::string kernel_name = "auto", dir = "bench_attention_out", shapes_arg = "cogvideox,wan,opensora,hunyuan";
   int runs = 10;
   bool write_masks = true;
+  std::vector<int> block_qs = {128};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -97,6 +126,7 @@ int run(int argc, char** argv) {
     else if (a == "--shapes") shapes_arg = value();
     else if (a == "--runs") runs = std::stoi(value());
     else if (a == "--no-masks") write_masks = false;
+    else if (a == "--block-q") block_qs = parse_block_qs(value());
     else fail(ErrorCode::invalid_argument, "bench_attention: unknown argument {}", a);
   }
   const FlashKernel kernel = kernel_name == "sm80" ? FlashKernel::sm80
@@ -133,12 +163,19 @@ int run(int argc, char** argv) {
     const int shape_runs = dense_flop > 5e13 ? runs : kShortShapeRuns * runs;
 
     std::vector<std::pair<std::string, Tensor>> mask_tensors;
-    for (const auto& [name, patterns] : bench_patterns(H)) {
+    std::vector<std::tuple<std::string, std::vector<Pattern>, int>> rows;  // name, patterns, query block
+    for (const int block_q : block_qs) {
+      if (block_q != 128 && D != 64) continue;
+      for (const auto& [pattern, patterns] : bench_patterns(H))
+        if (block_q == 128) rows.emplace_back(pattern, patterns, block_q);
+        else if (!patterns.empty()) rows.emplace_back(pattern + "@" + std::to_string(block_q), patterns, block_q);
+    }
+    for (const auto& [name, patterns, block_q] : rows) {
       BlockMask mask;
       GpuBlockMask gpu_mask;
       double density = 1.0;
       if (!patterns.empty()) {
-        mask = build_block_mask(layout, patterns);
+        mask = build_block_mask(layout, patterns, block_q);
         density = mask.density();
         gpu_mask = upload_block_mask(mask);
         if (write_masks) {
@@ -171,7 +208,7 @@ int run(int argc, char** argv) {
       const std::map<std::string, std::string> meta = {
           {"tokens", std::to_string(S)}, {"heads", std::to_string(H)}, {"head_dim", std::to_string(D)},
           {"frames", std::to_string(shape.frames)}, {"height", std::to_string(shape.height)},
-          {"width", std::to_string(shape.width)}, {"block", "128"}};
+          {"width", std::to_string(shape.width)}, {"block", "128"}};  // (a row's "@N": N x 128)
       write_safetensors(dir + "/" + shape.name + ".masks.safetensors", mask_tensors, meta, true);
     }
   }

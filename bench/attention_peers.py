@@ -50,24 +50,31 @@ def median_ms(fn, runs, warmup):
     return times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
 
 
-def flex_mask(row_offsets, key_blocks, heads, tokens):
-    """A FlexAttention BlockMask with the CSR's key blocks (per head, 128 x 128)."""
-    q_blocks = math.ceil(tokens / BLOCK)
+def block_q_of(pattern):
+    """The query block of a row's mask: "spatial:0.15@192" is 192 x 128 (bench_attention --block-q)."""
+    return int(pattern.split("@")[1]) if "@" in pattern else BLOCK
+
+
+def flex_mask(row_offsets, key_blocks, heads, tokens, block_q=BLOCK):
+    """A FlexAttention BlockMask with the CSR's key blocks (per head, block_q x 128)."""
+    q_blocks = math.ceil(tokens / block_q)
+    k_blocks = math.ceil(tokens / BLOCK)
     dev = "cuda"
     offsets = row_offsets.to(dev, torch.int64)
     blocks = key_blocks.to(dev, torch.int64)
     lengths = offsets[1:] - offsets[:-1]
     rows = torch.repeat_interleave(torch.arange(heads * q_blocks, device=dev), lengths)
     position = torch.arange(blocks.numel(), device=dev) - offsets[:-1][rows]
-    indices = torch.zeros(heads * q_blocks, q_blocks, dtype=torch.int32, device=dev)
+    indices = torch.zeros(heads * q_blocks, k_blocks, dtype=torch.int32, device=dev)
     indices[rows, position] = blocks.to(torch.int32)
     num = lengths.to(torch.int32).view(1, heads, q_blocks)
-    indices = indices.view(1, heads, q_blocks, q_blocks)
+    indices = indices.view(1, heads, q_blocks, k_blocks)
+    size = BLOCK if block_q == BLOCK else (block_q, BLOCK)
     try:
-        return BlockMask.from_kv_blocks(num, indices, BLOCK_SIZE=BLOCK, seq_lengths=(tokens, tokens),
+        return BlockMask.from_kv_blocks(num, indices, BLOCK_SIZE=size, seq_lengths=(tokens, tokens),
                                         compute_q_blocks=False)
     except TypeError:  # older signature
-        return BlockMask.from_kv_blocks(num, indices, BLOCK_SIZE=BLOCK)
+        return BlockMask.from_kv_blocks(num, indices, BLOCK_SIZE=size)
 
 
 def write_table(directory, ours, order, kernels, peers, final=False):
@@ -158,11 +165,18 @@ def main():
             entry = {"cudnn_ms": cudnn_ms, "flex_ms": None, "flex_note": ""}
             if not args.no_flex:
                 try:
+                    block_q = block_q_of(pattern)
                     if pattern == "dense":
                         block_mask = None
                     else:
-                        block_mask = flex_mask(masks[f"{pattern}.row_offsets"], masks[f"{pattern}.key_blocks"], H, S)
-                    entry["flex_ms"] = median_ms(lambda: flex(q, k, v, block_mask=block_mask), runs, warmup)
+                        block_mask = flex_mask(masks[f"{pattern}.row_offsets"], masks[f"{pattern}.key_blocks"], H, S,
+                                               block_q)
+                    # Flex's query tile must divide the mask's query block: 64 rows for 192-row blocks.
+                    options = None if block_q % BLOCK == 0 else {"BLOCK_M": math.gcd(block_q, BLOCK)}
+                    if options:
+                        entry["flex_note"] = f"BLOCK_M {options['BLOCK_M']}"
+                    entry["flex_ms"] = median_ms(lambda: flex(q, k, v, block_mask=block_mask, kernel_options=options),
+                                                 runs, warmup)
                 except torch.cuda.OutOfMemoryError:
                     entry["flex_note"] = "OOM"
                 except Exception as e:  # noqa: BLE001

@@ -60,6 +60,9 @@ TEST_F(BenchCli, BadOptionsAreNamed) {
   r = run_bench("--frames 2 --height 4 --width 4 --dtype f64");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--dtype"), std::string::npos) << r.err;
+  r = run_bench("--frames 2 --height 4 --width 4 --block-q 0");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--block-q"), std::string::npos) << r.err;
   r = run_bench("--frames 2 --height 4 --width 4 --bogus 1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--bogus"), std::string::npos) << r.err;
@@ -87,6 +90,19 @@ TEST_F(BenchCli, TimesOnTheGpu) {
   EXPECT_LT(j["density"].get<double>(), 1.0);
   EXPECT_NEAR(j["effective_tflops"].get<double>(), j["dense_tflops"].get<double>() * j["density"].get<double>(),
               1e-6 * j["dense_tflops"].get<double>());
+  EXPECT_EQ(j["block_q"], 128);
+}
+
+TEST_F(BenchCli, QueryBlocksOfTheWorkItem) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  // 384 tokens in two query blocks of 192 (d = 64: the sm90 kernel's work item).
+  const CliRun r = run_bench("--frames 3 --height 8 --width 16 --heads 2 --head-dim 64 --pattern spatial:0.4 "
+                             "--block-q 192 --runs 5 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["block_q"], 192);
+  EXPECT_GT(j["density"].get<double>(), 0.0);
+  EXPECT_LE(j["density"].get<double>(), 1.0);
 }
 
 }  // namespace

@@ -22,7 +22,7 @@ namespace {
 
 struct BenchAttentionOptions {
   LayoutOptions layout;
-  int heads = 1, head_dim = 128, batch = 1, runs = 20, warmup = 3;
+  int heads = 1, head_dim = 128, batch = 1, runs = 20, warmup = 3, block_q = 128;
   std::string pattern = "dense", dtype = "bf16", kernel = "auto";
   bool json = false;
 };
@@ -52,7 +52,7 @@ int run_bench_attention(const BenchAttentionOptions& o, bool heads_given) {
   double density = 1.0;
   GpuBlockMask mask;
   if (!dense) {
-    const BlockMask host = build_block_mask(layout, patterns);
+    const BlockMask host = build_block_mask(layout, patterns, o.block_q);
     density = host.density();
     mask = upload_block_mask(host);
   }
@@ -67,7 +67,7 @@ int run_bench_attention(const BenchAttentionOptions& o, bool heads_given) {
                               {"head_dim", o.head_dim},                {"batch", o.batch},      {"dtype", o.dtype},
                               {"pattern", o.pattern},                  {"density", density},    {"ms", t.ms},
                               {"dense_tflops", dense_tflops},          {"effective_tflops", dense_tflops * density},
-                              {"runs", o.runs}};
+                              {"block_q", o.block_q},                  {"runs", o.runs}};
     fmt::print("{}\n", j.dump());
   } else {
     fmt::print("kernel {}, {} x {} tokens x {} heads x {}, {}, {}: density {:.3f}, {:.3f} ms (median of {}), "
@@ -94,6 +94,10 @@ CLI::App* add_bench_command(CLI::App& app, Runner* runner) {
   cmd->add_option("--pattern", o->pattern,
                   "dense (default), tile:G, spatial:D, spatial:D+sink, temporal:D, or a comma-separated list with "
                   "one pattern per head");
+  cmd->add_option("--block-q", o->block_q,
+                  "Query rows a mask block (default 128; keys 128). At head dim 64 the sm90 kernel's work items are "
+                  "192 rows: 192 makes each one mask row")
+      ->check(CLI::Range(64, 1 << 20));
   cmd->add_option("--dtype", o->dtype, "bf16 (default), f16 or f32")->check(CLI::IsMember({"bf16", "f16", "f32"}));
   cmd->add_option("--kernel", o->kernel, "auto (default), sm80, sm90 or f32")
       ->check(CLI::IsMember({"auto", "sm80", "sm90", "f32"}));

@@ -6,7 +6,8 @@
 #
 # Usage: scripts/device/attention.sh [build] [test] [sanitize] [bench] [profile] [peers]
 #        (default: all but profile, which runs Nsight Compute on the sm80 kernel's dense launches).
-# Env: KERNELS (default: sm80 sm90), SHAPES (default: all four), RUNS (default 10), PROFILE
+# Env: KERNELS (default: sm80 sm90), SHAPES (default: all four), RUNS (default 10), BLOCK_Q (the masks'
+# query blocks, bench_attention --block-q: default 128; 128,192 adds d = 64's rows at 192), PROFILE
 # (shape:launches-to-skip pairs for ncu, default "wan:0 cogvideox:0", the dense launches), DEADLINE
 # (seconds after which the peers are cut off; default 570, inside the device tool's 600 s limit).
 # Files under $OUT (at most 8): build.log test.log sanitize.log bench.log profile.log peers.log
@@ -21,6 +22,7 @@ has() { [[ "$phases" == *" $1 "* ]]; }
 kernels="${KERNELS:-sm80 sm90}"
 shapes="${SHAPES:-cogvideox,wan,opensora,hunyuan}"
 runs="${RUNS:-10}"
+block_q="${BLOCK_Q:-128}"
 work=/tmp/vdit_attention_bench
 summary=()
 source scripts/device/lib.sh
@@ -62,7 +64,8 @@ if has bench; then
   masks=()
   for k in $kernels; do
     start=$SECONDS
-    timeout 240 "$bench_bin" --kernel "$k" --dir "$work" --shapes "$shapes" --runs "$runs" "${masks[@]}" 2>&1 | tee -a "$out/bench.log"
+    timeout 240 "$bench_bin" --kernel "$k" --dir "$work" --shapes "$shapes" --runs "$runs" --block-q "$block_q" \
+      "${masks[@]}" 2>&1 | tee -a "$out/bench.log"
     summary+=("bench $k: exit ${PIPESTATUS[0]} ($((SECONDS - start)) s)")
     [ -e "$work/ours_$k.json" ] && masks=(--no-masks)
   done

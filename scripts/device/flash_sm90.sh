@@ -60,7 +60,7 @@ for i in "${!builds[@]}"; do
   grep -A2 "sm_90a" "$build/kernel.$i.log" | grep -E "spill|Used" | sort | uniq -c
   grep -E "C75[0-9][0-9]" "$build/kernel.$i.log" | sort -u  # wgmma serialized, setmaxnreg ignored, ...
   test="$build/flash_sm90_test.$i"
-  timeout 150 "$test" --gtest_filter='FlashSm90.Dense:FlashSm90.CrossAttention:FlashSm90.Sparse*' >"$out/test.$i.log" 2>&1
+  timeout 150 "$test" --gtest_filter='FlashSm90.Dense:FlashSm90.CrossAttention:FlashSm90.Sparse*:FlashSm90.MaskBlocks' >"$out/test.$i.log" 2>&1
   grep -v "^\[ *RUN\|^\[ *OK" "$out/test.$i.log" | grep -E "FAILED|PASSED|Failure|Expected|Which is|error" | head -20
   # a build that hangs is not timed (nor sanitized)
   grep -q "FAILED\|PASSED" "$out/test.$i.log" || { echo "test did not finish (hang?)"; status=1; mv "$test" "$test.hung"; continue; }

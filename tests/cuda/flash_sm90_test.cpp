@@ -96,10 +96,11 @@ Input random_input(int64_t batch, int64_t seqlen, int64_t heads, int64_t dim, bo
 
 // A random CSR mask: each (slot, query block, key block) kept with probability `density`; every
 // 5th row of the first slot is left empty.
-BlockMask random_mask(int64_t tokens, int slots, int block, double density, uint64_t seed) {
+BlockMask random_mask(int64_t tokens, int slots, int block_q, int block_k, double density, uint64_t seed) {
   BlockMask m;
   m.tokens = tokens;
-  m.block_q = m.block_k = block;
+  m.block_q = block_q;
+  m.block_k = block_k;
   m.heads = slots;
   Random rng{seed};
   m.row_offsets.push_back(0);
@@ -175,6 +176,7 @@ struct Case {
   const char* pattern = "";  // mask == pattern: text for parse_pattern, on `layout`
   VideoLayout layout = {};
   int block = 128;       // mask == random: mask block
+  int block_q = 0;       // query blocks of either mask kind, 0: `block` (random), 128 (pattern)
   double density = 0.3;  // mask == random
   bool per_batch = false;
   int keys = 0;  // S_k of a dense cross-attention; 0: S
@@ -206,9 +208,11 @@ cuda::FlashParams make_params(const Case& c, const void* q, const void* k, const
 BlockMask mask_of(const Case& c) {
   if (c.mask == MaskKind::pattern) {
     EXPECT_EQ(c.layout.tokens(), c.seqlen) << c.name;
-    return build_block_mask(c.layout, parse_pattern(c.pattern), c.per_batch ? c.batch * c.heads : c.heads);
+    return build_block_mask(c.layout, parse_pattern(c.pattern), c.per_batch ? c.batch * c.heads : c.heads,
+                            c.block_q ? c.block_q : 128);
   }
-  return random_mask(c.seqlen, c.per_batch ? c.batch * c.heads : c.heads, c.block, c.density, 77);
+  return random_mask(c.seqlen, c.per_batch ? c.batch * c.heads : c.heads, c.block_q ? c.block_q : c.block, c.block,
+                     c.density, 77);
 }
 
 struct DeviceMask {
@@ -355,7 +359,41 @@ TEST(FlashSm90, Sparse) {
   random64_256.block = 256;
   random64_256.density = 0.4;
   random64_256.per_batch = true;
-  for (const Case& c : {spatial, tile, random_bf16, random_256, random_sparse, random_many, random64_256}) run_case(c);
+  // Query blocks of 192 rows at d = 64: every item one block, one CSR row. Of 320: items span two.
+  Case spatial192{"spatial:0.3+sink bf16 d64 S4133 blocks 192x128", 1, 2, 4133, 64, true, MaskKind::pattern,
+                  "spatial:0.3+sink", kLayout4133};
+  spatial192.block_q = 192;
+  Case random64_320{"random 0.3 fp16 d64 S4133 blocks 320x128", 1, 3, 4133, 64, false, MaskKind::random};
+  random64_320.block_q = 320;
+  for (const Case& c :
+       {spatial, tile, random_bf16, random_256, random_sparse, random_many, random64_256, spatial192, random64_320})
+    run_case(c);
+}
+
+// Which mask blocks the kernel takes: 128-row items (d = 96, 128) need query blocks of whole items,
+// multiples of 128; d = 64's 192-row items need each warpgroup's 64 rows in one block and at most two
+// blocks an item: multiples of 64 from 128. Key blocks: multiples of the 128-key tile.
+TEST(FlashSm90, MaskBlocks) {
+  if (!have_sm90()) GTEST_SKIP() << "no sm_90 GPU";
+  alignas(16) static uint16_t tensor[8];
+  alignas(16) static int32_t csr[2];
+  struct Blocks {
+    int dim, block_q, block_k;
+    bool supported;
+  };
+  for (const Blocks& b : {Blocks{64, 128, 128, true}, Blocks{64, 192, 128, true}, Blocks{64, 320, 256, true},
+                          Blocks{64, 64, 128, false}, Blocks{64, 96, 128, false}, Blocks{64, 192, 192, false},
+                          Blocks{128, 256, 128, true}, Blocks{128, 192, 128, false}, Blocks{96, 192, 128, false}}) {
+    Case c{"blocks", 1, 1, 1000, b.dim, true, MaskKind::pattern};
+    cuda::FlashParams p = make_params(c, tensor, tensor, tensor, tensor, nullptr);
+    p.row_offsets = csr;
+    p.key_blocks = csr;
+    p.mask_heads = 1;
+    p.mask_block_q = b.block_q;
+    p.mask_block_k = b.block_k;
+    EXPECT_EQ(cuda::flash_fwd_sm90_supports(p), b.supported)
+        << "d " << b.dim << ", blocks " << b.block_q << "x" << b.block_k;
+  }
 }
 
 // Small sparse cases, also run under compute-sanitizer (scripts/device/flash_sm90.sh): the d = 64
@@ -369,7 +407,10 @@ TEST(FlashSm90, SparseSmall) {
   random64.per_batch = true;
   Case random64_tiny{"random 0.5 bf16 d64 S100", 1, 3, 100, 64, true, MaskKind::random};
   random64_tiny.density = 0.5;
-  for (const Case& c : {tile64, spatial64, random64, random64_tiny}) run_case(c);
+  Case spatial64_192{"spatial:0.4 bf16 d64 S1000 blocks 192x128", 1, 2, 1000, 64, true, MaskKind::pattern,
+                     "spatial:0.4", kLayout1000};
+  spatial64_192.block_q = 192;
+  for (const Case& c : {tile64, spatial64, random64, random64_tiny, spatial64_192}) run_case(c);
 }
 
 // ---- Timing ---------------------------------------------------------------------------------
@@ -408,7 +449,8 @@ TEST(FlashSm90, Timing) {
       {"HunyuanVideo", {33, 45, 80, 0, TextPosition::none}, 24, 128},  // (long: ~0.3 s a dense call)
   };
   // "cross:N": dense cross-attention to the first N keys (a text of N tokens).
-  // VDIT_FLASH_SM90_BENCH_PATTERNS="dense,tile:4" replaces the list.
+  // VDIT_FLASH_SM90_BENCH_PATTERNS="dense,tile:4" replaces the list; "spatial:0.15@192" builds the mask in
+  // query blocks of 192 rows (keys 128).
   std::vector<std::string> patterns = {"dense",  "spatial:0.25", "spatial:0.15", "spatial:0.10", "temporal:0.10",
                                        "tile:1", "tile:2",       "random:0.10",  "cross:512"};
   if (const char* list = std::getenv("VDIT_FLASH_SM90_BENCH_PATTERNS")) {
@@ -445,9 +487,12 @@ TEST(FlashSm90, Timing) {
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
     for (const std::string& name : patterns) {
-      const char* pattern = name.c_str();
+      const size_t at = name.find('@');
+      const std::string pattern_name = name.substr(0, at);
+      const int block_q = at == std::string::npos ? 128 : std::stoi(name.substr(at + 1));
+      const char* pattern = pattern_name.c_str();
       const char* only = std::getenv("VDIT_FLASH_SM90_BENCH_ONLY");  // "shape mask" substring
-      if (only && (std::string(s.name) + " " + pattern).find(only) == std::string::npos) continue;
+      if (only && (std::string(s.name) + " " + name).find(only) == std::string::npos) continue;
       cuda::FlashParams p = make_params(c, dq.data, dk.data, dv.data, dout.data, nullptr);
       BlockMask mask;
       std::unique_ptr<DeviceMask> device_mask;
@@ -456,13 +501,14 @@ TEST(FlashSm90, Timing) {
       if (cross) {
         p.seqlen_k = std::stoi(std::string(pattern).substr(6));
       } else if (std::string(pattern) != "dense") {
-        mask = std::string(pattern) == "random:0.10" ? random_mask(seqlen, s.heads, 128, 0.10, 9)
-                                                     : build_block_mask(s.layout, parse_pattern(pattern), s.heads);
+        mask = std::string(pattern) == "random:0.10"
+                   ? random_mask(seqlen, s.heads, block_q, 128, 0.10, 9)
+                   : build_block_mask(s.layout, parse_pattern(pattern), s.heads, block_q);
         density = mask.density();
         device_mask = std::make_unique<DeviceMask>(mask);
         device_mask->attach(p, mask);
       }
-      std::printf("timing %s %s\n", s.name, pattern);  // (instrumented builds print between these)
+      std::printf("timing %s %s\n", s.name, name.c_str());  // (instrumented builds print between these)
       std::fflush(stdout);
       // Warm-up, so that the clocks have risen after the host-side mask work (or settled, see the top).
       cudaEventRecord(start);
@@ -489,7 +535,7 @@ TEST(FlashSm90, Timing) {
       const double flops = 4.0 * seqlen * double(cross ? p.seqlen_k : seqlen) * s.dim * s.heads;
       char line[256];
       std::snprintf(line, sizeof line, "| %s | %d | %d | %d | %s | %.3f | %.3f | %.0f | %.0f |\n", s.name, seqlen,
-                    s.heads, s.dim, pattern, density, ms, flops / ms / 1e9, flops * density / ms / 1e9);
+                    s.heads, s.dim, name.c_str(), density, ms, flops / ms / 1e9, flops * density / ms / 1e9);
       table += line;
     }
     cudaEventDestroy(start);
