@@ -10,8 +10,8 @@
 //   their key tiles and flags each stage with the rows that visit it; a consumer releases the other
 //   row's stages unread (kInA and below). Two rows that list the same blocks run as one. The consumers'
 //   work on an item is compiled apart for one row and for two, so that the one-row loop pays nothing for it.
-//   Masks of 192-row query blocks make every item one row (2-3% more effective throughput on
-//   CogVideoX's bands, RESULTS).
+//   Masks of 192-row query blocks make every item one row (1-3% more effective throughput on
+//   CogVideoX's bands and tiles timed alone, 2.5-4% timed in turn with dense; RESULTS).
 // - Consumers: S = Q K^T by wgmma from shared memory, online softmax in registers (exp2), P
 //   converted to bf16/fp16 in registers and fed as the register A operand of the O += P V wgmma.
 //   S(j) = Q K(j)^T and O += P(j-1) V(j-1) are issued together, and the softmax of tile j runs
