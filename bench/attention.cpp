@@ -31,6 +31,7 @@
 #include "attention/attention_timing.h"
 #include "io/safetensors.h"
 #include "json_file.h"
+#include "split.h"
 #include "vdit/attention.h"
 
 namespace {
@@ -89,11 +90,14 @@ Tensor csr_tensor(const std::vector<int64_t>& values) {
 
 // "128,192" -> {128, 192}: query block sizes, multiples of 64 from 128 (see the usage above).
 std::vector<int> parse_block_qs(const std::string& list) {
+  const std::vector<std::string> items = bench::split(list, ',');
+  const auto bad = [&] {
+    fail(ErrorCode::invalid_argument,
+         "bench_attention: --block-q {}: expected sizes of query blocks, multiples of 64 from 128, as 128,192", list);
+  };
+  if (items.size() != static_cast<size_t>(std::count(list.begin(), list.end(), ',')) + 1) bad();  // an empty item
   std::vector<int> sizes;
-  size_t begin = 0;
-  while (begin <= list.size()) {
-    const size_t end = std::min(list.find(',', begin), list.size());
-    const std::string item = list.substr(begin, end - begin);
+  for (const std::string& item : items) {
     size_t used = 0;
     int size = 0;
     try {
@@ -101,11 +105,8 @@ std::vector<int> parse_block_qs(const std::string& list) {
     } catch (const std::exception&) {
       used = 0;
     }
-    VDIT_CHECK(used == item.size() && !item.empty() && size >= 128 && size % 64 == 0, ErrorCode::invalid_argument,
-               "bench_attention: --block-q {}: expected sizes of query blocks, multiples of 64 from 128, as 128,192",
-               list);
+    if (used != item.size() || size < 128 || size % 64 != 0) bad();
     if (std::find(sizes.begin(), sizes.end(), size) == sizes.end()) sizes.push_back(size);
-    begin = end + 1;
   }
   return sizes;
 }

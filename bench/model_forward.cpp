@@ -33,6 +33,7 @@
 #include "core/allocator_cuda.h"
 #include "io/safetensors.h"
 #include "json_file.h"
+#include "split.h"
 #include "models/cogvideox/cogvideox_model.h"
 #include "models/model.h"
 #include "models/wan/wan_model.h"
@@ -54,17 +55,6 @@ double median(std::vector<double> v) {
 }
 
 double gib(size_t bytes) { return static_cast<double>(bytes) / double(size_t{1} << 30); }
-
-std::vector<std::string> split(const std::string& text, char sep) {
-  std::vector<std::string> parts;
-  size_t at = 0;
-  while (at <= text.size()) {
-    const size_t end = std::min(text.find(sep, at), text.size());
-    if (end > at) parts.push_back(text.substr(at, end - at));
-    at = end + 1;
-  }
-  return parts;
-}
 
 AttentionPolicy make_policy(const std::string& name, int layers) {
   if (name == "dense") return AttentionPolicy::dense();
@@ -145,7 +135,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--inputs") o.inputs = value();
     else if (a == "--label") o.label = value();
     else if (a == "--json") o.json = value();
-    else if (a == "--policies") o.policies = split(value(), ',');
+    else if (a == "--policies") o.policies = bench::split(value(), ',');
     else if (a == "--runs") o.runs = std::max(1, std::atoi(value().c_str()));
     else if (a == "--warmup") o.warmup = std::max(0, std::atoi(value().c_str()));
     else if (a == "--breakdown") o.breakdown = true;
