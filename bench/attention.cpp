@@ -1,16 +1,18 @@
 // Times the flash-attention kernels on the four shapes of ../shared/ANCHORS.md (bf16, batch 1):
 // dense, tile:1/2/4, spatial and temporal at 0.25 and 0.15, and a mixed per-head pattern (half
-// spatial, half temporal at 0.25). CUDA events, warm-up (1 s of calls), median of --runs (5x on
-// the short shapes). Each sparse row is timed alone (back to back, as the peers are), then with the
-// dense call in turn (time_attention_cuda of two masks) for its effective throughput as a fraction
-// of that dense call's, which the clock's drift between rows does not move. Prints time,
-// dense-equivalent TFLOP/s (4 S^2 D H / t), effective TFLOP/s (kept tiles only), that fraction and
-// density, and writes for
+// spatial, half temporal at 0.25). CUDA events, warm-up (1 s of calls, 5 s before a shape's first
+// row: kSettleMs), median of --runs (5x on the short shapes). Each sparse row is timed alone (back
+// to back, as the peers are), then with the dense call in turn (time_attention_cuda of two masks)
+// for its effective throughput as a fraction of that dense call's, which the clock's drift between
+// rows does not move. Prints time, dense-equivalent TFLOP/s (4 S^2 D H / t), effective TFLOP/s
+// (kept tiles only), that fraction and density; then the dense row again (its drift over the
+// shape), and writes for
 // bench/attention_peers.py: <dir>/<shape>.masks.safetensors (each mask's CSR) and
 // <dir>/ours_<kernel>.json (the timings).
 //
 // Usage: bench_attention [--kernel sm80|sm90|auto] [--shapes cogvideox,wan,opensora,hunyuan]
 //                        [--runs N] [--dir DIR] [--no-masks] [--block-q 128,192]
+//                        [--warmup-ms 1000] [--settle-ms 5000]
 // --block-q: the masks' query blocks, each size its own rows. Masks are built in blocks of 128 x 128
 // (DESIGN's default); another size N adds rows named "<pattern>@N" on the shapes of head dim 64, whose
 // sm90 work items are 192 rows (three warpgroups): with N = 192 each item is one query block, one CSR
@@ -49,6 +51,12 @@ struct BenchShape {
 // every 100 ms; RESULTS): after 300 ms a row timed after an idle gap, the first dense row of each
 // shape above all, still ran at a higher clock than the rows after it.
 constexpr double kWarmupMs = 1000.0;
+// Each shape's first row (dense) is timed after 5 s of calls instead: the GPU then holds the clock it
+// keeps through the shape's rows. After the host's set-up of a shape's inputs, 1 s was not enough:
+// the dense row ran 4-4.5% faster than the same call timed again after the shape's rows (CogVideoX,
+// Wan; with 4 s, 0.0%; RESULTS), which took that much off every sparse row's fraction of dense timed
+// alone. The dense call timed again at the end ("dense again") shows the drift in every run.
+constexpr double kSettleMs = 5000.0;
 constexpr int kShortShapeRuns = 5;
 
 const std::vector<BenchShape> kShapes = {
@@ -67,6 +75,8 @@ struct Result {
   int64_t tokens, heads, dim;
   double density, ms, dense_tflops, effective_tflops;
   double of_dense;  // effective / dense throughput, dense timed in turn with the row (1: the dense row)
+  double turn_dense_ms = 0, turn_ms = 0;  // the two calls' times in turn (0: the dense row)
+  double ms_again = 0;                    // the dense row: timed again after the shape's other rows
 };
 
 std::vector<std::pair<std::string, std::vector<Pattern>>> bench_patterns(int64_t heads) {
@@ -111,9 +121,24 @@ std::vector<int> parse_block_qs(const std::string& list) {
   return sizes;
 }
 
+// A numeric argument's value, at least `least`, or an error naming the argument.
+double number(const std::string& arg, const std::string& text, double least) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !(v >= least))
+    fail(ErrorCode::invalid_argument, "bench_attention: {} {}: expected a number, at least {}", arg, text, least);
+  return v;
+}
+
 int run(int argc, char** argv) {
   std::string kernel_name = "auto", dir = "bench_attention_out", shapes_arg = "cogvideox,wan,opensora,hunyuan";
   int runs = 10;
+  double warmup_ms = kWarmupMs, settle_ms = kSettleMs;
   bool write_masks = true;
   std::vector<int> block_qs = {128};
   for (int i = 1; i < argc; ++i) {
@@ -125,7 +150,9 @@ int run(int argc, char** argv) {
     if (a == "--kernel") kernel_name = value();
     else if (a == "--dir") dir = value();
     else if (a == "--shapes") shapes_arg = value();
-    else if (a == "--runs") runs = std::stoi(value());
+    else if (a == "--runs") runs = static_cast<int>(number(a, value(), 1));
+    else if (a == "--warmup-ms") warmup_ms = number(a, value(), 0);
+    else if (a == "--settle-ms") settle_ms = number(a, value(), 0);
     else if (a == "--no-masks") write_masks = false;
     else if (a == "--block-q") block_qs = parse_block_qs(value());
     else fail(ErrorCode::invalid_argument, "bench_attention: unknown argument {}", a);
@@ -171,6 +198,7 @@ int run(int argc, char** argv) {
         if (block_q == 128) rows.emplace_back(pattern, patterns, block_q);
         else if (!patterns.empty()) rows.emplace_back(pattern + "@" + std::to_string(block_q), patterns, block_q);
     }
+    const size_t first_row = results.size();  // the shape's dense row
     for (const auto& [name, patterns, block_q] : rows) {
       BlockMask mask;
       GpuBlockMask gpu_mask;
@@ -188,21 +216,34 @@ int run(int argc, char** argv) {
       // The row alone, back to back as a user runs it and as the peers are timed; then a sparse row
       // in turn with the dense call, for the fraction of dense at one moment's clock.
       const GpuBlockMask* row_mask = patterns.empty() ? nullptr : &gpu_mask;
-      const double ms = time_attention_cuda(inputs, out, row_mask, kernel, shape_runs, warmup, kWarmupMs).ms;
-      double of_dense = 1.0;
+      // (The shape's first row, dense, after --settle-ms of calls: see kSettleMs.)
+      const double ms = time_attention_cuda(inputs, out, row_mask, kernel, shape_runs, warmup,
+                                            results.size() == first_row ? settle_ms : warmup_ms)
+                            .ms;
+      double of_dense = 1.0, turn_dense_ms = 0, turn_ms = 0;
       if (row_mask) {
         const std::vector<AttentionTiming> t = time_attention_cuda(
-            inputs, out, std::vector<const GpuBlockMask*>{nullptr, row_mask}, kernel, shape_runs, warmup, kWarmupMs);
-        of_dense = density * t.front().ms / t.back().ms;
+            inputs, out, std::vector<const GpuBlockMask*>{nullptr, row_mask}, kernel, shape_runs, warmup, warmup_ms);
+        turn_dense_ms = t.front().ms;
+        turn_ms = t.back().ms;
+        of_dense = density * turn_dense_ms / turn_ms;
       }
       const double dense_tflops = dense_flop / (ms * 1e-3) / 1e12;
       results.push_back({shape.name, name, kernel_name, S, H, D, density, ms, dense_tflops, dense_tflops * density,
-                         of_dense});
+                         of_dense, turn_dense_ms, turn_ms});
       const Result& r = results.back();
       std::printf("%-10s %-26s density %.3f  %9.3f ms  dense-eq %7.1f  effective %6.1f TFLOP/s  %5.1f%% of dense "
-                  "in turn\n",
+                  "in turn (dense %.3f ms, row %.3f ms)\n",
                   r.shape.c_str(), r.pattern.c_str(), r.density, r.ms, r.dense_tflops, r.effective_tflops,
-                  100.0 * r.of_dense);
+                  100.0 * r.of_dense, r.turn_dense_ms, r.turn_ms);
+      std::fflush(stdout);
+    }
+    if (first_row < results.size() && results[first_row].pattern == "dense") {
+      // The dense call alone again, after the shape's rows: how far the clock drifted since its first timing.
+      Result& dense = results[first_row];
+      dense.ms_again = time_attention_cuda(inputs, out, nullptr, kernel, shape_runs, warmup, warmup_ms).ms;
+      std::printf("%-10s dense again, after the rows: %.3f ms (%.1f%% of the first timing's time)\n",
+                  shape.name.c_str(), dense.ms_again, 100.0 * dense.ms_again / dense.ms);
       std::fflush(stdout);
     }
     if (write_masks) {
@@ -215,11 +256,13 @@ int run(int argc, char** argv) {
   }
 
   nlohmann::json doc = nlohmann::json::array();
-  for (const Result& r : results)
+  for (const Result& r : results) {
     doc.push_back({{"shape", r.shape}, {"pattern", r.pattern}, {"kernel", r.kernel}, {"tokens", r.tokens},
                    {"heads", r.heads}, {"head_dim", r.dim}, {"density", r.density}, {"ms", r.ms},
                    {"dense_tflops", r.dense_tflops}, {"effective_tflops", r.effective_tflops},
-                   {"of_dense", r.of_dense}});
+                   {"of_dense", r.of_dense}, {"in_turn_ms", {r.turn_dense_ms, r.turn_ms}}});
+    if (r.pattern == "dense") doc.back()["ms_again"] = r.ms_again;
+  }
   bench::write_json_file(doc, dir + "/ours_" + kernel_name + ".json", 1, "bench_attention");
   return 0;
 }

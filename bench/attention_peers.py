@@ -23,10 +23,11 @@ BLOCK = 128
 
 
 WARMUP_MS = 1000.0  # as bench_attention: calls before timing, so that the GPU clock settles
+SETTLE_MS = 5000.0  # as bench_attention: before a shape's first timing (its cuDNN dense call)
 SHORT_SHAPE_RUNS = 5  # as bench_attention: 5x the runs where a call takes a few ms
 
 
-def median_ms(fn, runs, warmup):
+def median_ms(fn, runs, warmup, warmup_ms=WARMUP_MS):
     for _ in range(warmup):
         fn()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -34,7 +35,7 @@ def median_ms(fn, runs, warmup):
     fn()
     end.record()
     end.synchronize()
-    for _ in range(min(10000, int(WARMUP_MS / max(start.elapsed_time(end), 1e-3)))):
+    for _ in range(min(10000, int(warmup_ms / max(start.elapsed_time(end), 1e-3)))):
         fn()
     torch.cuda.synchronize()
     pairs = []
@@ -86,7 +87,8 @@ def write_table(directory, ours, order, kernels, peers, final=False):
 
     head = ["shape", "pattern", "density"]
     for kern in kernels:
-        head += [f"{kern} ms", f"{kern} TF/s dense-eq", f"{kern} TF/s eff", f"{kern} eff / dense (in turn)"]
+        head += [f"{kern} ms", f"{kern} TF/s dense-eq", f"{kern} TF/s eff", f"{kern} eff / dense (alone)",
+                 f"{kern} eff / dense (in turn)"]
     head += ["cuDNN dense ms", "Flex ms"]
     for kern in kernels:
         head += [f"{kern} vs cuDNN dense", f"{kern} vs Flex"]
@@ -99,15 +101,23 @@ def write_table(directory, ours, order, kernels, peers, final=False):
         for kern in kernels:
             r = rec.get(kern)
             of_dense = r and r.get("of_dense")
+            dense = ours.get((shape, "dense"), {}).get(kern)
+            alone = r["effective_tflops"] / dense["effective_tflops"] if r and dense and pattern != "dense" else None
             row += [fmt(r and r["ms"], 3), fmt(r and r["dense_tflops"], 0), fmt(r and r["effective_tflops"], 0),
+                    f"{100 * alone:.1f}%" if alone else "-",
                     f"{100 * of_dense:.1f}%" if of_dense and pattern != "dense" else "-"]
         cudnn_ms, flex_ms = peer.get("cudnn_ms"), peer.get("flex_ms")
         row += [fmt(cudnn_ms, 3), fmt(flex_ms, 3) if flex_ms else (peer.get("flex_note") or "-")]
         for kern in kernels:
             ms = rec[kern]["ms"] if kern in rec else None
-            row += [f"{cudnn_ms / ms:.2f}x" if cudnn_ms and ms else "-", f"{flex_ms / ms:.2f}x" if flex_ms and ms else "-"]
+            row += [f"{cudnn_ms / ms:.2f}x" if cudnn_ms and ms else "-",
+                    f"{flex_ms / ms:.2f}x" if flex_ms and ms else "-"]
         lines.append("| " + " | ".join(row) + " |")
-    table = "\n".join(lines)
+    # each shape's dense call timed again after its rows (bench_attention): the clock's drift over the shape
+    drift = [f"{shape} {kern}: dense again after the rows {r['ms_again']:.3f} ms, {100 * r['ms_again'] / r['ms']:.1f}%"
+             for (shape, pattern), rec in ours.items() if pattern == "dense"
+             for kern, r in rec.items() if r.get("ms_again")]
+    table = "\n".join(lines + ([""] + drift if drift else []))
     open(os.path.join(directory, "attention_table.md"), "w").write(table + "\n")
     if final:
         print("\n" + table)
@@ -155,7 +165,7 @@ def main():
 
         try:
             with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-                cudnn_ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), runs, warmup)
+                cudnn_ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), runs, warmup, SETTLE_MS)
         except Exception as e:  # noqa: BLE001 - record, never crash the table
             cudnn_ms = None
             print(f"{shape}: cuDNN SDPA failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
