@@ -1,12 +1,12 @@
 // Times the flash-attention kernels on the four shapes of ../shared/ANCHORS.md (bf16, batch 1):
-// dense, tile:1/2/4, spatial and temporal at 0.25 and 0.15, and a mixed per-head pattern (half
-// spatial, half temporal at 0.25). CUDA events, warm-up (1 s of calls, 5 s before a shape's first
-// row: kSettleMs), median of --runs (5x on the short shapes). Each sparse row is timed alone (back
-// to back, as the peers are), then with the dense call in turn (time_attention_cuda of two masks)
-// for its effective throughput as a fraction of that dense call's, which the clock's drift between
-// rows does not move. Prints time, dense-equivalent TFLOP/s (4 S^2 D H / t), effective TFLOP/s
-// (kept tiles only), that fraction and density; then the dense row again (its drift over the
-// shape), and writes for
+// dense, tile:1/2/4, spatial and temporal at 0.25, 0.15 and 0.10 (issue 3's lowest density), and a
+// mixed per-head pattern (half spatial, half temporal at 0.25). CUDA events, warm-up (1 s of calls,
+// 5 s before a shape's first row: kSettleMs), median of --runs (5x on the short shapes). Each sparse
+// row is timed alone (back to back, as the peers are), then with the dense call in turn
+// (time_attention_cuda of two masks) for its effective throughput as a fraction of that dense
+// call's, which the clock's drift between rows does not move. Prints time, dense-equivalent TFLOP/s
+// (4 S^2 D H / t), effective TFLOP/s (kept tiles only), that fraction and density; then the dense
+// row again (its drift over the shape), and writes for
 // bench/attention_peers.py: <dir>/<shape>.masks.safetensors (each mask's CSR) and
 // <dir>/ours_<kernel>.json (the timings).
 //
@@ -84,8 +84,8 @@ std::vector<std::pair<std::string, std::vector<Pattern>>> bench_patterns(int64_t
   auto all = [&](Pattern p) { return std::vector<Pattern>(heads, p); };
   list.push_back({"dense", {}});
   for (int g : {1, 2, 4}) list.push_back({Pattern::tile(g).to_string(), all(Pattern::tile(g))});
-  for (double d : {0.25, 0.15}) list.push_back({Pattern::spatial(d).to_string(), all(Pattern::spatial(d))});
-  for (double d : {0.25, 0.15}) list.push_back({Pattern::temporal(d).to_string(), all(Pattern::temporal(d))});
+  for (double d : {0.25, 0.15, 0.10}) list.push_back({Pattern::spatial(d).to_string(), all(Pattern::spatial(d))});
+  for (double d : {0.25, 0.15, 0.10}) list.push_back({Pattern::temporal(d).to_string(), all(Pattern::temporal(d))});
   std::vector<Pattern> mix(heads, Pattern::temporal(0.25));
   std::fill(mix.begin(), mix.begin() + heads / 2, Pattern::spatial(0.25));
   list.push_back({"mix:spatial+temporal:0.25", mix});

@@ -64,7 +64,7 @@ if has bench; then
   masks=()
   for k in $kernels; do
     start=$SECONDS
-    timeout 240 "$bench_bin" --kernel "$k" --dir "$work" --shapes "$shapes" --runs "$runs" --block-q "$block_q" \
+    timeout 330 "$bench_bin" --kernel "$k" --dir "$work" --shapes "$shapes" --runs "$runs" --block-q "$block_q" \
       "${masks[@]}" 2>&1 | tee -a "$out/bench.log"
     summary+=("bench $k: exit ${PIPESTATUS[0]} ($((SECONDS - start)) s)")
     [ -e "$work/ours_$k.json" ] && masks=(--no-masks)
