@@ -63,6 +63,9 @@ TEST_F(BenchCli, BadOptionsAreNamed) {
   r = run_bench("--frames 2 --height 4 --width 4 --block-q 0");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--block-q"), std::string::npos) << r.err;
+  r = run_bench("--frames 2 --height 4 --width 4 --warmup-ms -1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--warmup-ms"), std::string::npos) << r.err;
   r = run_bench("--frames 2 --height 4 --width 4 --bogus 1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--bogus"), std::string::npos) << r.err;
@@ -91,16 +94,18 @@ TEST_F(BenchCli, TimesOnTheGpu) {
   EXPECT_NEAR(j["effective_tflops"].get<double>(), j["dense_tflops"].get<double>() * j["density"].get<double>(),
               1e-6 * j["dense_tflops"].get<double>());
   EXPECT_EQ(j["block_q"], 128);
+  EXPECT_EQ(j["warmup_ms"], 1000.0);
 }
 
 TEST_F(BenchCli, QueryBlocksOfTheWorkItem) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
   // 384 tokens in two query blocks of 192 (d = 64: the sm90 kernel's work item).
   const CliRun r = run_bench("--frames 3 --height 8 --width 16 --heads 2 --head-dim 64 --pattern spatial:0.4 "
-                             "--block-q 192 --runs 5 --json");
+                             "--block-q 192 --runs 5 --warmup-ms 50 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["block_q"], 192);
+  EXPECT_EQ(j["warmup_ms"], 50.0);
   EXPECT_GT(j["density"].get<double>(), 0.0);
   EXPECT_LE(j["density"].get<double>(), 1.0);
 }

@@ -1,6 +1,6 @@
 // `vdit bench attention`: times vdit::attention on the GPU for one video layout, head count, head
-// dim and per-head patterns (random inputs; CUDA events around each call after warm-up calls,
-// median of --runs), and prints the kernel that ran, the time, the mask density, and the
+// dim and per-head patterns (random inputs; CUDA events around each call after warm-up calls and
+// --warmup-ms of them, median of --runs), and prints the kernel that ran, the time, the mask density, and the
 // dense-equivalent (4 S^2 D H B / t) and effective (times the density) TFLOP/s.
 #include <fmt/format.h>
 
@@ -23,6 +23,7 @@ namespace {
 struct BenchAttentionOptions {
   LayoutOptions layout;
   int heads = 1, head_dim = 128, batch = 1, runs = 20, warmup = 3, block_q = 128;
+  double warmup_ms = 1000.0;
   std::string pattern = "dense", dtype = "bf16", kernel = "auto";
   bool json = false;
 };
@@ -60,14 +61,16 @@ int run_bench_attention(const BenchAttentionOptions& o, bool heads_given) {
   std::vector<std::array<Tensor, 3>> inputs(1);
   for (int i = 0; i < 3; ++i) inputs[0][i] = random_device_tensor(shape, dtype, i + 1);
   const Tensor out = Tensor::empty(shape, dtype, Device::cuda());
-  const AttentionTiming t = time_attention_cuda(inputs, out, dense ? nullptr : &mask, kernel, o.runs, o.warmup);
+  const AttentionTiming t = time_attention_cuda(inputs, out, dense ? nullptr : &mask, kernel, o.runs, o.warmup,
+                                                o.warmup_ms);
   const double dense_tflops = 4.0 * double(S) * double(S) * o.head_dim * heads * o.batch / (t.ms * 1e-3) / 1e12;
   if (o.json) {
     const nlohmann::json j = {{"kernel", flash_kernel_name(t.kernel)}, {"tokens", S},           {"heads", heads},
                               {"head_dim", o.head_dim},                {"batch", o.batch},      {"dtype", o.dtype},
                               {"pattern", o.pattern},                  {"density", density},    {"ms", t.ms},
                               {"dense_tflops", dense_tflops},          {"effective_tflops", dense_tflops * density},
-                              {"block_q", o.block_q},                  {"runs", o.runs}};
+                              {"block_q", o.block_q},                  {"runs", o.runs},
+                              {"warmup_ms", o.warmup_ms}};
     fmt::print("{}\n", j.dump());
   } else {
     fmt::print("kernel {}, {} x {} tokens x {} heads x {}, {}, {}: density {:.3f}, {:.3f} ms (median of {}), "
@@ -103,6 +106,10 @@ CLI::App* add_bench_command(CLI::App& app, Runner* runner) {
       ->check(CLI::IsMember({"auto", "sm80", "sm90", "f32"}));
   cmd->add_option("--runs", o->runs, "Timed calls; the median is reported (default 20)");
   cmd->add_option("--warmup", o->warmup, "Calls before timing (default 3)");
+  cmd->add_option("--warmup-ms", o->warmup_ms,
+                  "Then calls for this much GPU time before timing (default 1000; at most 10,000 calls), so that the "
+                  "GPU runs at the clock it holds under sustained load (at its power cap, lower than a short burst's)")
+      ->check(CLI::Range(0.0, 600000.0));
   cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->callback([=] { *runner = [=] { return run_bench_attention(*o, heads->count() > 0); }; });
   return bench;
