@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -121,8 +122,8 @@ std::vector<int> parse_block_qs(const std::string& list) {
   return sizes;
 }
 
-// A numeric argument's value, at least `least`, or an error naming the argument.
-double number(const std::string& arg, const std::string& text, double least) {
+// A numeric argument's value, at least `least` (and whole if `whole`), or an error naming the argument.
+double number(const std::string& arg, const std::string& text, double least, bool whole = false) {
   size_t used = 0;
   double v = 0;
   try {
@@ -130,8 +131,9 @@ double number(const std::string& arg, const std::string& text, double least) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != text.size() || !(v >= least))
-    fail(ErrorCode::invalid_argument, "bench_attention: {} {}: expected a number, at least {}", arg, text, least);
+  if (used == 0 || used != text.size() || !(v >= least) || (whole && v != std::floor(v)))
+    fail(ErrorCode::invalid_argument, "bench_attention: {} {}: expected a {}number, at least {}", arg, text,
+         whole ? "whole " : "", least);
   return v;
 }
 
@@ -150,7 +152,7 @@ int run(int argc, char** argv) {
     if (a == "--kernel") kernel_name = value();
     else if (a == "--dir") dir = value();
     else if (a == "--shapes") shapes_arg = value();
-    else if (a == "--runs") runs = static_cast<int>(number(a, value(), 1));
+    else if (a == "--runs") runs = static_cast<int>(number(a, value(), 1, true));
     else if (a == "--warmup-ms") warmup_ms = number(a, value(), 0);
     else if (a == "--settle-ms") settle_ms = number(a, value(), 0);
     else if (a == "--no-masks") write_masks = false;

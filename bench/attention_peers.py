@@ -110,8 +110,9 @@ def write_table(directory, ours, order, kernels, peers, final=False):
         row += [fmt(cudnn_ms, 3), fmt(flex_ms, 3) if flex_ms else (peer.get("flex_note") or "-")]
         for kern in kernels:
             ms = rec[kern]["ms"] if kern in rec else None
-            row += [f"{cudnn_ms / ms:.2f}x" if cudnn_ms and ms else "-",
-                    f"{flex_ms / ms:.2f}x" if flex_ms and ms else "-"]
+            # three decimals: a ratio of 1.4996 must not read as the 1.5 line
+            row += [f"{cudnn_ms / ms:.3f}x" if cudnn_ms and ms else "-",
+                    f"{flex_ms / ms:.3f}x" if flex_ms and ms else "-"]
         lines.append("| " + " | ".join(row) + " |")
     # each shape's dense call timed again after its rows (bench_attention): the clock's drift over the shape
     drift = [f"{shape} {kern}: dense again after the rows {r['ms_again']:.3f} ms, {100 * r['ms_again'] / r['ms']:.1f}%"
