@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -99,6 +100,18 @@ Tensor csr_tensor(const std::vector<int64_t>& values) {
   return t;
 }
 
+// `text` read whole as a number, or nothing.
+std::optional<double> whole_text_number(const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  return used == text.size() ? std::optional<double>(v) : std::nullopt;
+}
+
 // "128,192" -> {128, 192}: query block sizes, multiples of 64 from 128 (see the usage above).
 std::vector<int> parse_block_qs(const std::string& list) {
   const std::vector<std::string> items = bench::split(list, ',');
@@ -109,14 +122,9 @@ std::vector<int> parse_block_qs(const std::string& list) {
   if (items.size() != static_cast<size_t>(std::count(list.begin(), list.end(), ',')) + 1) bad();  // an empty item
   std::vector<int> sizes;
   for (const std::string& item : items) {
-    size_t used = 0;
-    int size = 0;
-    try {
-      size = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || size < 128 || size % 64 != 0) bad();
+    const std::optional<double> v = whole_text_number(item);
+    if (!v || *v < 128 || *v > (1 << 20) || std::fmod(*v, 64.0) != 0) bad();
+    const int size = static_cast<int>(*v);
     if (std::find(sizes.begin(), sizes.end(), size) == sizes.end()) sizes.push_back(size);
   }
   return sizes;
@@ -124,17 +132,11 @@ std::vector<int> parse_block_qs(const std::string& list) {
 
 // A numeric argument's value, at least `least` (and whole if `whole`), or an error naming the argument.
 double number(const std::string& arg, const std::string& text, double least, bool whole = false) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || !(v >= least) || (whole && v != std::floor(v)))
+  const std::optional<double> v = whole_text_number(text);
+  if (!v || !(*v >= least) || (whole && (*v != std::floor(*v) || *v > 1e9)))
     fail(ErrorCode::invalid_argument, "bench_attention: {} {}: expected a {}number, at least {}", arg, text,
          whole ? "whole " : "", least);
-  return v;
+  return *v;
 }
 
 int run(int argc, char** argv) {
