@@ -3,11 +3,11 @@
 bench_attention timed, and prints one table with our times and the ratios.
 
 Reads <dir>/ours_*.json and <dir>/<shape>.masks.safetensors written by bench_attention; writes
-<dir>/peers.json and <dir>/attention_table.md. Runs on the GPU machine (PyTorch with cuDNN, Triton).
+<dir>/peers.json and <dir>/attention_table.md (attention_table.py). Runs on the GPU machine (PyTorch with
+cuDNN, Triton).
 Usage: attention_peers.py --dir DIR [--runs 10] [--no-flex]
 """
 import argparse
-import glob
 import json
 import math
 import os
@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+from attention_table import load_ours, table_text  # (beside this script)
 
 BLOCK = 128
 
@@ -81,53 +83,10 @@ def flex_mask(row_offsets, key_blocks, heads, tokens, block_q=BLOCK):
 def write_table(directory, ours, order, kernels, peers, final=False):
     """Writes peers.json and attention_table.md (rows measured so far); prints the table at the end."""
     json.dump(peers, open(os.path.join(directory, "peers.json"), "w"), indent=1)
-
-    def fmt(x, digits=2):
-        return "-" if x is None else f"{x:.{digits}f}"
-
-    head = ["shape", "pattern", "density"]
-    for kern in kernels:
-        head += [f"{kern} ms", f"{kern} TF/s dense-eq", f"{kern} TF/s eff", f"{kern} eff / dense (alone)",
-                 f"{kern} eff / dense (in turn)"]
-    head += ["cuDNN dense ms", "Flex ms"]
-    for kern in kernels:
-        head += [f"{kern} vs cuDNN dense", f"{kern} vs Flex"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for key in order:
-        shape, pattern = key
-        rec = ours[key]
-        peer = peers.get(f"{shape}/{pattern}", {})
-        row = [shape, pattern, fmt(next(iter(rec.values()))["density"], 3)]
-        for kern in kernels:
-            r = rec.get(kern)
-            of_dense = r and r.get("of_dense")
-            # alone: against the faster of the dense row's two timings (first, and again after the rows)
-            dense = ours.get((shape, "dense"), {}).get(kern)
-            dense_ms = dense and min(dense["ms"], dense.get("ms_again") or dense["ms"])
-            alone = (r["effective_tflops"] * dense_ms / dense["ms"] / dense["effective_tflops"]
-                     if r and dense and pattern != "dense" else None)
-            row += [fmt(r and r["ms"], 3), fmt(r and r["dense_tflops"], 0), fmt(r and r["effective_tflops"], 0),
-                    f"{100 * alone:.1f}%" if alone else "-",
-                    f"{100 * of_dense:.1f}%" if of_dense and pattern != "dense" else "-"]
-        cudnn_ms, flex_ms = peer.get("cudnn_ms"), peer.get("flex_ms")
-        row += [fmt(cudnn_ms, 3), fmt(flex_ms, 3) if flex_ms else (peer.get("flex_note") or "-")]
-        for kern in kernels:
-            ms = rec[kern]["ms"] if kern in rec else None
-            # three decimals: a ratio of 1.4996 must not read as the 1.5 line
-            row += [f"{cudnn_ms / ms:.3f}x" if cudnn_ms and ms else "-",
-                    f"{flex_ms / ms:.3f}x" if flex_ms and ms else "-"]
-        lines.append("| " + " | ".join(row) + " |")
-    # each shape's dense call timed again after its rows (bench_attention): the clock's drift over the shape
-    drift = [f"{shape} {kern}: dense again after the rows {r['ms_again']:.3f} ms, {100 * r['ms_again'] / r['ms']:.1f}%"
-             for (shape, pattern), rec in ours.items() if pattern == "dense"
-             for kern, r in rec.items() if r.get("ms_again")]
-    if drift:
-        drift.insert(0, "(\"alone\": a row's effective TFLOP/s over its dense row's at the faster of its two timings)")
-    table = "\n".join(lines + ([""] + drift if drift else []))
+    table = table_text(ours, order, kernels, peers)
     open(os.path.join(directory, "attention_table.md"), "w").write(table + "\n")
     if final:
         print("\n" + table)
-
 
 
 def main():
@@ -137,18 +96,9 @@ def main():
     parser.add_argument("--no-flex", action="store_true")
     args = parser.parse_args()
 
-    ours = {}  # (shape, pattern) -> {kernel: record}
-    order = []
-    for path in sorted(glob.glob(os.path.join(args.dir, "ours_*.json"))):
-        for r in json.load(open(path)):
-            key = (r["shape"], r["pattern"])
-            if key not in ours:
-                ours[key] = {}
-                order.append(key)
-            ours[key][r["kernel"]] = r
+    ours, order, kernels = load_ours(args.dir)
     if not order:
         sys.exit(f"attention_peers: no ours_*.json in {args.dir}")
-    kernels = sorted({k for v in ours.values() for k in v})
 
     print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}",
           flush=True)
