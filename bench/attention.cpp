@@ -76,9 +76,10 @@ struct Result {
   std::string shape, pattern, kernel;
   int64_t tokens, heads, dim;
   double density, ms, dense_tflops, effective_tflops;
-  double of_dense;  // effective / dense throughput, dense timed in turn with the row (1: the dense row)
-  double turn_dense_ms = 0, turn_ms = 0;  // the two calls' times in turn (0: the dense row)
+  double turn_dense_ms = 0, turn_ms = 0;  // the dense call's and the row's times in turn (0: the dense row)
   double ms_again = 0;                    // the dense row: timed again after the shape's other rows
+  // effective / dense throughput, dense timed in turn with the row (1: the dense row)
+  double of_dense() const { return turn_ms > 0 ? density * turn_dense_ms / turn_ms : 1.0; }
 };
 
 std::vector<std::pair<std::string, std::vector<Pattern>>> bench_patterns(int64_t heads) {
@@ -224,22 +225,21 @@ int run(int argc, char** argv) {
       const double ms = time_attention_cuda(inputs, out, row_mask, kernel, shape_runs, warmup,
                                             results.size() == first_row ? settle_ms : warmup_ms)
                             .ms;
-      double of_dense = 1.0, turn_dense_ms = 0, turn_ms = 0;
+      double turn_dense_ms = 0, turn_ms = 0;
       if (row_mask) {
         const std::vector<AttentionTiming> t = time_attention_cuda(
             inputs, out, std::vector<const GpuBlockMask*>{nullptr, row_mask}, kernel, shape_runs, warmup, warmup_ms);
         turn_dense_ms = t.front().ms;
         turn_ms = t.back().ms;
-        of_dense = density * turn_dense_ms / turn_ms;
       }
       const double dense_tflops = dense_flop / (ms * 1e-3) / 1e12;
       results.push_back({shape.name, name, kernel_name, S, H, D, density, ms, dense_tflops, dense_tflops * density,
-                         of_dense, turn_dense_ms, turn_ms});
+                         turn_dense_ms, turn_ms});
       const Result& r = results.back();
       std::printf("%-10s %-26s density %.3f  %9.3f ms  dense-eq %7.1f  effective %6.1f TFLOP/s  %5.1f%% of dense "
                   "in turn (dense %.3f ms, row %.3f ms)\n",
                   r.shape.c_str(), r.pattern.c_str(), r.density, r.ms, r.dense_tflops, r.effective_tflops,
-                  100.0 * r.of_dense, r.turn_dense_ms, r.turn_ms);
+                  100.0 * r.of_dense(), r.turn_dense_ms, r.turn_ms);
       std::fflush(stdout);
     }
     if (first_row < results.size() && results[first_row].pattern == "dense") {
@@ -264,7 +264,7 @@ int run(int argc, char** argv) {
     doc.push_back({{"shape", r.shape}, {"pattern", r.pattern}, {"kernel", r.kernel}, {"tokens", r.tokens},
                    {"heads", r.heads}, {"head_dim", r.dim}, {"density", r.density}, {"ms", r.ms},
                    {"dense_tflops", r.dense_tflops}, {"effective_tflops", r.effective_tflops},
-                   {"of_dense", r.of_dense}, {"in_turn_ms", {r.turn_dense_ms, r.turn_ms}}});
+                   {"of_dense", r.of_dense()}, {"in_turn_ms", {r.turn_dense_ms, r.turn_ms}}});
     if (r.pattern == "dense") doc.back()["ms_again"] = r.ms_again;
   }
   bench::write_json_file(doc, dir + "/ours_" + kernel_name + ".json", 1, "bench_attention");
